@@ -1,0 +1,2 @@
+"""adapters package."""
+__all__: list[str] = []

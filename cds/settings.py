@@ -1,0 +1,133 @@
+"""One settings object, built once in the composition root and passed down.
+
+Environment variables use the prefix ``ONCOVIGIL_`` (nested with ``__``); a TOML file named by
+``ONCOVIGIL_CONFIG_FILE`` (or ``--config``) supplies defaults below the environment.
+Units are part of the names (``_s``, ``_mb``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cds.errors import ConfigError
+
+Environment = Literal["development", "test", "production"]
+
+
+def default_home() -> Path:
+    """Where OncoVigil keeps its state, logs, sandbox pid and model cache unless told otherwise."""
+    return Path(os.environ.get("ONCOVIGIL_HOME", Path.cwd() / "var"))
+
+
+class Settings(BaseSettings):
+    """Every setting is documented in the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ONCOVIGIL_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    environment: Environment = "development"
+    home: Path = Field(default_factory=default_home)
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    # FHIR server the sync and the CDS service talk to (default: the local sandbox)
+    fhir_base_url: str = "http://127.0.0.1:8089/fhir"
+    fhir_connect_timeout_s: float = 5.0
+    fhir_read_timeout_s: float = 30.0
+    fhir_max_connections: int = 10
+    fhir_page_size: int = 50
+    fhir_max_retries: int = 4
+    fhir_write_batch_size: int = 100
+    fhir_auth: Literal["none", "bearer", "smart-backend"] = "none"
+    fhir_bearer_token: str | None = None
+    smart_token_url: str | None = None
+    smart_client_id: str | None = None
+    smart_private_key_file: Path | None = None
+    smart_key_id: str | None = None
+    smart_alg: Literal["RS384", "ES384"] = "RS384"
+    smart_scope: str = "system/*.read system/AdverseEvent.write system/DetectedIssue.write"
+
+    # HAPI sandbox (docker/hapi)
+    sandbox_dir: Path = Field(default_factory=lambda: Path(__file__).resolve().parent.parent / "docker" / "hapi")
+    sandbox_port: int = 8089
+    sandbox_heap_mb: int = 1536
+    sandbox_start_timeout_s: float = 300.0
+    sandbox_database: Literal["memory", "file"] = "file"
+
+    # data and models
+    data_dir: Path = Field(default_factory=lambda: Path(__file__).resolve().parent.parent.parent / "shared" / "data")
+    models_dir: Path | None = None
+    onnx_providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    onnx_threads: int = 0
+
+    # cohort
+    cohort_patients: int = 50
+    cohort_seed: int = 7
+
+    # state
+    state_db_url: str | None = None
+
+    @model_validator(mode="after")
+    def _derived_paths(self) -> Settings:
+        if self.models_dir is None:
+            self.models_dir = self.home / "models"
+        if self.state_db_url is None:
+            self.state_db_url = f"sqlite:///{self.home / 'state.db'}"
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        assert self.models_dir is not None  # set by the validator
+        return self.models_dir
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the optional TOML file named by ONCOVIGIL_CONFIG_FILE."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("ONCOVIGIL_CONFIG_FILE")
+        if not path:
+            return {}
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError("OV-0002", f"config file {path} does not exist; fix ONCOVIGIL_CONFIG_FILE") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("OV-0003", f"config file {path} is not valid TOML: {exc}") from exc
+        section = data.get("oncovigil", data)
+        if not isinstance(section, dict):
+            raise ConfigError("OV-0004", f"config file {path}: [oncovigil] must be a table")
+        return section
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings or raise ConfigError with every invalid field named."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError("OV-0001", f"invalid configuration ({problems}); see README 'Configuration'") from exc

@@ -1,0 +1,2 @@
+"""hooks package."""
+__all__: list[str] = []

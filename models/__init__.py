@@ -1,0 +1,2 @@
+"""models package."""
+__all__: list[str] = []
