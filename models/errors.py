@@ -1,0 +1,48 @@
+"""Errors raised by the ML leaf: loading, verifying, running, training and exporting models.
+
+Every message starts with a stable code (``OV-2xxx``) and says what to do. Codes are never reused.
+
+Exception tree::
+
+    ModelError                 OV-2000  base; ``code`` is stable across releases
+    ├── ModelLoadError         OV-2001..2019  a model directory, backbone or tokenizer cannot be loaded
+    ├── ModelIntegrityError    OV-2020..2029  a file's sha256 differs from model_card.json, or a file is missing
+    ├── ProviderError          OV-2030..2039  onnxruntime did not take a required execution provider
+    ├── TrainingError          OV-2040..2059  training, merging, exporting or a failed parity check
+    └── DataFormatError        OV-2060..2079  user-supplied data in the wrong format (CLI exit code 2)
+"""
+
+from __future__ import annotations
+
+
+class ModelError(Exception):
+    """Base of every error ``models`` raises."""
+
+    code: str = "OV-2000"
+    user_error: bool = False
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class ModelLoadError(ModelError):
+    """A model directory, backbone package or tokenizer could not be loaded."""
+
+
+class ModelIntegrityError(ModelError):
+    """A model directory does not match the hashes its model card records."""
+
+
+class ProviderError(ModelError):
+    """onnxruntime did not use an execution provider the caller required."""
+
+
+class TrainingError(ModelError):
+    """Training, adapter merging, ONNX export or the parity check failed."""
+
+
+class DataFormatError(ModelError):
+    """Training or evaluation data is not in the expected format; the user must fix the input."""
+
+    user_error = True
