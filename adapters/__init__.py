@@ -1,2 +1,119 @@
-"""adapters package."""
-__all__: list[str] = []
+"""adapters: the EHR side, FHIR R4 I/O (read notes and orders, write findings back).
+
+Public names only; everything else is an implementation detail. See ``adapters/README_SECTION.md``.
+"""
+
+from adapters.adverse_events import fetch_adverse_events, parse_adverse_events
+from adapters.auth import Auth, BearerTokenAuth, SmartBackendAuth, SmartBackendConfig
+from adapters.bulk_load import load_resources, read_ndjson_dir
+from adapters.capabilities import CapabilityReport, ResourceNeed, assess, check_capabilities
+from adapters.client import FhirClient
+from adapters.config import FhirClientConfig
+from adapters.context import fetch_patient_context
+from adapters.errors import (
+    AdapterError,
+    CapabilityError,
+    FhirAuthError,
+    FhirConfigError,
+    FhirConflictError,
+    FhirHttpError,
+    FhirNotFoundError,
+    FhirProtocolError,
+    FhirRequestError,
+    FhirServerError,
+    FhirThrottledError,
+    FhirTransportError,
+    LoadInputError,
+    MappingError,
+    ResourceBuildError,
+)
+from adapters.identifiers import (
+    SID_ADE_SUMMARY,
+    SID_ADVERSE_EVENT,
+    SID_DETECTED_ISSUE,
+    SID_DEVICE,
+)
+from adapters.notes import note_from_document, pull_notes
+from adapters.orders import order_from_request, pull_orders
+from adapters.outcome import OutcomeIssue, ValidationResult
+from adapters.prefetch import ParsedPrefetch, parse_medication_requests, parse_prefetch
+from adapters.records import (
+    AdeSummaryInput,
+    AdverseEventInput,
+    ConditionRecord,
+    DetectedIssueInput,
+    LoadReport,
+    MedicationOrder,
+    Note,
+    PatientContext,
+    PatientRecord,
+    PullStats,
+    RecordedAdverseEvent,
+    TypeLoadCounts,
+    WriteFailure,
+    WriteReport,
+)
+from adapters.writer import write_ade_summaries, write_adverse_events, write_detected_issues
+
+__all__ = [
+    "SID_ADE_SUMMARY",
+    "SID_ADVERSE_EVENT",
+    "SID_DETECTED_ISSUE",
+    "SID_DEVICE",
+    "AdapterError",
+    "AdeSummaryInput",
+    "AdverseEventInput",
+    "Auth",
+    "BearerTokenAuth",
+    "CapabilityError",
+    "CapabilityReport",
+    "ConditionRecord",
+    "DetectedIssueInput",
+    "FhirAuthError",
+    "FhirClient",
+    "FhirClientConfig",
+    "FhirConfigError",
+    "FhirConflictError",
+    "FhirHttpError",
+    "FhirNotFoundError",
+    "FhirProtocolError",
+    "FhirRequestError",
+    "FhirServerError",
+    "FhirThrottledError",
+    "FhirTransportError",
+    "LoadInputError",
+    "LoadReport",
+    "MappingError",
+    "MedicationOrder",
+    "Note",
+    "OutcomeIssue",
+    "ParsedPrefetch",
+    "PatientContext",
+    "PatientRecord",
+    "PullStats",
+    "RecordedAdverseEvent",
+    "ResourceBuildError",
+    "ResourceNeed",
+    "SmartBackendAuth",
+    "SmartBackendConfig",
+    "TypeLoadCounts",
+    "ValidationResult",
+    "WriteFailure",
+    "WriteReport",
+    "assess",
+    "check_capabilities",
+    "fetch_adverse_events",
+    "fetch_patient_context",
+    "load_resources",
+    "note_from_document",
+    "order_from_request",
+    "parse_adverse_events",
+    "parse_medication_requests",
+    "parse_prefetch",
+    "pull_notes",
+    "pull_orders",
+    "read_ndjson_dir",
+    "write_ade_summaries",
+    "write_adverse_events",
+    "write_detected_issues",
+]

@@ -6,7 +6,7 @@ Exception tree::
 
     ModelError                 OV-2000  base; ``code`` is stable across releases
     ├── ModelLoadError         OV-2001..2019  a model directory, backbone or tokenizer cannot be loaded
-    ├── ModelIntegrityError    OV-2020..2029  a file's sha256 differs from model_card.json, or a file is missing
+    ├── ModelIntegrityError    OV-2020..2029  a file's sha256 differs from the card, or a file is missing
     ├── ProviderError          OV-2030..2039  onnxruntime did not take a required execution provider
     ├── TrainingError          OV-2040..2059  training, merging, exporting or a failed parity check
     └── DataFormatError        OV-2060..2079  user-supplied data in the wrong format (CLI exit code 2)

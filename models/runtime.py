@@ -47,16 +47,23 @@ def load_session(
     threads: int = 0,
     require: str | None = None,
 ) -> LoadedSession:
-    """Build an InferenceSession; ``threads`` 0 lets onnxruntime choose; ``require`` names a provider that must be taken."""
+    """Build an InferenceSession.
+
+    ``threads`` 0 lets onnxruntime choose; ``require`` names a provider the session must really take.
+    """
     import onnxruntime as ort
 
     if not model_path.is_file():
         raise ModelLoadError(
-            "OV-2001", f"ONNX file {model_path} does not exist; run `oncovigil models build` or pass --model DIR"
+            "OV-2001",
+            f"ONNX file {model_path} does not exist; run `oncovigil models build` or pass --model DIR",
         )
     if not providers:
-        raise ProviderError("OV-2030", "no execution provider requested; set onnx_providers, e.g. [CPUExecutionProvider]")
-    # Severity 4 (fatal only): the CUDA fallback on a GPU-less host logs an error and a warning that are not errors here.
+        raise ProviderError(
+            "OV-2030", "no execution provider requested; set onnx_providers, e.g. [CPUExecutionProvider]"
+        )
+    # Severity 4 (fatal only): on a GPU-less host the CUDA fallback logs an error and a warning that are
+    # not errors for us; the provider check below reports what really happened.
     ort.set_default_logger_severity(4)
     options = ort.SessionOptions()
     options.log_severity_level = 4
@@ -69,12 +76,15 @@ def load_session(
         raise ProviderError(
             "OV-2031",
             f"none of the providers {list(providers)} is available in this onnxruntime build "
-            f"(available: {sorted(available)}); install onnxruntime-gpu for CUDA or request CPUExecutionProvider",
+            f"(available: {sorted(available)}); install onnxruntime-gpu for CUDA or request "
+            "CPUExecutionProvider",
         )
     try:
         session = ort.InferenceSession(str(model_path), sess_options=options, providers=asked)
     except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
-        raise ModelLoadError("OV-2002", f"onnxruntime cannot load {model_path}: {exc}; rebuild the model") from exc
+        raise ModelLoadError(
+            "OV-2002", f"onnxruntime cannot load {model_path}: {exc}; rebuild the model"
+        ) from exc
     taken: list[str] = list(session.get_providers())
     provider = next((p for p in asked if p in taken), None)
     if provider is None:
@@ -99,7 +109,7 @@ def load_session(
 
 
 def pick_variant(model_dir: Path, on_gpu: bool, allow_int8: bool) -> Path:
-    """fp16 on GPU when exported, dynamic int8 on CPU when the export kept it (dev metrics held), else fp32."""
+    """fp16 on GPU when exported, dynamic int8 on CPU when the export kept it, else fp32."""
     if on_gpu and (model_dir / "model_fp16.onnx").is_file():
         return model_dir / "model_fp16.onnx"
     if not on_gpu and allow_int8 and (model_dir / "model_int8.onnx").is_file():
@@ -151,7 +161,9 @@ def bucket_by_length(
 # A sentence ends at . ! ? (optionally followed by quotes/brackets) before whitespace and an upper-case
 # letter, digit or bullet, or at a line break; short abbreviations (Dr., e.g., mg.) are not ends.
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\-•*(\"])|\n\s*")
-_ABBREVIATIONS = frozenset({"dr", "mr", "mrs", "ms", "vs", "e.g", "i.e", "etc", "approx", "no", "fig", "st", "mg", "pt"})
+_ABBREVIATIONS = frozenset(
+    {"dr", "mr", "mrs", "ms", "vs", "e.g", "i.e", "etc", "approx", "fig", "st", "mg", "pt"}
+)
 
 
 def split_sentences_with_offsets(text: str) -> list[tuple[int, int]]:

@@ -1,0 +1,50 @@
+"""Patient, Condition and AllergyIntolerance -> records (pure functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.fhirjson import concept_text, first_code, status_code
+from adapters.fhirtime import parse_date, parse_datetime
+from adapters.records import ConditionRecord, PatientRecord
+
+Resource = dict[str, Any]
+
+INACTIVE_CONDITION = frozenset({"inactive", "remission", "resolved"})
+REFUTED = frozenset({"refuted", "entered-in-error"})
+
+
+def patient_from_resource(patient: Resource) -> PatientRecord:
+    deceased = bool(patient.get("deceasedBoolean")) or patient.get("deceasedDateTime") is not None
+    return PatientRecord(
+        id=str(patient.get("id")),
+        birth_date=parse_date(patient.get("birthDate")),
+        sex=patient.get("gender"),
+        deceased=deceased,
+    )
+
+
+def condition_from_resource(condition: Resource) -> ConditionRecord:
+    system, code, display = first_code(condition.get("code"))
+    return ConditionRecord(
+        id=str(condition.get("id")),
+        code=code,
+        system=system,
+        display=display,
+        clinical_status=status_code(condition.get("clinicalStatus")),
+        verification_status=status_code(condition.get("verificationStatus")),
+        onset=parse_datetime(condition.get("onsetDateTime") or condition.get("recordedDate")),
+    )
+
+
+def condition_is_active(record: ConditionRecord) -> bool:
+    return record.clinical_status not in INACTIVE_CONDITION and record.verification_status not in REFUTED
+
+
+def allergy_label(allergy: Resource) -> str | None:
+    """The substance of an active, not refuted AllergyIntolerance; None for inactive or refuted ones."""
+    if status_code(allergy.get("clinicalStatus")) in ("inactive", "resolved"):
+        return None
+    if status_code(allergy.get("verificationStatus")) in REFUTED:
+        return None
+    return concept_text(allergy.get("code"))

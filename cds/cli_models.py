@@ -1,0 +1,141 @@
+"""``oncovigil train TASK``, ``oncovigil export TASK``, ``oncovigil models build`` and ``models list``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cds.cli import fail, settings_of
+from cds.model_tasks import TaskContext, TaskSpec, discover, get_task, is_built, make_context
+from models import ModelError, read_card
+
+models_app = typer.Typer(help="Build and list the model directories the service runs.", no_args_is_help=True)
+
+
+def _options(values: list[str] | None) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise fail(f"OV-0015: --option {item!r} must look like key=value")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _user_errors(exc: ModelError) -> typer.Exit:
+    return fail(str(exc), 2 if exc.user_error else 1)
+
+
+def train(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="Task to train: ade, toxicity, drugcomb, recommender.")],
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Public data folder (default: settings.data_dir).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to write the adapter artifact (default: models/artifacts/TASK)."),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="Task option key=value (e.g. epochs=2), repeatable."),
+    ] = None,
+) -> None:
+    """Fine-tune TASK with LoRA (fixed seed), save the small artifact, rebuild and evaluate its model."""
+    settings = settings_of(ctx)
+    spec = get_task(task)
+    data = data_dir or settings.data_dir
+    if not data.is_dir():
+        raise fail(
+            f"OV-0016: data directory {data} does not exist; pass --data-dir or set ONCOVIGIL_DATA_DIR"
+        )
+    context = make_context(settings, _options(option))
+    try:
+        summary = spec.train(context, data, out or spec.artifact)
+    except ModelError as exc:
+        raise _user_errors(exc) from exc
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+def export(
+    ctx: typer.Context,
+    task: Annotated[str, typer.Argument(help="Task whose artifact to export.")],
+    artifact: Annotated[
+        Path | None, typer.Option("--artifact", help="Adapter artifact (default: models/artifacts/TASK).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Model directory (default: {models_dir}/TASK).")
+    ] = None,
+) -> None:
+    """Merge the artifact into the backbone, export ONNX with optimum and check torch-vs-ONNX parity."""
+    settings = settings_of(ctx)
+    spec = get_task(task)
+    source = artifact or spec.artifact
+    if not (source / "model_card.json").is_file():
+        raise fail(f"OV-0017: {source} has no model_card.json; train first with `oncovigil train {task}`")
+    try:
+        card = spec.export(make_context(settings), source, out or settings.resolved_models_dir / task)
+    except ModelError as exc:
+        raise _user_errors(exc) from exc
+    typer.echo(json.dumps({"task": task, "name": card.name, "export": card.export}, indent=2, default=str))
+
+
+@models_app.command("build")
+def build(
+    ctx: typer.Context,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild even when the cached directory is current.")
+    ] = False,
+    task: Annotated[list[str] | None, typer.Option("--task", help="Only these tasks (repeatable).")] = None,
+) -> None:
+    """Materialise every committed artifact into {models_dir}/TASK (skipped when already current)."""
+    settings = settings_of(ctx)
+    context = make_context(settings)
+    specs = discover()
+    chosen = [specs[name] for name in sorted(specs) if not task or name in task]
+    if task and len(chosen) != len(set(task)):
+        raise fail(f"OV-0012: unknown task in {task}; known tasks: {', '.join(sorted(specs))}")
+    for spec in chosen:
+        _build_one(context, spec, settings.resolved_models_dir / spec.name, force)
+
+
+def _build_one(context: TaskContext, spec: TaskSpec, target: Path, force: bool) -> None:
+    if not (spec.artifact / "model_card.json").is_file():
+        typer.echo(
+            f"{spec.name}: no committed artifact in {spec.artifact}; skipped "
+            f"(run `oncovigil train {spec.name}`)"
+        )
+        return
+    if not force and is_built(spec, target):
+        typer.echo(f"{spec.name}: {target} is current")
+        return
+    try:
+        card = spec.export(context, spec.artifact, target)
+    except ModelError as exc:
+        raise _user_errors(exc) from exc
+    typer.echo(f"{spec.name}: built {target} ({card.name}, {card.export.get('seconds', '?')} s)")
+
+
+@models_app.command("list")
+def list_models(ctx: typer.Context) -> None:
+    """Tasks, their committed artifacts, built directories and dev metrics."""
+    settings = settings_of(ctx)
+    for name, spec in sorted(discover().items()):
+        target = settings.resolved_models_dir / name
+        state = "built" if is_built(spec, target) else "not built"
+        metrics = ""
+        if (spec.artifact / "model_card.json").is_file():
+            card = read_card(spec.artifact)
+            metrics = json.dumps(card.dev_metrics, default=str)
+            typer.echo(f"{name:12s} {card.name:24s} {state:10s} {target}  dev={metrics}")
+        else:
+            typer.echo(f"{name:12s} {'(no artifact)':24s} {state:10s} {target}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("export")(export)
+    app.add_typer(models_app, name="models")

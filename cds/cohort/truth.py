@@ -1,0 +1,71 @@
+"""Writes a cohort to disk: ground truth (notes, overprescriptions, visits, manifest) and FHIR NDJSON.
+
+Output is byte-for-byte reproducible: records keep generation order, JSON has fixed separators.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cds.cohort.records import Cohort
+from cds.errors import CohortError
+
+TRUTH_FILES = ("notes.jsonl", "overprescriptions.jsonl", "visits.jsonl", "manifest.json")
+
+
+def _line(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _write(path: Path, lines: Iterable[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+        fh.writelines(lines)
+    tmp.replace(path)  # readers never see a half-written file
+
+
+def _ensure_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CohortError(
+            "OV-0043", f"cannot create {directory}: {exc.strerror}; choose a writable directory"
+        ) from exc
+
+
+def write_truth(cohort: Cohort, directory: Path) -> dict[str, Path]:
+    """Write the four truth files into ``directory`` (created if needed); returns name -> path."""
+    _ensure_dir(directory)
+    paths = {name: directory / name for name in TRUTH_FILES}
+    _write(paths["notes.jsonl"], (_line(n.to_json()) for n in cohort.notes))
+    _write(paths["overprescriptions.jsonl"], (_line(o.to_json()) for o in cohort.overprescriptions))
+    _write(paths["visits.jsonl"], (_line(v.to_json()) for v in cohort.visits))
+    _write(paths["manifest.json"], [json.dumps(cohort.manifest(), indent=2, sort_keys=True) + "\n"])
+    return paths
+
+
+def write_ndjson(cohort: Cohort, directory: Path) -> dict[str, Path]:
+    """One ``<Type>.ndjson`` file per resource type, like a FHIR bulk export; returns type -> path."""
+    _ensure_dir(directory)
+    by_type: dict[str, list[str]] = {}
+    for resource in cohort.resources:
+        by_type.setdefault(str(resource["resourceType"]), []).append(_line(resource))
+    paths: dict[str, Path] = {}
+    for kind in sorted(by_type):
+        paths[kind] = directory / f"{kind}.ndjson"
+        _write(paths[kind], by_type[kind])
+    return paths
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read back one of the ``*.jsonl`` truth files."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except FileNotFoundError as exc:
+        raise CohortError(
+            "OV-0044", f"{path} does not exist; run `oncovigil cohort generate --out DIR` first"
+        ) from exc

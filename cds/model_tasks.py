@@ -1,0 +1,149 @@
+"""Task dispatch for ``oncovigil train|export|eval TASK`` and ``oncovigil models build``.
+
+Each task lives in its own module ``cds/model_task_<task>.py`` exposing ``TASK = TaskSpec(...)``; this
+module discovers them, so adding a task never edits a shared file. The callables receive a
+:class:`TaskContext` built from the settings (``models`` never reads settings itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import pkgutil
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cds.errors import ConfigError
+from cds.settings import Settings
+from models import ModelCard, RuntimeConfig, read_card, verify_dir
+
+ARTIFACTS_ROOT = Path(__file__).resolve().parent.parent / "models" / "artifacts"
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task callable may use: the settings, the runtime config and whether to draw progress bars."""
+
+    settings: Settings
+    runtime: RuntimeConfig
+    progress: bool
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.settings.resolved_models_dir
+
+
+# train(ctx, data_dir, artifact_out) -> summary (dev metrics, seconds, ...); it also rebuilds the model dir
+TrainFn = Callable[[TaskContext, Path, Path], dict[str, Any]]
+# export(ctx, artifact_dir, model_dir) -> the written model card
+ExportFn = Callable[[TaskContext, Path, Path], ModelCard]
+# evaluate(ctx, data_path, model_dir) -> the contract's metric keys
+EvaluateFn = Callable[[TaskContext, Path, Path], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One model task: its committed artifact folder and its train / export / evaluate entry points.
+
+    ``hf_task`` is the optimum export task used when a user points ``--model`` at a Hugging Face folder.
+    """
+
+    name: str
+    train: TrainFn
+    export: ExportFn
+    evaluate: EvaluateFn
+    hf_task: str = "token-classification"
+    description: str = ""
+    artifact_dir: Path | None = None
+
+    @property
+    def artifact(self) -> Path:
+        return self.artifact_dir or ARTIFACTS_ROOT / self.name
+
+
+def discover() -> dict[str, TaskSpec]:
+    """Every ``cds.model_task_*`` module's ``TASK``, keyed by task name."""
+    import cds
+
+    tasks: dict[str, TaskSpec] = {}
+    for info in sorted(pkgutil.iter_modules(cds.__path__), key=lambda m: m.name):
+        if info.name.startswith("model_task_"):
+            module = importlib.import_module(f"cds.{info.name}")
+            spec = getattr(module, "TASK", None)
+            if isinstance(spec, TaskSpec):
+                tasks[spec.name] = spec
+    return tasks
+
+
+def get_task(name: str) -> TaskSpec:
+    tasks = discover()
+    if name not in tasks:
+        known = ", ".join(sorted(tasks)) or "none"
+        raise ConfigError("OV-0012", f"unknown model task {name!r}; known tasks: {known}")
+    return tasks[name]
+
+
+def runtime_config(settings: Settings) -> RuntimeConfig:
+    return RuntimeConfig(providers=tuple(settings.onnx_providers), threads=settings.onnx_threads)
+
+
+def make_context(settings: Settings, options: Mapping[str, str] | None = None) -> TaskContext:
+    return TaskContext(
+        settings=settings,
+        runtime=runtime_config(settings),
+        progress=sys.stderr.isatty(),
+        options=options or {},
+    )
+
+
+def artifact_fingerprint(artifact_dir: Path) -> str:
+    """Changes whenever any committed artifact file changes (the card lists every file's sha256)."""
+    card = read_card(artifact_dir)
+    joined = "\n".join(f"{k}={v}" for k, v in sorted(card.files.items()))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+def is_built(spec: TaskSpec, model_dir: Path) -> bool:
+    """True when ``model_dir`` verifies and was built from the current artifact."""
+    try:
+        card = verify_dir(model_dir)
+    except Exception:  # any load or integrity failure means "rebuild"
+        return False
+    built_from = card.export.get("artifact_fingerprint")
+    return built_from == artifact_fingerprint(spec.artifact)
+
+
+def resolve_model_dir(ctx: TaskContext, spec: TaskSpec, model: Path | None) -> Path:
+    """The directory to run: the built default, a user's ONNX directory, or a user's HF directory.
+
+    A user's Hugging Face directory is exported once into ``{models_dir}/_user/<task>-<hash of its path>``.
+    """
+    from models.encoder_export import export_user_hf_dir
+
+    if model is None:
+        default = ctx.models_dir / spec.name
+        if not (default / "model_card.json").is_file():
+            if (spec.artifact / "model_card.json").is_file():
+                spec.export(ctx, spec.artifact, default)
+            else:
+                raise ConfigError(
+                    "OV-0013",
+                    f"no {spec.name} model in {default} and no committed artifact; "
+                    f"run `oncovigil train {spec.name}`",
+                )
+        return default
+    if not model.is_dir():
+        raise ConfigError(
+            "OV-0014", f"--model {model} is not a directory; pass an ONNX or Hugging Face model folder"
+        )
+    if (model / "model.onnx").is_file():
+        return model
+    digest = hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:12]
+    target = ctx.models_dir / "_user" / f"{spec.name}-{digest}"
+    if not (target / "model.onnx").is_file():
+        export_user_hf_dir(model, target, spec.hf_task, ["Patient developed nausea after cisplatin."])
+    return target

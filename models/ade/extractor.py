@@ -1,0 +1,220 @@
+"""The ADE extractor: drug and adverse-event mentions, who caused what, negation, grade, CTCAE term.
+
+Pipeline per note (numpy + onnxruntime only):
+1. split into sentences (offsets kept); a sentence longer than the model window is cut on whitespace;
+2. BIO-tag DRUG / AE tokens with the fine-tuned encoder, all sentences of the batch in length buckets;
+3. pair every event with every drug of its sentence (ADE-Corpus-V2 pairs 98% of its positive sentences
+   this way); an event in a sentence without a drug takes the drugs of the nearest previous sentence
+   that has one, at most ``drug_lookback`` sentences back;
+4. negation and grade from cue rules (``models.ade.cues``), CTCAE term from ``models.ade.ctcae``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from models.ade.ctcae import TERMS_FILE, VECTORS_FILE, CtcaeIndex, CtcaeMatch, CtcaeTerm, read_terms
+from models.ade.cues import is_negated, severity
+from models.card import CARD_FILE, verify_dir
+from models.encoder_infer import EncoderTokenizer, EntitySpan, TokenClassifierRunner, decode_bio, read_labels
+from models.encoder_train import TASK_FILE
+from models.errors import ModelLoadError
+from models.records import AdeFinding, pipe_batches
+from models.registry import RuntimeConfig
+from models.runtime import load_model_dir_session, split_sentences_with_offsets, window_spans
+
+NAME = "ade-extractor.v1"
+DRUG, AE = "DRUG", "AE"
+
+
+@dataclass(frozen=True)
+class AdeConfig:
+    drug_lookback: int = 1
+    min_confidence: float = 0.0
+    ctcae_threshold: float = 0.6
+    max_batch: int = 32
+    max_tokens: int = 4096
+
+
+@dataclass(frozen=True)
+class _Segment:
+    note: int
+    start: int
+    end: int
+
+
+class AdeExtractor:
+    """``predict(notes) -> list[list[AdeFinding]]`` (one list per note, in input order)."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        runner: TokenClassifierRunner,
+        labels: Sequence[str],
+        ctcae: CtcaeIndex | None,
+        config: AdeConfig | None = None,
+    ) -> None:
+        missing = {f"B-{DRUG}", f"I-{DRUG}", f"B-{AE}", f"I-{AE}"} - set(labels)
+        if missing:
+            raise ModelLoadError(
+                "OV-2014",
+                f"the ADE model's labels lack {sorted(missing)}; a token classifier with "
+                "O, B-DRUG, I-DRUG, B-AE, I-AE (config.json id2label) is needed",
+            )
+        self.runner = runner
+        self.labels = list(labels)
+        self.ctcae = ctcae
+        self.config = config or AdeConfig()
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path,
+        runtime: RuntimeConfig | None = None,
+        config: AdeConfig | None = None,
+        ctcae_terms: Sequence[CtcaeTerm] | None = None,
+        verify: bool = True,
+    ) -> AdeExtractor:
+        """Open a model directory; refuses one whose files do not match its model card.
+
+        ``verify=False`` is for a user's own ONNX directory without a card; ``ctcae_terms`` then supplies
+        the term list (terms are matched lexically, or by embedding when the model exposes hidden states).
+        """
+        runtime = runtime or RuntimeConfig()
+        config = config or AdeConfig(max_batch=runtime.max_batch)
+        if verify or (model_dir / CARD_FILE).is_file():
+            verify_dir(model_dir)
+        max_len = 128
+        if (model_dir / TASK_FILE).is_file():
+            max_len = int(json.loads((model_dir / TASK_FILE).read_text(encoding="utf-8")).get("max_len", 128))
+        session = load_model_dir_session(
+            model_dir, runtime.providers, runtime.threads, runtime.allow_int8, runtime.require
+        )
+        tokenizer = EncoderTokenizer(model_dir / "tokenizer.json", max_len)
+        runner = TokenClassifierRunner(session, tokenizer, config.max_batch, config.max_tokens)
+        index: CtcaeIndex | None = None
+        if (model_dir / TERMS_FILE).is_file():
+            terms = read_terms(model_dir / TERMS_FILE)
+            vectors_path = model_dir / VECTORS_FILE
+            vectors = np.load(vectors_path).astype(np.float32) if vectors_path.is_file() else None
+            index = CtcaeIndex(
+                terms, vectors, runner.embed if runner.has_hidden else None, config.ctcae_threshold
+            )
+        elif ctcae_terms is not None:
+            vectors = runner.embed([t.term for t in ctcae_terms]) if runner.has_hidden else None
+            embed = runner.embed if runner.has_hidden else None
+            index = CtcaeIndex(ctcae_terms, vectors, embed, config.ctcae_threshold)
+        return cls(runner, read_labels(model_dir), index, config)
+
+    @property
+    def provider(self) -> str:
+        return self.runner.session.provider
+
+    # -- component contract --------------------------------------------------------------------
+
+    def predict(self, batch: Sequence[str]) -> list[list[AdeFinding]]:
+        segments = self._segments(batch)
+        entities = self._tag(batch, segments)
+        findings: list[list[AdeFinding]] = [[] for _ in batch]
+        events_to_map: list[tuple[int, int, str]] = []  # (note, index in findings, event text)
+        last_drugs: dict[int, tuple[int, list[EntitySpan]]] = {}  # note -> (segment number, drugs)
+        for number, (segment, spans) in enumerate(zip(segments, entities, strict=True)):
+            text = batch[segment.note]
+            drugs = [s for s in spans if s.kind == DRUG]
+            events = [s for s in spans if s.kind == AE]
+            partners = drugs
+            if not drugs and segment.note in last_drugs:
+                seen_at, previous = last_drugs[segment.note]
+                if number - seen_at <= self.config.drug_lookback:
+                    partners = previous
+            if drugs:
+                last_drugs[segment.note] = (number, drugs)
+            for event in events:
+                for drug in partners:
+                    finding = self._finding(text, segment, spans, drug, event)
+                    if finding.confidence >= self.config.min_confidence:
+                        events_to_map.append((segment.note, len(findings[segment.note]), finding.event))
+                        findings[segment.note].append(finding)
+        return self._with_ctcae(findings, events_to_map)
+
+    def pipe(self, stream: Iterable[str], batch_size: int = 32) -> Iterator[list[AdeFinding]]:
+        return pipe_batches(self.predict, stream, batch_size)
+
+    def tag(self, batch: Sequence[str]) -> list[list[EntitySpan]]:
+        """DRUG / AE spans per text (note offsets), before pairing."""
+        segments = self._segments(batch)
+        result: list[list[EntitySpan]] = [[] for _ in batch]
+        for segment, spans in zip(segments, self._tag(batch, segments), strict=True):
+            result[segment.note].extend(spans)
+        return result
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _segments(self, batch: Sequence[str]) -> list[_Segment]:
+        window = self.runner.tokenizer.max_len - 2
+        segments: list[_Segment] = []
+        for note, text in enumerate(batch):
+            for start, end in window_spans(text, self.runner.tokenizer.count, window, pack=False):
+                segments.append(_Segment(note, start, end))
+        return segments
+
+    def _tag(self, batch: Sequence[str], segments: Sequence[_Segment]) -> list[list[EntitySpan]]:
+        texts = [batch[s.note][s.start : s.end] for s in segments]
+        outputs = self.runner.run(texts)
+        tagged: list[list[EntitySpan]] = []
+        for segment, text, output in zip(segments, texts, outputs, strict=True):
+            spans = decode_bio(text, output, self.labels)
+            tagged.append(
+                [
+                    EntitySpan(s.start + segment.start, s.end + segment.start, s.kind, s.confidence)
+                    for s in spans
+                ]
+            )
+        return tagged
+
+    def _finding(
+        self, text: str, segment: _Segment, spans: Sequence[EntitySpan], drug: EntitySpan, event: EntitySpan
+    ) -> AdeFinding:
+        sentence = text[segment.start : segment.end]
+        start, end = event.start - segment.start, event.end - segment.start
+        left = max((s.end for s in spans if s.end <= event.start), default=segment.start) - segment.start
+        right_edges = [s.start for s in spans if s.start >= event.end]
+        right = min(right_edges) - segment.start if right_edges else None
+        sev = severity(sentence, start, end, left, right)
+        return AdeFinding(
+            drug=text[drug.start : drug.end],
+            drug_span=(drug.start, drug.end),
+            event=text[event.start : event.end],
+            event_span=(event.start, event.end),
+            negated=is_negated(sentence, start, end),
+            grade=sev.grade,
+            severity_word=sev.severity_word,
+            ctcae_term=None,
+            meddra_code=None,
+            confidence=round(min(drug.confidence, event.confidence), 4),
+        )
+
+    def _with_ctcae(
+        self, findings: list[list[AdeFinding]], events: list[tuple[int, int, str]]
+    ) -> list[list[AdeFinding]]:
+        if self.ctcae is None or not events:
+            return findings
+        unique = sorted({e[2].lower() for e in events})
+        matches: dict[str, CtcaeMatch | None] = dict(zip(unique, self.ctcae.match(unique), strict=True))
+        for note, index, event in events:
+            match = matches[event.lower()]
+            if match is not None:
+                old = findings[note][index]
+                findings[note][index] = replace(old, ctcae_term=match.term, meddra_code=match.meddra_code)
+        return findings
+
+
+def split_note(text: str) -> list[tuple[int, int]]:
+    """Sentence offsets the extractor pairs within (exposed for callers that group findings)."""
+    return split_sentences_with_offsets(text)

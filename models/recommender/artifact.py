@@ -1,0 +1,59 @@
+"""``recommender.json``: what a recommender directory needs besides weights, shared by artifact and model dir.
+
+It names the registry entry, the base model the adapter belongs to, the prompt format (so serving asks
+exactly the question training taught) and the decision threshold calibrated on the dev split.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models.errors import ModelLoadError
+from models.recommender.prompt import PromptFormat
+
+SETTINGS_FILE = "recommender.json"
+REGISTRY_NAME = "recommender.v1"
+
+
+@dataclass(frozen=True)
+class RecommenderSettings:
+    threshold: float
+    base: str
+    prompt: PromptFormat = field(default_factory=PromptFormat)
+    registry_name: str = REGISTRY_NAME
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "registry_name": self.registry_name,
+            "base": self.base,
+            "threshold": self.threshold,
+            "prompt": self.prompt.to_json(),
+        }
+
+
+def write_settings(directory: Path, settings: RecommenderSettings) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(settings.to_json(), indent=2, sort_keys=True) + "\n"
+    (directory / SETTINGS_FILE).write_text(text, encoding="utf-8")
+
+
+def read_settings(directory: Path) -> RecommenderSettings:
+    path = directory / SETTINGS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return RecommenderSettings(
+            threshold=float(data["threshold"]),
+            base=str(data["base"]),
+            prompt=PromptFormat.from_json(dict(data.get("prompt", {}))),
+            registry_name=str(data.get("registry_name", REGISTRY_NAME)),
+        )
+    except FileNotFoundError as exc:
+        raise ModelLoadError(
+            "OV-2019",
+            f"{path} is missing; this is not a recommender directory (run `oncovigil train recommender`)",
+        ) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError("OV-2019", f"{path} is not valid ({exc}); retrain or restore the file") from exc
