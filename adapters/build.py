@@ -255,7 +255,7 @@ def provenance_resource(
     recorded: datetime,
     activity: str = "CREATE",
 ) -> Resource:
-    """Provenance of one written resource; ``key`` sits in a tag so a re-run finds it (no identifier in R4)."""
+    """Provenance of one written resource; ``key`` sits in a tag so a re-run finds it."""
     resource: Resource = {
         "resourceType": "Provenance",
         "meta": {"tag": [GENERATED_TAG, {"system": SID_PROVENANCE, "code": key}]},

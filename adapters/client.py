@@ -203,13 +203,12 @@ class FhirClient:
         """GET a URL on this server (relative to the base) or on a trusted origin, with our credentials."""
         target = urljoin(self.config.base + "/", url)
         origin = _origin(target)
-        if origin != self.config.origin and origin not in {
-            o.lower().rstrip("/") for o in self.config.trusted_attachment_origins
-        }:
+        trusted = {o.lower().rstrip("/") for o in self.config.trusted_attachment_origins}
+        if origin != self.config.origin and origin not in trusted:
             raise FhirProtocolError(
                 "OV-1054",
-                f"refusing to send credentials to {origin}; add it to the trusted attachment origins if it is "
-                "yours",
+                f"refusing to send credentials to {origin}; add it to the trusted attachment origins "
+                "if it is yours",
             )
         return await self._request("GET", target, headers={"Accept": accept}, idempotent=True)
 

@@ -29,7 +29,7 @@ _PREFERENCE = ("text/plain", "text/markdown", "text/html")
 
 
 def _pick_attachment(document: Resource) -> Resource:
-    attachments = [
+    attachments: list[Resource] = [
         c["attachment"]
         for c in document.get("content") or []
         if isinstance(c, dict) and isinstance(c.get("attachment"), dict)

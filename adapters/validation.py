@@ -87,6 +87,7 @@ def validated(resource: Resource, *, placeholders: Mapping[str, str] | None = No
         raise ResourceBuildError(
             "OV-1080", f"{rtype} built by OncoVigil is not valid FHIR R4 ({problems}); this is a bug"
         ) from exc
+    assert isinstance(model, FHIRResourceModel)  # get_fhir_model_class only returns resource models
     problems_found = reference_problems(model, placeholders)
     if problems_found:
         raise ResourceBuildError(

@@ -14,9 +14,12 @@ from typing import Any
 from models.ade.corpus import AdeSentence, Span
 from models.records import AdeFinding
 
-METRIC_KEYS: tuple[str, ...] = tuple(
-    f"{kind}_{m}" for kind in ("drug", "ade", "pair") for m in ("precision", "recall", "f1")
-) + ("pair_precision_relaxed", "pair_recall_relaxed", "pair_f1_relaxed")
+METRIC_KEYS: tuple[str, ...] = (
+    *(f"{kind}_{m}" for kind in ("drug", "ade", "pair") for m in ("precision", "recall", "f1")),
+    "pair_precision_relaxed",
+    "pair_recall_relaxed",
+    "pair_f1_relaxed",
+)
 
 
 def prf(tp: float, n_pred: int, n_gold: int) -> tuple[float, float, float]:

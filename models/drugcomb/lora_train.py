@@ -1,17 +1,17 @@
-"""Fine-tune a BERT-style encoder as a sequence classifier with LoRA, save the adapter, merge, export to ONNX.
+"""A small LoRA training loop for BERT-style sequence classifiers with a caller-supplied loss.
 
-Training-time only (torch, transformers, peft, optimum are imported inside the functions). The committed
-artifact is the PEFT adapter (LoRA matrices plus the trained pooler and classifier head) and a small JSON
-config; ``merge_and_export`` rebuilds the full model from the base weights and writes ``model.onnx``
-after a torch-vs-onnxruntime parity check. The classifier emits one logit row per input; how the row is
-read (one softmax, or several per-symptom groups) is the caller's ``loss_fn`` / ``decide``.
+``models.encoder_train`` (transformers' Trainer) covers one softmax per input; this loop exists for heads
+that read one logit row as several groups (the toxicity head: a status and a grade softmax per symptom)
+and for runs that must end within a wall-clock budget on a shared CPU. It writes the same artifact as
+``encoder_train`` (a PEFT adapter: LoRA matrices, trained pooler and head; never the base weights), so
+``models.encoder_export.build_encoder_dir`` merges and exports it. Training-time only: torch and peft are
+imported inside the functions.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,7 +24,7 @@ from models.drugcomb.encoding import TOKENIZER_FILE, encode, load_tokenizer, pad
 from models.errors import TrainingError
 from models.runtime import bucket_by_length
 
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "labels.json")
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # LoRA on every attention and feed-forward projection; the pooler and the head are trained in full.
 LORA_TARGETS = ["query", "key", "value", "intermediate.dense", "output.dense"]
 FULLY_TRAINED = ["classifier", "pooler"]
@@ -194,82 +194,13 @@ def torch_logits(model: Any, base_dir: Path, texts: Sequence[str], pairs: Sequen
     return np.stack([r for r in rows if r is not None])
 
 
-def save_adapter(model: Any, out_dir: Path, labels: Sequence[str]) -> list[str]:
-    """Write only the adapter (LoRA + pooler + head) and its label list, never the base weights."""
-    import json
-
+def save_adapter(model: Any, out_dir: Path) -> list[str]:
+    """Write only the adapter (LoRA + pooler + head), never the base weights; returns the file names."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
-    (out_dir / "labels.json").write_text(json.dumps(list(labels)) + "\n", encoding="utf-8")
     for extra in ("README.md",):  # peft writes a template model card; ours is model_card.json
         (out_dir / extra).unlink(missing_ok=True)
     missing = [f for f in ADAPTER_FILES if not (out_dir / f).is_file()]
     if missing:
         raise TrainingError("OV-2051", f"saving the adapter to {out_dir} did not write {missing}; check disk space")
     return list(ADAPTER_FILES)
-
-
-def load_merged(base_dir: Path, adapter_dir: Path) -> Any:
-    """Base encoder + adapter merged into a plain transformers model (labels come from the adapter's head)."""
-    import json
-
-    from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    labels = json.loads((adapter_dir / "labels.json").read_text(encoding="utf-8"))
-    base = AutoModelForSequenceClassification.from_pretrained(
-        str(base_dir), num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-    )
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.eval()
-    return merged
-
-
-def export_onnx(merged: Any, base_dir: Path, out_dir: Path, opset: int = 18) -> Path:
-    """Save the merged model and export it with optimum (task text-classification) to ``out_dir/model.onnx``."""
-    import tempfile
-
-    from optimum.exporters.onnx import main_export
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="ov-merged-") as tmp:
-        hf_dir = Path(tmp) / "hf"
-        merged.save_pretrained(str(hf_dir))
-        for name in (TOKENIZER_FILE, "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
-            if (base_dir / name).is_file():
-                shutil.copy2(base_dir / name, hf_dir / name)
-        try:
-            main_export(
-                model_name_or_path=str(hf_dir), output=str(out_dir), task="text-classification",
-                opset=opset, device="cpu", do_validation=False,
-            )
-        except Exception as exc:  # optimum raises plain exceptions of many kinds
-            raise TrainingError("OV-2052", f"ONNX export failed: {exc}; check the optimum/transformers versions") from exc
-    onnx_path = out_dir / "model.onnx"
-    if not onnx_path.is_file():
-        raise TrainingError("OV-2052", f"the export wrote no {onnx_path}; check the optimum version")
-    return onnx_path
-
-
-def check_parity(expected: np.ndarray, actual: np.ndarray, atol: float = 1e-4) -> float:
-    """Max abs logit difference between torch and onnxruntime; raises when above ``atol``."""
-    if expected.shape != actual.shape:
-        raise TrainingError("OV-2053", f"parity check: torch logits {expected.shape} vs ONNX {actual.shape}")
-    diff = float(np.max(np.abs(expected - actual))) if expected.size else 0.0
-    if not diff <= atol:
-        raise TrainingError("OV-2053", f"parity check failed: max |torch - onnx| logit diff {diff:.2e} > {atol:.0e}; do not ship this export")
-    return diff
-
-
-def quantize_int8(onnx_path: Path, out_path: Path) -> Path:
-    """Dynamic int8 weights (CPU); the caller keeps it only if dev decisions agree closely enough."""
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    logging.getLogger("root").setLevel(logging.ERROR)  # "consider pre-processing" is advice, not a fault
-    quantize_dynamic(str(onnx_path), str(out_path), weight_type=QuantType.QInt8)
-    return out_path

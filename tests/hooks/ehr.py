@@ -57,7 +57,9 @@ class MiniEhr:
         rsa_jwk.update(kid=self.rsa_kid, use="sig", alg="RS384")
         return {"keys": [ec_jwk, rsa_jwk]}
 
-    def issuer_trust(self, *, allowed_jku: Sequence[str] = (), tenants: Sequence[str] | None = None) -> IssuerTrust:
+    def issuer_trust(
+        self, *, allowed_jku: Sequence[str] = (), tenants: Sequence[str] | None = None
+    ) -> IssuerTrust:
         return IssuerTrust(jwks=self.jwks(), allowed_jku=tuple(allowed_jku), tenants=tenants)
 
     def jwt_config(self, **kwargs: Any) -> JwtConfig:
@@ -90,7 +92,7 @@ class MiniEhr:
         lifetime_s: int = 300,
         **claim_overrides: Any,
     ) -> str:
-        """A CDS Hooks JWT for ``aud``; pass ``iss=...``, ``jti=...`` etc. to override a claim, ``None`` to drop."""
+        """A CDS Hooks JWT for ``aud``; ``iss=...``, ``jti=...`` etc. override a claim, ``None`` drops it."""
         key = self.ec_key if alg == "ES384" else self.rsa_key
         kid = kid or (self.ec_kid if alg == "ES384" else self.rsa_kid)
         header = {"typ": "JWT", "kid": kid, **(headers or {})}
@@ -125,7 +127,9 @@ def medication_request(
         "intent": "order",
         "subject": {"reference": f"Patient/{patient_id}"},
         "medicationCodeableConcept": {
-            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code, "display": display}],
+            "coding": [
+                {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code, "display": display}
+            ],
             "text": display,
         },
     }
@@ -145,14 +149,21 @@ def draft_orders(patient_id: str, n: int = 5, *, status: str = "draft") -> dict[
     entries = []
     for i in range(n):
         code, display = DRUGS[i % len(DRUGS)]
-        entries.append({"resource": medication_request(f"draft-{i + 1}", patient_id, code, display, status=status)})
+        entries.append(
+            {"resource": medication_request(f"draft-{i + 1}", patient_id, code, display, status=status)}
+        )
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
 def prefetch(patient_id: str) -> dict[str, Any]:
     empty = {"resourceType": "Bundle", "type": "searchset", "total": 0}
     return {
-        "patient": {"resourceType": "Patient", "id": patient_id, "gender": "female", "birthDate": "1961-04-02"},
+        "patient": {
+            "resourceType": "Patient",
+            "id": patient_id,
+            "gender": "female",
+            "birthDate": "1961-04-02",
+        },
         "medications": empty,
         "conditions": empty,
         "allergies": empty,
@@ -164,7 +175,12 @@ def _base(hook: str, patient_id: str, context: dict[str, Any], with_prefetch: bo
     body: dict[str, Any] = {
         "hook": hook,
         "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": "Practitioner/prac-1", "patientId": patient_id, "encounterId": "enc-1", **context},
+        "context": {
+            "userId": "Practitioner/prac-1",
+            "patientId": patient_id,
+            "encounterId": "enc-1",
+            **context,
+        },
     }
     if with_prefetch:
         body["prefetch"] = prefetch(patient_id)
@@ -174,10 +190,17 @@ def _base(hook: str, patient_id: str, context: dict[str, Any], with_prefetch: bo
 def order_sign_body(
     patient_id: str = "pat-1", *, n_orders: int = 5, status: str = "draft", with_prefetch: bool = True
 ) -> dict[str, Any]:
-    return _base("order-sign", patient_id, {"draftOrders": draft_orders(patient_id, n_orders, status=status)}, with_prefetch)
+    return _base(
+        "order-sign",
+        patient_id,
+        {"draftOrders": draft_orders(patient_id, n_orders, status=status)},
+        with_prefetch,
+    )
 
 
-def order_select_body(patient_id: str = "pat-1", *, n_orders: int = 3, with_prefetch: bool = True) -> dict[str, Any]:
+def order_select_body(
+    patient_id: str = "pat-1", *, n_orders: int = 3, with_prefetch: bool = True
+) -> dict[str, Any]:
     context = {
         "selections": ["MedicationRequest/draft-1"],
         "draftOrders": draft_orders(patient_id, n_orders),
@@ -190,7 +213,12 @@ def patient_view_body(patient_id: str = "pat-1", *, with_prefetch: bool = True) 
 
 
 def feedback_body(card: str, outcome: str = "accepted", **fields: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {"card": card, "outcome": outcome, "outcomeTimestamp": "2026-11-23T10:15:00Z", **fields}
+    item: dict[str, Any] = {
+        "card": card,
+        "outcome": outcome,
+        "outcomeTimestamp": "2026-11-23T10:15:00Z",
+        **fields,
+    }
     return {"feedback": [item]}
 
 

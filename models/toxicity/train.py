@@ -1,0 +1,151 @@
+"""Train the radiotherapy toxicity classifier: MiniLM + LoRA with one multi-head output row per note.
+
+Training-time only (torch and peft are imported by ``lora_train``). Each note teaches every symptom of the
+list at once: a 3-way status softmax per symptom, and a grade softmax per symptom that only present
+symptoms train. Notes come in as plain records (the cohort generator lives in ``cds``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from models.drugcomb.lora_train import (
+    LoraHyperparameters,
+    Progress,
+    TrainExample,
+    build_lora_classifier,
+    save_adapter,
+    torch_logits,
+    train_lora_classifier,
+)
+from models.encoder_train import TASK_FILE
+from models.errors import TrainingError
+from models.toxicity.data import ToxicityNote
+from models.toxicity.head import as_truth_map, counter_from, predict_notes
+from models.toxicity.labels import DEFAULT_SYMPTOMS, IGNORE, STATUSES, GRADE_CLASSES, HeadLayout, grade_target
+from models.toxicity.metrics import toxicity_metrics
+
+REGISTRY_NAME = "toxicity-extractor.v1"
+
+
+@dataclass(frozen=True)
+class ToxicityTrainConfig:
+    """What to learn (the symptom list) and how (LoRA hyperparameters); recorded in the model card."""
+
+    symptoms: tuple[str, ...] = DEFAULT_SYMPTOMS
+    max_length: int = 256
+    epochs: float = 4.0
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    seed: int = 13
+    threads: int = 2
+    time_budget_s: float = 600.0
+    max_steps: int = 0
+
+    def hyperparameters(self) -> LoraHyperparameters:
+        return LoraHyperparameters(
+            lora_r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+            learning_rate=self.learning_rate, epochs=self.epochs, batch_size=self.batch_size,
+            max_length=self.max_length, seed=self.seed, threads=self.threads,
+            time_budget_s=self.time_budget_s, max_steps=self.max_steps,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["symptoms"] = list(self.symptoms)
+        return record
+
+
+def note_targets(note: ToxicityNote, layout: HeadLayout) -> tuple[int, ...]:
+    """Status indices for every symptom, then grade-class indices (IGNORE unless present)."""
+    statuses = [STATUSES.index(note.truth[s].status) for s in layout.symptoms]
+    grades = [grade_target(note.truth[s].status, note.truth[s].grade) for s in layout.symptoms]
+    return tuple(statuses + grades)
+
+
+def grouped_loss(layout: HeadLayout) -> Any:
+    """Mean status cross-entropy over symptoms plus the grade cross-entropy of present symptoms."""
+    import torch
+
+    n, s, g = len(layout.symptoms), len(STATUSES), len(GRADE_CLASSES)
+
+    def loss(logits: Any, targets: Any) -> Any:
+        status = logits[:, : n * s].reshape(-1, s)
+        grade = logits[:, n * s :].reshape(-1, g)
+        status_loss = torch.nn.functional.cross_entropy(status, targets[:, :n].reshape(-1))
+        grade_targets = targets[:, n:].reshape(-1)
+        if bool((grade_targets != IGNORE).any()):
+            grade_loss = torch.nn.functional.cross_entropy(grade, grade_targets, ignore_index=IGNORE)
+        else:
+            grade_loss = status_loss * 0.0
+        return status_loss + grade_loss
+
+    return loss
+
+
+def _fits(notes: Sequence[ToxicityNote], count: Any, max_tokens: int) -> tuple[list[ToxicityNote], int]:
+    """Notes short enough for one window (note-level labels cannot be split over windows)."""
+    kept = [n for n in notes if count(n.text) <= max_tokens]
+    return kept, len(notes) - len(kept)
+
+
+def train_toxicity(
+    train_notes: Sequence[ToxicityNote],
+    dev_notes: Sequence[ToxicityNote],
+    base_dir: Path,
+    artifact_dir: Path,
+    config: ToxicityTrainConfig,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Fit, score the dev notes, and write the adapter + ``encoder_task.json`` into ``artifact_dir``.
+
+    The caller writes the model card (it knows the data provenance). Returns the run summary.
+    """
+    from tokenizers import Tokenizer
+
+    layout = HeadLayout(tuple(config.symptoms))
+    hp = config.hyperparameters()
+    counter_tok = Tokenizer.from_file(str(base_dir / "tokenizer.json"))
+    counter_tok.no_truncation()
+    counter_tok.no_padding()
+    count = counter_from(counter_tok)
+    usable, dropped = _fits(train_notes, count, config.max_length - 2)
+    if not usable:
+        raise TrainingError("OV-2054", "no training note fits the window; raise max_length or check the notes")
+    examples = [TrainExample(n.text, None, note_targets(n, layout)) for n in usable]
+    model = build_lora_classifier(base_dir, layout.labels(), hp)
+    stats = train_lora_classifier(model, base_dir, examples, grouped_loss(layout), hp, progress)
+
+    def logits(pieces: Sequence[str]) -> Any:
+        return torch_logits(model, base_dir, pieces, [None] * len(pieces), config.max_length)
+
+    predicted = predict_notes([n.text for n in dev_notes], logits, count, config.max_length - 2, layout)
+    gold = [{s: (n.truth[s].status, n.truth[s].grade) for s in layout.symptoms} for n in dev_notes]
+    metrics = toxicity_metrics(gold, [as_truth_map(p) for p in predicted], layout.symptoms)
+    save_adapter(model, artifact_dir)
+    task = {
+        "kind": "text-classification",
+        "labels": layout.labels(),
+        "max_len": config.max_length,
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
+        "registry_name": REGISTRY_NAME,
+        "toxicity": {"symptoms": list(layout.symptoms), "statuses": list(STATUSES), "grades": list(GRADE_CLASSES)},
+    }
+    (artifact_dir / TASK_FILE).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
+    return {
+        "train_notes": len(usable),
+        "train_notes_too_long": dropped,
+        "dev_notes": len(dev_notes),
+        "steps": stats.steps,
+        "train_seconds": round(stats.seconds, 1),
+        "stopped_by_time_budget": stats.stopped_by_budget,
+        "final_loss": round(stats.final_loss, 4),
+        "dev_metrics": metrics,
+    }
