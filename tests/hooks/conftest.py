@@ -58,9 +58,7 @@ def hooks_config() -> HooksConfig:
 
 
 @pytest.fixture(scope="session")
-def live(
-    ehr: MiniEhr, tenanted_ehr: MiniEhr, fake: FakeDecisions, hooks_config: HooksConfig
-) -> Iterator[str]:
+def live(ehr: MiniEhr, tenanted_ehr: MiniEhr, fake: FakeDecisions, hooks_config: HooksConfig) -> Iterator[str]:
     """Base URL of the hooks app (JWT on, two trusted issuers) served by uvicorn on a free port."""
     config = JwtConfig(
         trusted_issuers={

@@ -57,9 +57,7 @@ class MiniEhr:
         rsa_jwk.update(kid=self.rsa_kid, use="sig", alg="RS384")
         return {"keys": [ec_jwk, rsa_jwk]}
 
-    def issuer_trust(
-        self, *, allowed_jku: Sequence[str] = (), tenants: Sequence[str] | None = None
-    ) -> IssuerTrust:
+    def issuer_trust(self, *, allowed_jku: Sequence[str] = (), tenants: Sequence[str] | None = None) -> IssuerTrust:
         return IssuerTrust(jwks=self.jwks(), allowed_jku=tuple(allowed_jku), tenants=tenants)
 
     def jwt_config(self, **kwargs: Any) -> JwtConfig:
@@ -127,9 +125,7 @@ def medication_request(
         "intent": "order",
         "subject": {"reference": f"Patient/{patient_id}"},
         "medicationCodeableConcept": {
-            "coding": [
-                {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code, "display": display}
-            ],
+            "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": code, "display": display}],
             "text": display,
         },
     }
@@ -149,9 +145,7 @@ def draft_orders(patient_id: str, n: int = 5, *, status: str = "draft") -> dict[
     entries = []
     for i in range(n):
         code, display = DRUGS[i % len(DRUGS)]
-        entries.append(
-            {"resource": medication_request(f"draft-{i + 1}", patient_id, code, display, status=status)}
-        )
+        entries.append({"resource": medication_request(f"draft-{i + 1}", patient_id, code, display, status=status)})
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
 
 
@@ -198,9 +192,7 @@ def order_sign_body(
     )
 
 
-def order_select_body(
-    patient_id: str = "pat-1", *, n_orders: int = 3, with_prefetch: bool = True
-) -> dict[str, Any]:
+def order_select_body(patient_id: str = "pat-1", *, n_orders: int = 3, with_prefetch: bool = True) -> dict[str, Any]:
     context = {
         "selections": ["MedicationRequest/draft-1"],
         "draftOrders": draft_orders(patient_id, n_orders),

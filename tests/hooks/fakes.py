@@ -29,10 +29,8 @@ async def default_decide(call: HookCall) -> CdsResponse:
     if "patient" in call.missing_prefetch() and call.fhir_server is None:
         raise PrefetchUnavailable(["patient"])
     cards = []
-    if call.hook == "order-select":
-        ids = [s.split("/", 1)[1] for s in call.context.selections]  # type: ignore[union-attr]
-    else:
-        ids = draft_ids(call)
+    selections = getattr(call.context, "selections", None)
+    ids = [s.split("/", 1)[1] for s in selections] if selections else draft_ids(call)
     for order_id in ids[:2]:
         cards.append(
             overprescription_card(

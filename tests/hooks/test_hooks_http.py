@@ -132,9 +132,7 @@ def test_patient_view_answers(live: str, client: httpx.Client, ehr: MiniEhr) -> 
     assert card["source"]["topic"]["code"] == "prior-ade"
 
 
-def test_no_advice_is_an_empty_card_list(
-    live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions
-) -> None:
+def test_no_advice_is_an_empty_card_list(live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions) -> None:
     async def nothing(call: HookCall) -> CdsResponse:
         return CdsResponse()
 
@@ -158,9 +156,7 @@ def test_missing_prefetch_without_fhir_server_is_412_operation_outcome(
     assert issue["details"]["coding"][0]["code"] == "OV-3040"
 
 
-def test_null_prefetch_counts_as_sent(
-    live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions
-) -> None:
+def test_null_prefetch_counts_as_sent(live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions) -> None:
     url = f"{live}/cds-services/{SIGN}"
     body = order_sign_body()
     body["prefetch"]["patient"] = None
@@ -319,9 +315,7 @@ def test_card_refused_at_construction_is_500(
     live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions
 ) -> None:
     async def long_summary(call: HookCall) -> CdsResponse:
-        return CdsResponse(
-            cards=[Card(summary="x" * 140, indicator="info", source=Source(label="OncoVigil"))]
-        )
+        return CdsResponse(cards=[Card(summary="x" * 140, indicator="info", source=Source(label="OncoVigil"))])
 
     fake.behaviour = long_summary
     url = f"{live}/cds-services/{VIEW}"
@@ -329,9 +323,7 @@ def test_card_refused_at_construction_is_500(
     assert r.status_code == 500 and r.json()["code"] == "OV-3070"
 
 
-def test_decision_crash_is_500_with_code(
-    live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions
-) -> None:
+def test_decision_crash_is_500_with_code(live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions) -> None:
     async def crash(call: HookCall) -> CdsResponse:
         raise RuntimeError("boom")
 
@@ -342,9 +334,7 @@ def test_decision_crash_is_500_with_code(
     assert "boom" not in r.text
 
 
-def test_decision_past_deadline_is_503(
-    live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions
-) -> None:
+def test_decision_past_deadline_is_503(live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions) -> None:
     async def slow(call: HookCall) -> CdsResponse:
         await asyncio.sleep(5)
         return CdsResponse()
@@ -392,9 +382,7 @@ def test_bad_feedback_is_400(live: str, client: httpx.Client, ehr: MiniEhr, body
     assert r.status_code == 400 and r.json()["code"] == "OV-3021"
 
 
-def test_feedback_store_failure_is_500(
-    live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions
-) -> None:
+def test_feedback_store_failure_is_500(live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions) -> None:
     fake.feedback_error = OSError("disk full")
     url = f"{live}/cds-services/{SIGN}/feedback"
     r = post(client, ehr, url, feedback_body("c"))

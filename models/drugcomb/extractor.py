@@ -1,0 +1,177 @@
+"""``drugcomb-extractor.v1``: which drugs of a sentence were combined, and whether it worked.
+
+For every sentence with two or more drug mentions, each candidate subset is marked ``<< drug >>`` and
+classified NO_COMB / POS / COMB / NEG; ``decode.decide`` keeps the non-nested confident ones. Runtime:
+numpy, tokenizers and onnxruntime only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.card import verify_dir
+from models.drugcomb.candidates import CandidateConfig, context_of, enumerate_candidates, mark_sentence
+from models.drugcomb.data import DrugCombDoc, DrugSpan
+from models.drugcomb.decode import CandidateDecision, Strategy, decide
+from models.drugcomb.encoding import encode, load_tokenizer, run_logits, softmax
+from models.drugcomb.lexicon import DRUGS_FILE, DrugLexicon
+from models.encoder_train import TASK_FILE
+from models.errors import ModelLoadError
+from models.records import DrugCombination, pipe_batches
+from models.registry import Registry, RuntimeConfig
+from models.runtime import LoadedSession, load_model_dir_session, split_sentences_with_offsets
+
+REGISTRY_NAME = "drugcomb-extractor.v1"
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How candidates become relations; stored in ``encoder_task.json`` under ``drugcomb``."""
+
+    candidates: CandidateConfig = CandidateConfig()
+    max_length: int = 192
+    threshold: float = 0.5
+    strategy: Strategy = "non_nested"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "max_size": self.candidates.max_size,
+            "max_candidates": self.candidates.max_candidates,
+            "context_chars": self.candidates.context_chars,
+            "max_length": self.max_length,
+            "threshold": self.threshold,
+            "strategy": self.strategy,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> DecodeConfig:
+        return cls(
+            candidates=CandidateConfig(
+                max_size=int(raw.get("max_size", 4)),
+                max_candidates=int(raw.get("max_candidates", 96)),
+                context_chars=int(raw.get("context_chars", 0)),
+            ),
+            max_length=int(raw.get("max_length", 192)),
+            threshold=float(raw.get("threshold", 0.5)),
+            strategy=raw.get("strategy", "non_nested"),
+        )
+
+
+def candidate_inputs(doc: DrugCombDoc, config: CandidateConfig) -> tuple[list[tuple[int, ...]], list[str], str | None]:
+    """The candidate subsets of one sentence, their marked texts, and the shared context segment."""
+    candidates = enumerate_candidates(len(doc.spans), config.max_size, config.max_candidates)
+    texts = [mark_sentence(doc.sentence, doc.spans, c) for c in candidates]
+    return candidates, texts, context_of(doc, config.context_chars)
+
+
+class DrugCombExtractor:
+    """Classifies drug subsets of sentences; ``predict`` finds the drugs itself, ``classify`` takes gold spans."""
+
+    def __init__(
+        self, session: LoadedSession, tokenizer: Any, lexicon: DrugLexicon, config: DecodeConfig, max_batch: int = 32
+    ) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.lexicon = lexicon
+        self.config = config
+        self.max_batch = max_batch
+
+    def probabilities(self, docs: Sequence[DrugCombDoc]) -> list[tuple[list[tuple[int, ...]], np.ndarray]]:
+        """Per sentence: its candidates and their class probabilities (NO_COMB, POS, COMB, NEG)."""
+        per_doc: list[list[tuple[int, ...]]] = []
+        texts: list[str] = []
+        pairs: list[str | None] = []
+        for doc in docs:
+            candidates, marked, context = candidate_inputs(doc, self.config.candidates)
+            per_doc.append(candidates)
+            texts += marked
+            pairs += [context] * len(marked)
+        if not texts:
+            return [(c, np.zeros((0, 4), dtype=np.float32)) for c in per_doc]
+        probs = softmax(run_logits(self.session, encode(self.tokenizer, texts, pairs), self.max_batch))
+        out: list[tuple[list[tuple[int, ...]], np.ndarray]] = []
+        at = 0
+        for candidates in per_doc:
+            out.append((candidates, probs[at : at + len(candidates)]))
+            at += len(candidates)
+        return out
+
+    def classify(self, docs: Sequence[DrugCombDoc]) -> list[list[CandidateDecision]]:
+        """Relations per sentence, members as positions into each doc's drug spans."""
+        return [
+            decide(candidates, probs, self.config.threshold, self.config.strategy)
+            for candidates, probs in self.probabilities(docs)
+        ]
+
+    def predict(self, batch: Sequence[str]) -> list[list[DrugCombination]]:
+        """Combinations in each text; sentence spans are offsets into that text."""
+        docs: list[DrugCombDoc] = []
+        owners: list[tuple[int, int, list[str]]] = []
+        for index, text in enumerate(batch):
+            for start, end in split_sentences_with_offsets(text):
+                sentence = text[start:end]
+                mentions = _distinct(self.lexicon.find(sentence))
+                if len({m.name for m in mentions}) < 2:
+                    continue
+                spans = tuple(DrugSpan(i, m.name, m.start, m.end) for i, m in enumerate(mentions))
+                docs.append(DrugCombDoc(f"{index}:{start}", sentence, spans, (), text))
+                owners.append((index, start, [m.name for m in mentions]))
+        out: list[list[DrugCombination]] = [[] for _ in batch]
+        for (index, start, names), doc, decisions in zip(owners, docs, self.classify(docs), strict=True):
+            for decision in decisions:
+                drugs = tuple(sorted({names[i] for i in decision.members}))
+                if len(drugs) < 2:
+                    continue
+                label = decision.label if decision.label in ("POS", "COMB", "NEG") else "COMB"
+                out[index].append(
+                    DrugCombination(
+                        drugs=drugs,
+                        label=label,  # type: ignore[arg-type]  # checked against the literal values above
+                        confidence=round(decision.confidence, 6),
+                        sentence_span=(start, start + len(doc.sentence)),
+                    )
+                )
+        return out
+
+    def pipe(self, stream: Iterable[str], batch_size: int = 32) -> Iterator[list[DrugCombination]]:
+        return pipe_batches(self.predict, stream, batch_size)
+
+
+def _distinct(mentions: Sequence[Any]) -> list[Any]:
+    """Drop repeated mentions of the same drug in a sentence (keep the first): a drug is not combined with itself."""
+    seen: set[str] = set()
+    out = []
+    for mention in mentions:
+        if mention.name not in seen:
+            seen.add(mention.name)
+            out.append(mention)
+    return out
+
+
+def load_drugcomb_extractor(
+    model_dir: Path, config: RuntimeConfig | None = None, extra_drugs: Mapping[str, str] | None = None
+) -> DrugCombExtractor:
+    """Verify the directory, open the session the providers allow, and build the extractor."""
+    config = config or RuntimeConfig()
+    verify_dir(model_dir)
+    path = model_dir / TASK_FILE
+    if not path.is_file():
+        raise ModelLoadError("OV-2006", f"{path} is missing; rebuild the drugcomb model with `oncovigil models build`")
+    task = json.loads(path.read_text(encoding="utf-8"))
+    decode_config = DecodeConfig.from_dict(task.get("drugcomb", {}))
+    session = load_model_dir_session(model_dir, config.providers, config.threads, config.allow_int8, config.require)
+    tokenizer = load_tokenizer(model_dir, decode_config.max_length)
+    extra = dict(extra_drugs or {})
+    extra.update({str(k): str(v) for k, v in config.extra.get("drug_names", {}).items()})
+    lexicon = DrugLexicon.from_file(model_dir / DRUGS_FILE, extra)
+    return DrugCombExtractor(session, tokenizer, lexicon, decode_config, config.max_batch)
+
+
+def register(registry: Registry) -> None:
+    registry.register(REGISTRY_NAME, load_drugcomb_extractor)
