@@ -74,6 +74,25 @@ class Settings(BaseSettings):
     # state
     state_db_url: str | None = None
 
+    # CDS Hooks service (`oncovigil serve`)
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8000
+    cds_require_jwt: bool = True
+    cds_trusted_issuers_file: Path | None = None
+    cds_public_base_url: str | None = None
+    cds_cors_origins: list[str] = Field(default_factory=list)
+    cds_decision_timeout_s: float = 4.0
+    cds_max_body_bytes: int = 1_048_576
+    cds_context_cache_ttl_s: float = 600.0
+
+    # nightly sync
+    sync_cron: str = "0 2 * * *"
+    sync_timezone: str = "UTC"
+    sync_batch_size: int = 16
+    sync_misfire_grace_s: int = 3600
+    sync_lease_ttl_s: float = 3 * 3600.0
+    summary_window_days: int = 365
+
     @model_validator(mode="after")
     def _derived_paths(self) -> Settings:
         if self.models_dir is None:

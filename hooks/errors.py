@@ -30,9 +30,7 @@ class HooksError(Exception):
     http_status: int = 500
     user_error: bool = False
 
-    def __init__(
-        self, message: str, *, code: str | None = None, errors: list[dict[str, str]] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, code: str | None = None, errors: list[dict[str, str]] | None = None) -> None:
         if code is not None:
             self.code = code
         self.detail = message

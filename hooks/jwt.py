@@ -143,9 +143,7 @@ def _load_keys(iss: str, jwks: Mapping[str, Any]) -> dict[str, _Key]:
         try:
             public = jwt.PyJWK(dict(jwk)).key
         except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
-            raise HooksConfigError(
-                f"key {kid!r} of issuer {iss!r} cannot be loaded: {exc}", code="OV-3013"
-            ) from exc
+            raise HooksConfigError(f"key {kid!r} of issuer {iss!r} cannot be loaded: {exc}", code="OV-3013") from exc
         if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
             raise HooksConfigError(f"key {kid!r} of issuer {iss!r} is not a public key", code="OV-3013")
         alg = jwk.get("alg")
@@ -176,9 +174,7 @@ def _normalise(url: str) -> str:
 class JwtVerifier:
     """Verifies ``Authorization: Bearer <JWT>`` against pinned issuer keys and a replay store."""
 
-    def __init__(
-        self, config: JwtConfig, replay_store: ReplayStore, *, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, config: JwtConfig, replay_store: ReplayStore, *, clock: Callable[[], float] = time.time) -> None:
         self._config = config
         self._replay = replay_store
         self._clock = clock
@@ -257,9 +253,7 @@ class JwtVerifier:
         if not await self._replay.first_use(f"{iss}\x1f{jti}", expires_at):
             raise AuthenticationFailed("jti replayed")
         tenant = claims.get("tenant")
-        return VerifiedClient(
-            iss=iss, jti=jti, kid=kid, alg=alg, tenant=tenant if isinstance(tenant, str) else None
-        )
+        return VerifiedClient(iss=iss, jti=jti, kid=kid, alg=alg, tenant=tenant if isinstance(tenant, str) else None)
 
     def _check_claims(self, claims: Mapping[str, Any], audiences: Sequence[str], trust: IssuerTrust) -> None:
         aud = claims.get("aud")

@@ -20,6 +20,7 @@ SOURCE_LABEL = "OncoVigil"
 TOPIC_SYSTEM = "https://oncovigil.org/fhir/CodeSystem/card-topic"
 OVERRIDE_SYSTEM = "https://oncovigil.org/fhir/CodeSystem/override-reason"
 _NAMESPACE = uuid.UUID("0b9c6a52-7d51-4a8e-9f0e-3c1c2f5e8a11")
+_LABEL_MAX = 200
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>|#])")
 
 OVERRIDE_REASONS: tuple[Coding, ...] = (
@@ -60,10 +61,10 @@ def source(topic_code: str, topic_display: str) -> Source:
     return Source(label=SOURCE_LABEL, topic=topic(topic_code, topic_display))
 
 
-def fit_summary(text: str) -> str:
-    """One line, shortened with an ellipsis to the spec's < 140 characters."""
+def fit(text: str, limit: int = SUMMARY_MAX_CHARS) -> str:
+    """One line, shortened with an ellipsis to ``limit`` characters (default: the spec's < 140)."""
     line = " ".join(text.split())
-    return line if len(line) <= SUMMARY_MAX_CHARS else line[: SUMMARY_MAX_CHARS - 1].rstrip() + "…"
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def md(text: str) -> str:
@@ -88,10 +89,10 @@ def overprescription_card(
     """Warning: the draft order is likely overprescription; suggest removing it, or replacing it."""
     ref = draft_reference(draft_resource_id)
     card_id = stable_uuid(hook_instance, f"overprescription/{ref}")
-    remove = Action(type="delete", description=f"Remove the draft order for {drug_display}", resourceId=ref)
+    remove = Action(type="delete", description=fit(f"Remove the draft order for {drug_display}", 1000), resourceId=ref)
     suggestions = [
         Suggestion(
-            label=f"Remove {drug_display} order",
+            label=fit(f"Remove {drug_display} order", _LABEL_MAX),
             uuid=stable_uuid(card_id, "remove"),
             actions=[remove],
         )
@@ -99,13 +100,13 @@ def overprescription_card(
     if alternative is not None:
         suggestions.append(
             Suggestion(
-                label=f"Replace with {alternative.display}",
+                label=fit(f"Replace with {alternative.display}", _LABEL_MAX),
                 uuid=stable_uuid(card_id, "replace"),
                 actions=[
                     remove,
                     Action(
                         type="create",
-                        description=f"Order {alternative.display} instead",
+                        description=fit(f"Order {alternative.display} instead", 1000),
                         resource=dict(alternative.resource),
                     ),
                 ],
@@ -120,7 +121,7 @@ def overprescription_card(
         detail += f"\n\n**Alternative**: {md(alternative.display)}"
     return Card(
         uuid=card_id,
-        summary=fit_summary(f"{drug_display}: likely overprescription (score {score:.2f})"),
+        summary=fit(f"{drug_display}: likely overprescription (score {score:.2f})"),
         detail=detail,
         indicator="warning",
         source=source("overprescription", "Likely overprescription"),
@@ -159,7 +160,7 @@ def prior_ade_card(drug_display: str, events: Sequence[PriorEvent], *, hook_inst
         summary += f" (worst grade {worst})"
     return Card(
         uuid=stable_uuid(hook_instance, f"prior-ade/{drug_display.casefold()}"),
-        summary=fit_summary(summary),
+        summary=fit(summary),
         detail=detail,
         indicator="critical" if severe else "info",
         source=source("prior-ade", "Prior adverse drug event"),

@@ -109,9 +109,7 @@ class OrderSignRequest(_HookRequest):
     context: OrderSignContext
 
 
-HookRequest = Annotated[
-    PatientViewRequest | OrderSelectRequest | OrderSignRequest, Field(discriminator="hook")
-]
+HookRequest = Annotated[PatientViewRequest | OrderSelectRequest | OrderSignRequest, Field(discriminator="hook")]
 
 
 class AcceptedSuggestion(RequestModel):

@@ -50,9 +50,7 @@ _SERVICE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def check_setup(
-    services: Sequence[ServiceDefinition], verifier: JwtVerifier | None, config: HooksConfig
-) -> None:
+def check_setup(services: Sequence[ServiceDefinition], verifier: JwtVerifier | None, config: HooksConfig) -> None:
     """Refuse a configuration that is unsafe or cannot serve: no JWT outside development, duplicate ids."""
     if verifier is None and config.require_jwt:
         raise HooksConfigError("require_jwt is on but no JwtVerifier was given", code="OV-3007")
@@ -67,9 +65,7 @@ def check_setup(
 def checked_response(result: object) -> dict[str, Any]:
     """The decision's answer as wire JSON, re-validated: a response that breaks the spec is never sent."""
     if not isinstance(result, CdsResponse):
-        raise CardInvariantError(
-            f"decision service returned {type(result).__name__}, not CdsResponse", code="OV-3071"
-        )
+        raise CardInvariantError(f"decision service returned {type(result).__name__}, not CdsResponse", code="OV-3071")
     try:
         return CdsResponse.model_validate(result.to_wire()).to_wire()
     except (ValidationError, PydanticSerializationError, ValueError, TypeError, AttributeError) as exc:
@@ -115,9 +111,7 @@ def create_cds_router(
         responses=_SERVICE_ERRORS,
         summary="Call a CDS service (order-select, order-sign, patient-view)",
     )
-    async def call_service(
-        service_id: str, body: Annotated[HookRequest, Body()], request: Request
-    ) -> Response:
+    async def call_service(service_id: str, body: Annotated[HookRequest, Body()], request: Request) -> Response:
         service = by_id[service_id]
         if body.hook != service.hook:
             raise BadHookRequest(

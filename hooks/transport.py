@@ -72,9 +72,7 @@ def operation_outcome(exc: PrefetchUnavailable) -> dict[str, Any]:
 
 def error_response(exc: HooksError) -> JSONResponse:
     if isinstance(exc, PrefetchUnavailable):
-        return JSONResponse(
-            operation_outcome(exc), status_code=exc.http_status, media_type="application/fhir+json"
-        )
+        return JSONResponse(operation_outcome(exc), status_code=exc.http_status, media_type="application/fhir+json")
     headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if exc.http_status == 401 else None
     body: dict[str, Any] = {"code": exc.code, "message": str(exc)}
     if exc.errors:
@@ -88,9 +86,7 @@ def describe_validation(exc: RequestValidationError) -> BadHookRequest:
     if any(p.get("type") == "json_invalid" for p in problems):
         ctx = problems[0].get("ctx") or {}
         where = problems[0].get("loc", ("body", "?"))[-1]
-        return BadHookRequest(
-            f"body is not valid JSON ({ctx.get('error', 'decode error')} at {where})", code="OV-3022"
-        )
+        return BadHookRequest(f"body is not valid JSON ({ctx.get('error', 'decode error')} at {where})", code="OV-3022")
     listed = []
     for p in problems[:10]:
         loc = ".".join(str(part) for part in p.get("loc", ()) if part != "body") or "(body)"

@@ -1,7 +1,7 @@
 """Train the drug-combination classifier on DrugComb: MiniLM + LoRA over marked candidate subsets.
 
 Each training sentence contributes its gold relations and a sample of non-relations (other subsets of its
-drugs); dev F1 is computed with the published scorer on the full candidate sets of the dev sentences.
+drugs).
 Training-time only (torch and peft come in through ``lora_train``).
 """
 
@@ -15,13 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from models.drugcomb.candidates import CLASS_LABELS, CandidateConfig, context_of, mark_sentence, training_candidates
 from models.drugcomb.data import DrugCombDoc
-from models.drugcomb.decode import Strategy, decide
-from models.drugcomb.encoding import softmax
-from models.drugcomb.extractor import REGISTRY_NAME, DecodeConfig, candidate_inputs
+from models.drugcomb.decode import Strategy
+from models.drugcomb.extractor import REGISTRY_NAME, DecodeConfig
 from models.drugcomb.lexicon import DRUGS_FILE
 from models.drugcomb.lora_train import (
     LoraHyperparameters,
@@ -29,10 +26,8 @@ from models.drugcomb.lora_train import (
     TrainExample,
     build_lora_classifier,
     save_adapter,
-    torch_logits,
     train_lora_classifier,
 )
-from models.drugcomb.scoring import ScoredRelation, drugcomb_scores
 from models.encoder_train import TASK_FILE
 
 
@@ -87,53 +82,27 @@ def training_examples(docs: Sequence[DrugCombDoc], config: DrugCombTrainConfig) 
     return examples
 
 
-def gold_relations(docs: Sequence[DrugCombDoc]) -> list[ScoredRelation]:
-    return [ScoredRelation(d.doc_id, frozenset(r.span_ids), r.label) for d in docs for r in d.relations]
-
-
-def predicted_relations(
-    docs: Sequence[DrugCombDoc], per_doc: Sequence[tuple[Sequence[tuple[int, ...]], np.ndarray]], threshold: float, strategy: Strategy
-) -> list[ScoredRelation]:
-    """Decoded relations with span ids (what the scorer compares with the gold)."""
-    out: list[ScoredRelation] = []
-    for doc, (candidates, probs) in zip(docs, per_doc, strict=True):
-        for decision in decide(candidates, probs, threshold, strategy):
-            ids = frozenset(doc.spans[i].span_id for i in decision.members)
-            out.append(ScoredRelation(doc.doc_id, ids, decision.label))
-    return out
-
-
 def train_drugcomb(
     train_docs: Sequence[DrugCombDoc],
-    dev_docs: Sequence[DrugCombDoc],
     base_dir: Path,
     drugs_file: Path | None,
     artifact_dir: Path,
     config: DrugCombTrainConfig,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Fit, score the dev split, write the adapter + ``encoder_task.json`` (+ drugs.txt); return the summary."""
+    """Fit and write the adapter + ``encoder_task.json`` (+ drugs.txt) into ``artifact_dir``; return the summary.
+
+    Dev scores come from the exported ONNX model (``models.drugcomb.evaluate``), i.e. from what ships.
+    """
     hp = config.hyperparameters()
     examples = training_examples(train_docs, config)
     model = build_lora_classifier(base_dir, CLASS_LABELS, hp)
     loss = _cross_entropy()
     stats = train_lora_classifier(model, base_dir, examples, loss, hp, progress)
-    decode_config = config.decode_config()
-    per_doc: list[tuple[list[tuple[int, ...]], np.ndarray]] = []
-    texts: list[str] = []
-    pairs: list[str | None] = []
-    spans: list[tuple[list[tuple[int, ...]], int, int]] = []
-    for doc in dev_docs:
-        candidates, marked, context = candidate_inputs(doc, decode_config.candidates)
-        spans.append((candidates, len(texts), len(texts) + len(marked)))
-        texts += marked
-        pairs += [context] * len(marked)
-    probs = softmax(torch_logits(model, base_dir, texts, pairs, config.max_length)) if texts else np.zeros((0, 4))
-    per_doc = [(candidates, probs[a:b]) for candidates, a, b in spans]
-    metrics = drugcomb_scores(gold_relations(dev_docs), predicted_relations(dev_docs, per_doc, config.threshold, config.strategy))
     save_adapter(model, artifact_dir)
     if drugs_file is not None and drugs_file.is_file():
         shutil.copy2(drugs_file, artifact_dir / DRUGS_FILE)
+    decode_config = config.decode_config()
     task = {
         "kind": "text-classification",
         "labels": list(CLASS_LABELS),
@@ -146,13 +115,10 @@ def train_drugcomb(
     return {
         "train_sentences": len(train_docs),
         "train_examples": len(examples),
-        "dev_sentences": len(dev_docs),
-        "dev_candidates": len(texts),
         "steps": stats.steps,
         "train_seconds": round(stats.seconds, 1),
         "stopped_by_time_budget": stats.stopped_by_budget,
         "final_loss": round(stats.final_loss, 4),
-        "dev_metrics": {k: round(v, 4) for k, v in metrics.items()},
     }
 
 

@@ -19,17 +19,15 @@ from models.drugcomb.lora_train import (
     TrainExample,
     build_lora_classifier,
     save_adapter,
-    torch_logits,
     train_lora_classifier,
 )
 from models.encoder_train import TASK_FILE
 from models.errors import TrainingError
 from models.toxicity.data import ToxicityNote
-from models.toxicity.head import as_truth_map, counter_from, predict_notes
-from models.toxicity.labels import DEFAULT_SYMPTOMS, IGNORE, STATUSES, GRADE_CLASSES, HeadLayout, grade_target
-from models.toxicity.metrics import toxicity_metrics
+from models.toxicity.extractor import REGISTRY_NAME
+from models.toxicity.head import counter_from
+from models.toxicity.labels import DEFAULT_SYMPTOMS, GRADE_CLASSES, IGNORE, STATUSES, HeadLayout, grade_target
 
-REGISTRY_NAME = "toxicity-extractor.v1"
 
 
 @dataclass(frozen=True)
@@ -98,15 +96,15 @@ def _fits(notes: Sequence[ToxicityNote], count: Any, max_tokens: int) -> tuple[l
 
 def train_toxicity(
     train_notes: Sequence[ToxicityNote],
-    dev_notes: Sequence[ToxicityNote],
     base_dir: Path,
     artifact_dir: Path,
     config: ToxicityTrainConfig,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Fit, score the dev notes, and write the adapter + ``encoder_task.json`` into ``artifact_dir``.
+    """Fit and write the adapter + ``encoder_task.json`` into ``artifact_dir``; return the run summary.
 
-    The caller writes the model card (it knows the data provenance). Returns the run summary.
+    The caller writes the model card (it knows the data provenance) and scores the dev notes with the
+    exported ONNX model (``models.toxicity.evaluate``), i.e. with what ships.
     """
     from tokenizers import Tokenizer
 
@@ -123,12 +121,6 @@ def train_toxicity(
     model = build_lora_classifier(base_dir, layout.labels(), hp)
     stats = train_lora_classifier(model, base_dir, examples, grouped_loss(layout), hp, progress)
 
-    def logits(pieces: Sequence[str]) -> Any:
-        return torch_logits(model, base_dir, pieces, [None] * len(pieces), config.max_length)
-
-    predicted = predict_notes([n.text for n in dev_notes], logits, count, config.max_length - 2, layout)
-    gold = [{s: (n.truth[s].status, n.truth[s].grade) for s in layout.symptoms} for n in dev_notes]
-    metrics = toxicity_metrics(gold, [as_truth_map(p) for p in predicted], layout.symptoms)
     save_adapter(model, artifact_dir)
     task = {
         "kind": "text-classification",
@@ -142,10 +134,8 @@ def train_toxicity(
     return {
         "train_notes": len(usable),
         "train_notes_too_long": dropped,
-        "dev_notes": len(dev_notes),
         "steps": stats.steps,
         "train_seconds": round(stats.seconds, 1),
         "stopped_by_time_budget": stats.stopped_by_budget,
         "final_loss": round(stats.final_loss, 4),
-        "dev_metrics": metrics,
     }

@@ -1,0 +1,81 @@
+"""Builds one sync run from the settings (the composition root of the batch side)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from datetime import datetime
+
+from adapters import Auth, BearerTokenAuth, FhirClient, FhirClientConfig, SmartBackendAuth, SmartBackendConfig
+from cds.errors import ConfigError, SyncError
+from cds.extraction import load_extractors
+from cds.settings import Settings
+from cds.state import StateStore
+from cds.sync import OrdersHook, ProgressHook, SyncJob, SyncOptions, SyncReport
+from models import RuntimeConfig
+
+log = logging.getLogger(__name__)
+LEASE = "nightly-sync"
+
+
+def fhir_config(settings: Settings) -> FhirClientConfig:
+    return FhirClientConfig(
+        base_url=settings.fhir_base_url,
+        connect_timeout_s=settings.fhir_connect_timeout_s,
+        read_timeout_s=settings.fhir_read_timeout_s,
+        max_connections=settings.fhir_max_connections,
+        page_size=settings.fhir_page_size,
+        max_retries=settings.fhir_max_retries,
+        write_batch_size=settings.fhir_write_batch_size,
+    )
+
+
+def fhir_auth(settings: Settings) -> Auth | None:
+    if settings.fhir_auth == "none":
+        return None
+    if settings.fhir_auth == "bearer":
+        if not settings.fhir_bearer_token:
+            raise ConfigError("OV-0005", "fhir_auth=bearer needs ONCOVIGIL_FHIR_BEARER_TOKEN")
+        return BearerTokenAuth(settings.fhir_bearer_token)
+    missing = [n for n in ("smart_token_url", "smart_client_id", "smart_private_key_file", "smart_key_id")
+               if not getattr(settings, n)]
+    if missing:
+        names = ", ".join("ONCOVIGIL_" + m.upper() for m in missing)
+        raise ConfigError("OV-0006", f"fhir_auth=smart-backend needs {names}")
+    assert settings.smart_private_key_file is not None and settings.smart_token_url and settings.smart_client_id
+    return SmartBackendAuth(SmartBackendConfig(
+        token_url=settings.smart_token_url, client_id=settings.smart_client_id,
+        private_key_pem=settings.smart_private_key_file.read_bytes(), key_id=str(settings.smart_key_id),
+        alg=settings.smart_alg, scope=settings.smart_scope,
+    ))
+
+
+def runtime_config(settings: Settings) -> RuntimeConfig:
+    return RuntimeConfig(providers=tuple(settings.onnx_providers), threads=settings.onnx_threads)
+
+
+async def run_sync_once(
+    settings: Settings,
+    store: StateStore,
+    *,
+    since: datetime | None = None,
+    on_orders: OrdersHook | None = None,
+    progress: ProgressHook | None = None,
+    holder: str | None = None,
+) -> SyncReport:
+    """One sync under the database lease, so two replicas never run it at the same time."""
+    who = holder or f"{socket.gethostname()}:{os.getpid()}"
+    if not store.acquire_lease(LEASE, who, settings.sync_lease_ttl_s):
+        raise SyncError("OV-0061", "another OncoVigil process holds the sync lease; this run was skipped")
+    try:
+        extractors = load_extractors(settings.resolved_models_dir, runtime_config(settings))
+        options = SyncOptions(batch_size=settings.sync_batch_size, since=since,
+                              summary_window_days=settings.summary_window_days,
+                              write_batch_size=settings.fhir_write_batch_size)
+        async with FhirClient(fhir_config(settings), auth=fhir_auth(settings)) as client:
+            job = SyncJob(store, client, extractors, options, on_orders=on_orders, progress=progress)
+            return await job.run()
+    finally:
+        store.release_lease(LEASE, who)
+
