@@ -80,7 +80,7 @@ def adverse_event_record(
         note_id=reference_id(documents[0], "DocumentReference") if documents else None,
         medication_request_id=request_id,
         finding_key=str(identifier.get("value")) if ours and isinstance(identifier, dict) else None,
-        serious=None if seriousness is None else seriousness == "serious",
+        serious=None if seriousness is None else seriousness.startswith("Serious"),
         severity=status_code(event.get("severity")),
         generated_by_oncovigil=has_tag(event, CS_TAGS, TAG_GENERATED),
     )

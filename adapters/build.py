@@ -60,11 +60,20 @@ def check_key(key: str, what: str) -> str:
     return key
 
 
-def is_serious(grade: int | None, explicit: bool | None) -> bool | None:
-    """CTCAE grade >= 3 (hospitalisation indicated) counts as serious unless the caller said otherwise."""
-    if explicit is not None:
-        return explicit
-    return None if grade is None else grade >= 3
+def seriousness(grade: int | None, explicit: bool | None) -> tuple[str, str] | None:
+    """R4 seriousness (code, display): CTCAE grade >= 3 is serious unless the caller said otherwise.
+
+    Grade 4 ("life-threatening consequences") and 5 (death) map to the specific R4 codes.
+    """
+    if explicit is False or (explicit is None and grade is not None and grade < 3):
+        return "Non-serious", "Non-serious"
+    if grade == 5:
+        return "SeriousResultsInDeath", "Results in death"
+    if grade == 4:
+        return "SeriousIsLifeThreatening", "Is Life-threatening"
+    if explicit or grade == 3:
+        return "Serious", "Serious"
+    return None
 
 
 def device_resource(model_name: str, model_version: str) -> Resource:
@@ -157,9 +166,9 @@ def adverse_event_resource(item: AdverseEventInput, device_ref: str) -> Resource
             resource["outcome"] = {
                 "coding": [{"system": OUTCOME_SYSTEM, "code": "fatal", "display": "Fatal"}]
             }
-    serious = is_serious(item.grade, item.serious)
+    serious = seriousness(item.grade, item.serious)
     if serious is not None:
-        code, display = ("serious", "Serious") if serious else ("non-serious", "Non-serious")
+        code, display = serious
         resource["seriousness"] = {
             "coding": [{"system": SERIOUSNESS_SYSTEM, "code": code, "display": display}]
         }

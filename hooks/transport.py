@@ -13,11 +13,12 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import Any, Literal
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 from starlette.types import Receive, Scope
 
 from hooks.config import HooksConfig

@@ -10,6 +10,7 @@ imported inside the functions.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -23,6 +24,8 @@ import numpy as np
 from models.drugcomb.encoding import TOKENIZER_FILE, encode, load_tokenizer, pad_feeds
 from models.errors import TrainingError
 from models.runtime import bucket_by_length
+
+log = logging.getLogger(__name__)
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # LoRA on every attention and feed-forward projection; the pooler and the head are trained in full.
@@ -123,9 +126,15 @@ def train_lora_classifier(
     loss_fn: LossFn,
     hp: LoraHyperparameters,
     progress: Progress | None = None,
+    show_progress: bool = False,
 ) -> TrainStats:
-    """AdamW with linear warm-up and decay over ``epochs`` (or until ``max_steps`` / the time budget)."""
+    """AdamW with linear warm-up and decay over ``epochs`` (or until ``max_steps`` / the time budget).
+
+    ``show_progress`` draws a tqdm bar on stderr (a terminal); otherwise a log line every 50 steps.
+    ``progress`` is called after every step with (step, total, smoothed loss).
+    """
     import torch
+    from tqdm.auto import tqdm
 
     if not examples:
         raise TrainingError("OV-2050", "no training examples; check the training data directory")
@@ -150,6 +159,7 @@ def train_lora_classifier(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     model.train()
+    bar = tqdm(total=total, desc="train", unit="step", disable=not show_progress, leave=False)
     step, seen, loss_ema, by_budget = 0, 0, float("nan"), False
     while step < total and not by_budget:
         for batch in _batches(examples, encodings, hp, rng):
@@ -169,10 +179,15 @@ def train_lora_classifier(
             loss_ema = value if math.isnan(loss_ema) else 0.95 * loss_ema + 0.05 * value
             if progress is not None:
                 progress(step, total, loss_ema)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_ema:.4f}", refresh=False)
+            if not show_progress and step % 50 == 0:
+                log.info("training step", extra={"step": step, "total": total, "loss": round(loss_ema, 4)})
             if hp.time_budget_s > 0 and time.monotonic() - started >= hp.time_budget_s:
                 by_budget = True
             if step >= total or by_budget:
                 break
+    bar.close()
     model.eval()
     return TrainStats(step, seen, time.monotonic() - started, loss_ema, by_budget)
 

@@ -89,6 +89,7 @@ def train_drugcomb(
     artifact_dir: Path,
     config: DrugCombTrainConfig,
     progress: Progress | None = None,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     """Fit and write the adapter + ``encoder_task.json`` (+ drugs.txt) into ``artifact_dir``; return the summary.
 
@@ -98,7 +99,7 @@ def train_drugcomb(
     examples = training_examples(train_docs, config)
     model = build_lora_classifier(base_dir, CLASS_LABELS, hp)
     loss = _cross_entropy()
-    stats = train_lora_classifier(model, base_dir, examples, loss, hp, progress)
+    stats = train_lora_classifier(model, base_dir, examples, loss, hp, progress, show_progress)
     save_adapter(model, artifact_dir)
     if drugs_file is not None and drugs_file.is_file():
         shutil.copy2(drugs_file, artifact_dir / DRUGS_FILE)

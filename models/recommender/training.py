@@ -41,6 +41,12 @@ class TrainingVisit:
     prescribed: tuple[str, ...]
     candidates: tuple[str, ...] = ()
     overprescribed: tuple[str, ...] = ()
+    group: str = ""  # what the dev split keeps together (the patient)
+
+    @property
+    def appropriate(self) -> tuple[str, ...]:
+        """The prescribed drugs that were not deliberate overprescriptions (the positives)."""
+        return tuple(d for d in self.prescribed if d not in self.overprescribed)
 
     @property
     def universe(self) -> tuple[str, ...]:
@@ -100,13 +106,13 @@ def sample_examples(
     pool: dict[str, list[int]] = defaultdict(list)
     chosen: list[dict[str, int]] = [{} for _ in visits]
     for i, visit in enumerate(visits):
-        for drug in visit.prescribed:
+        for drug in visit.appropriate:
             positives[drug].append(i)
             chosen[i][drug] = 1
         for drug in visit.overprescribed:
             chosen[i].setdefault(drug, 0)
         for drug in visit.universe:
-            if drug not in visit.prescribed and drug not in visit.overprescribed:
+            if drug not in chosen[i]:
                 pool[drug].append(i)
     for drug in sorted(pool):
         wanted = max(min_negatives, math.ceil(ratio * len(positives.get(drug, []))))
@@ -168,7 +174,7 @@ def score_visits(
         scored.append(
             ScoredVisit(
                 scores=dict(zip(drugs, probs, strict=True)),
-                prescribed=frozenset(visit.prescribed),
+                prescribed=frozenset(visit.appropriate),
                 overprescribed=frozenset(visit.overprescribed),
             )
         )

@@ -100,6 +100,7 @@ def train_toxicity(
     artifact_dir: Path,
     config: ToxicityTrainConfig,
     progress: Progress | None = None,
+    show_progress: bool = False,
 ) -> dict[str, Any]:
     """Fit and write the adapter + ``encoder_task.json`` into ``artifact_dir``; return the run summary.
 
@@ -119,7 +120,7 @@ def train_toxicity(
         raise TrainingError("OV-2054", "no training note fits the window; raise max_length or check the notes")
     examples = [TrainExample(n.text, None, note_targets(n, layout)) for n in usable]
     model = build_lora_classifier(base_dir, layout.labels(), hp)
-    stats = train_lora_classifier(model, base_dir, examples, grouped_loss(layout), hp, progress)
+    stats = train_lora_classifier(model, base_dir, examples, grouped_loss(layout), hp, progress, show_progress)
 
     save_adapter(model, artifact_dir)
     task = {
