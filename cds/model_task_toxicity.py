@@ -109,7 +109,9 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
         labels=layout.labels(),
         base_model=MINILM_NAME,
         base_model_source=MINILM_SOURCE,
-        training_data=_provenance(seeds, int(_option(ctx, "patients")), int(_option(ctx, "dev_patients")), summary, len(dev_notes)),
+        training_data=_provenance(
+            seeds, int(_option(ctx, "patients")), int(_option(ctx, "dev_patients")), summary, len(dev_notes)
+        ),
         hyperparameters={
             **config.as_dict(),
             "lora_targets": "query, key, value, intermediate.dense, output.dense",

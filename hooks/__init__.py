@@ -4,7 +4,7 @@ It knows nothing of FHIR servers or models: ``cds`` implements :class:`DecisionS
 with :func:`create_hooks_app` (or includes :func:`create_cds_router` in its own app).
 """
 
-from hooks.app import create_hooks_app, install_cors
+from hooks.app import create_hooks_app, install_cors, tidy_openapi
 from hooks.cards import SUMMARY_MAX_CHARS, Action, Card, CdsResponse, Link, Source, Suggestion
 from hooks.config import HooksConfig
 from hooks.errors import (
@@ -96,4 +96,5 @@ __all__ = [
     "overprescription_card",
     "prior_ade_card",
     "stable_uuid",
+    "tidy_openapi",
 ]

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request, Response, Security
+from fastapi import APIRouter, Body, Path, Request, Response, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import ValidationError
@@ -90,6 +90,10 @@ def create_cds_router(
     check_setup(services, verifier, config)
     by_id = {s.id: s for s in services}
     discovery = DiscoveryResponse(services=list(services)).to_wire()
+    # Documented as an enum so clients and fuzzers see the real ids; other ids still get a JSON 404.
+    ServiceId = Annotated[
+        str, Path(description="A service id from discovery", json_schema_extra={"enum": sorted(by_id)})
+    ]
     router = APIRouter(
         route_class=make_route_class(verifier=verifier, config=config, service_ids=frozenset(by_id)),
         tags=["CDS Hooks"],
@@ -111,7 +115,7 @@ def create_cds_router(
         responses=_SERVICE_ERRORS,
         summary="Call a CDS service (order-select, order-sign, patient-view)",
     )
-    async def call_service(service_id: str, body: Annotated[HookRequest, Body()], request: Request) -> Response:
+    async def call_service(service_id: ServiceId, body: Annotated[HookRequest, Body()], request: Request) -> Response:
         service = by_id[service_id]
         if body.hook != service.hook:
             raise BadHookRequest(
@@ -147,7 +151,7 @@ def create_cds_router(
         summary="Feedback: what the clinician did with our cards",
         response_class=Response,
     )
-    async def feedback(service_id: str, body: Annotated[FeedbackRequest, Body()]) -> Response:
+    async def feedback(service_id: ServiceId, body: Annotated[FeedbackRequest, Body()]) -> Response:
         try:
             await decisions.record_feedback(service_id, body.feedback)
         except HooksError:

@@ -31,10 +31,10 @@ def build_drugcomb_dir(
 ) -> ModelCard:
     """Merge + export + parity-check, add the drug name list, then write the card that hashes it all."""
     if not (artifact_dir / DRUGS_FILE).is_file():
-        raise ModelLoadError("OV-2018", f"{artifact_dir / DRUGS_FILE} is missing; retrain with `oncovigil train drugcomb`")
-    report, _ = build_encoder_dir(
-        artifact_dir, out_dir, CHECK_TEXTS, int8=int8, int8_gate=int8_gate, threads=threads
-    )
+        raise ModelLoadError(
+            "OV-2018", f"{artifact_dir / DRUGS_FILE} is missing; retrain with `oncovigil train drugcomb`"
+        )
+    report, _ = build_encoder_dir(artifact_dir, out_dir, CHECK_TEXTS, int8=int8, int8_gate=int8_gate, threads=threads)
     shutil.copy2(artifact_dir / DRUGS_FILE, out_dir / DRUGS_FILE)
     return finish_model_dir(out_dir, model_card(artifact_dir, report, export_extra))
 

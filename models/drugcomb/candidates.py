@@ -55,7 +55,9 @@ def mark_sentence(sentence: str, spans: Sequence[DrugSpan], chosen: Sequence[int
     for span in picked:
         if span.start < cursor:  # overlapping mentions: mark the first only
             continue
-        parts.extend((sentence[cursor : span.start], f"{OPEN_MARK} ", sentence[span.start : span.end], f" {CLOSE_MARK}"))
+        parts.extend(
+            (sentence[cursor : span.start], f"{OPEN_MARK} ", sentence[span.start : span.end], f" {CLOSE_MARK}")
+        )
         cursor = span.end
     parts.append(sentence[cursor:])
     return "".join(parts)

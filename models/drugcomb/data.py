@@ -56,7 +56,9 @@ class DrugCombDoc:
 
 def _require(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in obj:
-        raise DataFormatError("OV-2071", f"{where}: missing key {key!r}; expected DrugComb jsonl (doc_id, sentence, spans, rels)")
+        raise DataFormatError(
+            "OV-2071", f"{where}: missing key {key!r}; expected DrugComb jsonl (doc_id, sentence, spans, rels)"
+        )
     value = obj[key]
     if not isinstance(value, kind):
         raise DataFormatError("OV-2071", f"{where}: {key!r} has type {type(value).__name__}; fix the input file")
@@ -79,7 +81,9 @@ def parse_doc(obj: Any, where: str = "record") -> DrugCombDoc:
             end=int(_require(raw, "end", int, where)),
         )
         if not 0 <= span.start < span.end <= len(sentence):
-            raise DataFormatError("OV-2071", f"{where}: span {span.span_id} [{span.start}, {span.end}) lies outside the sentence")
+            raise DataFormatError(
+                "OV-2071", f"{where}: span {span.span_id} [{span.start}, {span.end}) lies outside the sentence"
+            )
         spans.append(span)
     known = {s.span_id for s in spans}
     if len(known) != len(spans):
@@ -91,7 +95,9 @@ def parse_doc(obj: Any, where: str = "record") -> DrugCombDoc:
         label = _require(raw, "class", str, where)
         ids = _require(raw, "spans", list, where)
         if label not in RELATION_LABELS:
-            raise DataFormatError("OV-2071", f"{where}: relation class {label!r} is not one of {', '.join(RELATION_LABELS)}")
+            raise DataFormatError(
+                "OV-2071", f"{where}: relation class {label!r} is not one of {', '.join(RELATION_LABELS)}"
+            )
         if len(set(ids)) < 2 or not set(ids) <= known:
             raise DataFormatError("OV-2071", f"{where}: a relation needs at least two known span ids, got {ids}")
         relations.append(GoldRelation(tuple(sorted(int(i) for i in set(ids))), label))

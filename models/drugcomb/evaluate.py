@@ -20,7 +20,9 @@ def as_scored(docs: Sequence[DrugCombDoc], decisions: Sequence[Sequence[Candidat
     out: list[ScoredRelation] = []
     for doc, kept in zip(docs, decisions, strict=True):
         for decision in kept:
-            out.append(ScoredRelation(doc.doc_id, frozenset(doc.spans[i].span_id for i in decision.members), decision.label))
+            out.append(
+                ScoredRelation(doc.doc_id, frozenset(doc.spans[i].span_id for i in decision.members), decision.label)
+            )
     return out
 
 

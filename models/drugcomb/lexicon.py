@@ -55,6 +55,8 @@ class DrugLexicon:
     @classmethod
     def from_file(cls, path: Path, extra: Mapping[str, str] | None = None) -> DrugLexicon:
         if not path.is_file():
-            raise ModelLoadError("OV-2018", f"{path} is missing; rebuild the drugcomb model with `oncovigil models build`")
+            raise ModelLoadError(
+                "OV-2018", f"{path} is missing; rebuild the drugcomb model with `oncovigil models build`"
+            )
         names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         return cls(names, extra)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from models.drugcomb.encoding import TOKENIZER_FILE, encode, load_tokenizer, pad_feeds
+from models.drugcomb.encoding import encode, load_tokenizer, pad_feeds
 from models.errors import TrainingError
 from models.runtime import bucket_by_length
 
@@ -104,7 +104,9 @@ def build_lora_classifier(base_dir: Path, labels: Sequence[str], hp: LoraHyperpa
     return get_peft_model(model, config)
 
 
-def _batches(examples: Sequence[TrainExample], encodings: Sequence[Any], hp: LoraHyperparameters, rng: random.Random) -> list[list[int]]:
+def _batches(
+    examples: Sequence[TrainExample], encodings: Sequence[Any], hp: LoraHyperparameters, rng: random.Random
+) -> list[list[int]]:
     """Length-bucketed batches in a shuffled order (buckets keep padding small on CPU)."""
     order = list(range(len(examples)))
     rng.shuffle(order)
@@ -192,7 +194,14 @@ def train_lora_classifier(
     return TrainStats(step, seen, time.monotonic() - started, loss_ema, by_budget)
 
 
-def torch_logits(model: Any, base_dir: Path, texts: Sequence[str], pairs: Sequence[str | None], hp_max_length: int, batch_size: int = 32) -> np.ndarray:
+def torch_logits(
+    model: Any,
+    base_dir: Path,
+    texts: Sequence[str],
+    pairs: Sequence[str | None],
+    hp_max_length: int,
+    batch_size: int = 32,
+) -> np.ndarray:
     """Logits from a torch model (LoRA-wrapped or merged), in input order; used for dev metrics and parity."""
     import torch
 

@@ -56,15 +56,24 @@ class DrugCombTrainConfig:
     def decode_config(self) -> DecodeConfig:
         return DecodeConfig(
             CandidateConfig(self.max_size, self.max_candidates, self.context_chars),
-            self.max_length, self.threshold, self.strategy,
+            self.max_length,
+            self.threshold,
+            self.strategy,
         )
 
     def hyperparameters(self) -> LoraHyperparameters:
         return LoraHyperparameters(
-            lora_r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-            learning_rate=self.learning_rate, epochs=self.epochs, batch_size=self.batch_size,
-            max_length=self.max_length, seed=self.seed, threads=self.threads,
-            time_budget_s=self.time_budget_s, max_steps=self.max_steps,
+            lora_r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            learning_rate=self.learning_rate,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            seed=self.seed,
+            threads=self.threads,
+            time_budget_s=self.time_budget_s,
+            max_steps=self.max_steps,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,7 +87,9 @@ def training_examples(docs: Sequence[DrugCombDoc], config: DrugCombTrainConfig) 
     for doc in docs:
         context = context_of(doc, config.context_chars)
         for members, label in training_candidates(doc, candidate_config, config.max_negatives, rng):
-            examples.append(TrainExample(mark_sentence(doc.sentence, doc.spans, members), context, (CLASS_LABELS.index(label),)))
+            examples.append(
+                TrainExample(mark_sentence(doc.sentence, doc.spans, members), context, (CLASS_LABELS.index(label),))
+            )
     return examples
 
 

@@ -59,9 +59,7 @@ def load_base(source: str | Path = SMOLLM2) -> BaseModel:
         if str(source) == SMOLLM2:
             gguf = smollm2_gguf()
             tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)  # type: ignore[no-untyped-call]
-            model = AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-            )
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
             name = SMOLLM2_NAME
         else:
             folder = Path(source)

@@ -117,9 +117,7 @@ def _opset(onnx_path: Path) -> int:
     return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
 
 
-def _onnx_scores(
-    model_dir: Path, onnx_name: str, settings: RecommenderSettings, providers: Sequence[str]
-) -> Any:
+def _onnx_scores(model_dir: Path, onnx_name: str, settings: RecommenderSettings, providers: Sequence[str]) -> Any:
     import numpy as np
     from tokenizers import Tokenizer
 
@@ -198,9 +196,7 @@ def _export_and_check(
 
     from models.runtime import CPU
 
-    main_export(
-        str(hf_dir), str(staging), task="text-generation-with-past", device="cpu", do_validation=False
-    )
+    main_export(str(hf_dir), str(staging), task="text-generation-with-past", device="cpu", do_validation=False)
     shutil.rmtree(hf_dir)
     big = staging / "tokenizer.model"
     if big.is_file() and big.stat().st_size > 10_000_000:
@@ -257,9 +253,7 @@ def _try_fp16(staging: Path, reference: Any, settings: RecommenderSettings, repo
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     target = staging / "model_fp16.onnx"
-    onnx.save(
-        convert_float_to_float16(onnx.load(str(staging / "model.onnx")), keep_io_types=True), str(target)
-    )
+    onnx.save(convert_float_to_float16(onnx.load(str(staging / "model.onnx")), keep_io_types=True), str(target))
     scores, _, _ = _onnx_scores(staging, target.name, settings, [CUDA])
     drift = float(np.abs(scores - reference).max())
     report.fp16 = drift <= FP16_MAX_DRIFT

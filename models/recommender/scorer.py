@@ -34,9 +34,7 @@ def p_yes(logits: npt.NDArray[Any], yes_id: int, no_id: int) -> npt.NDArray[np.f
     return out
 
 
-def pad_right(
-    rows: Sequence[Sequence[int]], pad_id: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def pad_right(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Right-padded ids and their 0/1 mask."""
     width = max(len(r) for r in rows)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
@@ -50,9 +48,7 @@ def pad_right(
 class OnnxYesNoScorer:
     """Scores token-id prompts on a causal-LM ONNX session; knows nothing of patients or drugs."""
 
-    def __init__(
-        self, loaded: LoadedSession, yes_id: int, no_id: int, pad_id: int, max_batch: int = 16
-    ) -> None:
+    def __init__(self, loaded: LoadedSession, yes_id: int, no_id: int, pad_id: int, max_batch: int = 16) -> None:
         self._loaded = loaded
         self._yes, self._no, self._pad = yes_id, no_id, pad_id
         self._max_batch = max(1, max_batch)
@@ -68,9 +64,7 @@ class OnnxYesNoScorer:
         first = inputs["past_key_values.0.key"]
         kv_heads, head_dim = first.shape[1], first.shape[3]
         if not isinstance(kv_heads, int) or not isinstance(head_dim, int):
-            raise ModelLoadError(
-                "OV-2015", f"{loaded.path}: past key shape {first.shape} has no fixed heads/dims"
-            )
+            raise ModelLoadError("OV-2015", f"{loaded.path}: past key shape {first.shape} has no fixed heads/dims")
         self._kv_heads, self._head_dim = kv_heads, head_dim
         self._dtype = _ORT_FLOAT.get(first.type, np.float32)
 
@@ -110,9 +104,7 @@ class OnnxYesNoScorer:
             scores[i] = p_yes(logits[0, -1], self._yes, self._no)
         return scores
 
-    def score_cached(
-        self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]]
-    ) -> npt.NDArray[np.float64]:
+    def score_cached(self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]]) -> npt.NDArray[np.float64]:
         """Encode the prefix once, then score the suffixes in batches over its tiled keys and values."""
         if not suffixes:
             return np.empty(0, dtype=np.float64)
@@ -139,9 +131,7 @@ class OnnxYesNoScorer:
                 "input_ids": sids,
                 "attention_mask": np.concatenate([np.ones((batch, plen), dtype=np.int64), smask], axis=1),
                 # Pads sit after every real token, so causal attention keeps them out of the real positions.
-                "position_ids": np.broadcast_to(
-                    plen + np.arange(width, dtype=np.int64), (batch, width)
-                ).copy(),
+                "position_ids": np.broadcast_to(plen + np.arange(width, dtype=np.int64), (batch, width)).copy(),
             }
             for i in range(self._layers):
                 for j, kind in enumerate(("key", "value")):
@@ -173,23 +163,15 @@ class MedicationRecommender:
     def provider(self) -> str:
         return self._scorer.provider
 
-    def prompt_ids(
-        self, patient: PatientSummary, candidates: Sequence[str]
-    ) -> tuple[list[int], list[list[int]]]:
+    def prompt_ids(self, patient: PatientSummary, candidates: Sequence[str]) -> tuple[list[int], list[list[int]]]:
         return encode_prompt(self._tokenizer, self._fmt, patient, candidates)
 
-    def score(
-        self, patient: PatientSummary, candidates: Sequence[str], cached: bool = True
-    ) -> list[MedicationScore]:
+    def score(self, patient: PatientSummary, candidates: Sequence[str], cached: bool = True) -> list[MedicationScore]:
         """P(yes) per candidate, in candidate order; ``cached=False`` runs one full pass per candidate."""
         if not candidates:
             return []
         prefix, suffixes = self.prompt_ids(patient, candidates)
-        probs = (
-            self._scorer.score_cached(prefix, suffixes)
-            if cached
-            else self._scorer.score_full(prefix, suffixes)
-        )
+        probs = self._scorer.score_cached(prefix, suffixes) if cached else self._scorer.score_full(prefix, suffixes)
         return [MedicationScore(drug=c, p_yes=float(p)) for c, p in zip(candidates, probs, strict=True)]
 
     def recommend(self, patient: PatientSummary, candidates: Sequence[str]) -> list[str]:

@@ -51,9 +51,7 @@ def margins_cached(
     return last[:, yes_id] - last[:, no_id]
 
 
-def margins_full(
-    model: Any, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], yes_id: int, no_id: int
-) -> Any:
+def margins_full(model: Any, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], yes_id: int, no_id: int) -> Any:
     """The same margins from one full forward pass per candidate (no cache)."""
     import torch
 

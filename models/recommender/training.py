@@ -23,35 +23,10 @@ from typing import Any
 from models.errors import TrainingError
 from models.recommender.base import SMOLLM2, BaseModel
 from models.recommender.metrics import ScoredVisit, SetMetrics, calibrate_threshold
-from models.recommender.prompt import PatientSummary, PromptFormat
+from models.recommender.prompt import PromptFormat
 from models.recommender.tokens import answer_ids, encode_prompt
 from models.recommender.torch_scoring import margins_cached, p_yes_cached
-
-
-@dataclass(frozen=True)
-class TrainingVisit:
-    """One encounter as plain strings: the patient, what was ordered, and which drugs were candidates.
-
-    ``candidates`` empty means "only the prescribed and overprescribed drugs"; callers normally pass the
-    drug vocabulary of the data set.
-    """
-
-    visit_id: str
-    patient: PatientSummary
-    prescribed: tuple[str, ...]
-    candidates: tuple[str, ...] = ()
-    overprescribed: tuple[str, ...] = ()
-    group: str = ""  # what the dev split keeps together (the patient)
-
-    @property
-    def appropriate(self) -> tuple[str, ...]:
-        """The prescribed drugs that were not deliberate overprescriptions (the positives)."""
-        return tuple(d for d in self.prescribed if d not in self.overprescribed)
-
-    @property
-    def universe(self) -> tuple[str, ...]:
-        seen = dict.fromkeys((*self.candidates, *self.prescribed, *self.overprescribed))
-        return tuple(seen)
+from models.recommender.visits import TrainingVisit
 
 
 @dataclass(frozen=True)
@@ -219,9 +194,7 @@ def train_recommender(
         for visit_index, labelled in _steps(groups, config.max_candidates, rng):
             if steps_done >= config.max_steps or time.monotonic() - started >= config.max_seconds:
                 break
-            _, suffixes = encode_prompt(
-                base.backend, fmt, train[visit_index].patient, [d for d, _ in labelled]
-            )
+            _, suffixes = encode_prompt(base.backend, fmt, train[visit_index].patient, [d for d, _ in labelled])
             labels = torch.tensor([float(y) for _, y in labelled])
             margins = margins_cached(model, prompts[visit_index], suffixes, yes_id, no_id, no_id)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(margins, labels)

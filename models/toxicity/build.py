@@ -27,9 +27,7 @@ def build_toxicity_dir(
     threads: int = 0,
 ) -> ModelCard:
     """Merge + export + parity-check (``build_encoder_dir``), then write the card that hashes it all."""
-    report, _ = build_encoder_dir(
-        artifact_dir, out_dir, CHECK_TEXTS, int8=int8, int8_gate=int8_gate, threads=threads
-    )
+    report, _ = build_encoder_dir(artifact_dir, out_dir, CHECK_TEXTS, int8=int8, int8_gate=int8_gate, threads=threads)
     return finish_model_dir(out_dir, model_card(artifact_dir, report, export_extra))
 
 

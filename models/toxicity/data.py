@@ -41,8 +41,9 @@ def parse_note(obj: Any, symptoms: Sequence[str], where: str = "record") -> Toxi
     text, toxicities = obj.get("text"), obj.get("toxicities")
     if not isinstance(text, str) or not isinstance(toxicities, dict):
         raise DataFormatError(
-            "OV-2073", f"{where}: a radiotherapy note needs 'text' (string) and 'toxicities' (object); "
-            "pass the cohort generator's notes.jsonl"
+            "OV-2073",
+            f"{where}: a radiotherapy note needs 'text' (string) and 'toxicities' (object); "
+            "pass the cohort generator's notes.jsonl",
         )
     truth: dict[str, SymptomTruth] = {}
     for symptom in symptoms:
@@ -86,7 +87,8 @@ def read_notes(path: Path, symptoms: Sequence[str]) -> list[ToxicityNote]:
                 notes.append(note)
     if not notes:
         raise DataFormatError(
-            "OV-2072", f"{path} holds no radiotherapy notes (kind == 'radiotherapy' with toxicities); "
-            "generate a cohort with `oncovigil cohort generate`"
+            "OV-2072",
+            f"{path} holds no radiotherapy notes (kind == 'radiotherapy' with toxicities); "
+            "generate a cohort with `oncovigil cohort generate`",
         )
     return notes

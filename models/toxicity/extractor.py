@@ -43,9 +43,7 @@ class ToxicityExtractor:
 
     def predict(self, batch: Sequence[str]) -> list[list[ToxicityFinding]]:
         """One finding per symptom (in the model's symptom order) for each note."""
-        return predict_notes(
-            batch, self._logits, self._count, self.tokenizer.max_len - 2, self.layout
-        )
+        return predict_notes(batch, self._logits, self._count, self.tokenizer.max_len - 2, self.layout)
 
     def pipe(self, stream: Iterable[str], batch_size: int = 16) -> Iterator[list[ToxicityFinding]]:
         return pipe_batches(self.predict, stream, batch_size)

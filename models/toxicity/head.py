@@ -41,7 +41,9 @@ def decode_note(rows: np.ndarray, layout: HeadLayout) -> list[ToxicityFinding]:
             window = int(status[:, k, 0].argmax())
             grade_class = GRADE_CLASSES[int(grades[window, k].argmax())]
             grade = None if grade_class == "none" else int(grade_class)
-        findings.append(ToxicityFinding(symptom=symptom, status=_STATUS_NAMES[best], grade=grade, confidence=round(scores[best], 6)))
+        findings.append(
+            ToxicityFinding(symptom=symptom, status=_STATUS_NAMES[best], grade=grade, confidence=round(scores[best], 6))
+        )
     return findings
 
 

@@ -41,7 +41,9 @@ class HeadLayout:
 
     def __post_init__(self) -> None:
         if not self.symptoms or len(set(self.symptoms)) != len(self.symptoms):
-            raise DataFormatError("OV-2073", f"the symptom list must be non-empty and unique, got {list(self.symptoms)}")
+            raise DataFormatError(
+                "OV-2073", f"the symptom list must be non-empty and unique, got {list(self.symptoms)}"
+            )
 
     @property
     def width(self) -> int:
@@ -63,7 +65,9 @@ class HeadLayout:
         symptoms = tuple(dict.fromkeys(name.split(":", 2)[1] for name in labels if name.startswith("status:")))
         layout = cls(symptoms)
         if list(labels) != layout.labels():
-            raise DataFormatError("OV-2073", "the model's labels do not follow the toxicity head layout; rebuild the model")
+            raise DataFormatError(
+                "OV-2073", "the model's labels do not follow the toxicity head layout; rebuild the model"
+            )
         return layout
 
 

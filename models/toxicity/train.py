@@ -29,7 +29,6 @@ from models.toxicity.head import counter_from
 from models.toxicity.labels import DEFAULT_SYMPTOMS, GRADE_CLASSES, IGNORE, STATUSES, HeadLayout, grade_target
 
 
-
 @dataclass(frozen=True)
 class ToxicityTrainConfig:
     """What to learn (the symptom list) and how (LoRA hyperparameters); recorded in the model card."""
@@ -49,10 +48,17 @@ class ToxicityTrainConfig:
 
     def hyperparameters(self) -> LoraHyperparameters:
         return LoraHyperparameters(
-            lora_r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
-            learning_rate=self.learning_rate, epochs=self.epochs, batch_size=self.batch_size,
-            max_length=self.max_length, seed=self.seed, threads=self.threads,
-            time_budget_s=self.time_budget_s, max_steps=self.max_steps,
+            lora_r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            learning_rate=self.learning_rate,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            max_length=self.max_length,
+            seed=self.seed,
+            threads=self.threads,
+            time_budget_s=self.time_budget_s,
+            max_steps=self.max_steps,
         )
 
     def as_dict(self) -> dict[str, Any]:

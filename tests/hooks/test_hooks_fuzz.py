@@ -35,7 +35,7 @@ BASE = "http://testserver"
 SERVICES = ["oncovigil-order-select", "oncovigil-order-sign", "oncovigil-patient-view"]
 PATHS = ["/cds-services"] + [f"/cds-services/{s}" for s in SERVICES] + [f"/cds-services/{s}/feedback" for s in SERVICES]
 FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 
 json_values = st.recursive(

@@ -1,0 +1,202 @@
+"""The ``drugcomb`` model task: train on DrugComb, build, evaluate.
+
+Training data: ``{data_dir}/drugcomb/final_train_set.jsonl`` split 80/20 by paper (PubMed URL, else doc id;
+``models.drugcomb.data.is_dev``); the official test set is held out upstream and never used. Task options
+(``-o key=value``): dev_fraction, max_negatives, max_size, max_candidates, context_chars, threshold,
+epochs, batch_size, learning_rate, max_len, time_budget_s, max_steps, threads, seed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint
+from models import ModelCard, RuntimeConfig, read_card, write_card
+from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
+from models.card import TrainingData
+from models.drugcomb import (
+    CLASS_LABELS,
+    REGISTRY_NAME,
+    DrugCombDoc,
+    DrugCombExtractor,
+    load_drugcomb_extractor,
+    read_jsonl,
+    split_docs,
+)
+from models.drugcomb.build import build_drugcomb_dir
+from models.drugcomb.data import docs_fingerprint
+from models.drugcomb.evaluate import score_docs
+from models.drugcomb.train import DrugCombTrainConfig, train_drugcomb
+from models.errors import DataFormatError
+from models.runtime import CPU
+
+log = logging.getLogger(__name__)
+
+TRAIN_FILE = Path("drugcomb") / "final_train_set.jsonl"
+DRUGS_FILE = Path("drugcomb") / "drugs.txt"
+INT8_MAX_F1_DROP = 0.01
+DEFAULTS: dict[str, float] = {
+    "dev_fraction": 0.2,
+    "max_negatives": 8,
+    "max_size": 4,
+    "max_candidates": 96,
+    "context_chars": 0,
+    "threshold": 0.5,
+    "epochs": 3,
+    "batch_size": 16,
+    "learning_rate": 1e-3,
+    "max_len": 192,
+    "time_budget_s": 660,
+    "max_steps": 0,
+    "threads": 2,
+    "seed": 13,
+}
+
+
+def _option(ctx: TaskContext, key: str) -> float:
+    return float(ctx.options.get(key, DEFAULTS[key]))
+
+
+def _config(ctx: TaskContext) -> DrugCombTrainConfig:
+    return DrugCombTrainConfig(
+        max_size=int(_option(ctx, "max_size")),
+        max_candidates=int(_option(ctx, "max_candidates")),
+        context_chars=int(_option(ctx, "context_chars")),
+        max_negatives=int(_option(ctx, "max_negatives")),
+        max_length=int(_option(ctx, "max_len")),
+        threshold=_option(ctx, "threshold"),
+        epochs=_option(ctx, "epochs"),
+        batch_size=int(_option(ctx, "batch_size")),
+        learning_rate=_option(ctx, "learning_rate"),
+        seed=int(_option(ctx, "seed")),
+        threads=int(_option(ctx, "threads")),
+        time_budget_s=_option(ctx, "time_budget_s"),
+        max_steps=int(_option(ctx, "max_steps")),
+    )
+
+
+def _extractor(ctx: TaskContext, model_dir: Path, allow_int8: bool, cpu_only: bool = False) -> DrugCombExtractor:
+    runtime = RuntimeConfig(
+        providers=(CPU,) if cpu_only else ctx.runtime.providers, threads=ctx.runtime.threads, allow_int8=allow_int8
+    )
+    return load_drugcomb_extractor(model_dir, runtime)
+
+
+def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    source = data_dir / TRAIN_FILE
+    if not source.is_file():
+        raise DataFormatError("OV-2070", f"{source} does not exist; pass --data-dir with the drugcomb/ folder")
+    train_docs, dev_docs = split_docs(read_jsonl(source), _option(ctx, "dev_fraction"))
+    config = _config(ctx)
+    staging = artifact_out.with_name(artifact_out.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    log.info("training drugcomb", extra={"sentences": len(train_docs), "dev_sentences": len(dev_docs)})
+    summary = train_drugcomb(
+        train_docs, minilm_dir(), data_dir / DRUGS_FILE, staging, config, show_progress=ctx.progress
+    )
+    card = ModelCard(
+        name=REGISTRY_NAME,
+        task="drugcomb",
+        version="1",
+        labels=list(CLASS_LABELS),
+        base_model=MINILM_NAME,
+        base_model_source=MINILM_SOURCE,
+        training_data=_provenance(train_docs, dev_docs),
+        hyperparameters={
+            **config.as_dict(),
+            "lora_targets": "query, key, value, intermediate.dense, output.dense",
+            "fully_trained": ["pooler", "classifier"],
+            "input": "sentence with the candidate's drugs marked '<< drug >>' (others unmarked)"
+            + (", [SEP] paragraph context" if config.context_chars else ""),
+            "candidates": "all drug subsets of size 2..max_size (pairs first) plus the full set, capped",
+            "decoding": "P(combination) >= threshold; keep the most confident, drop subsets/supersets of kept ones",
+            "training": summary,
+        },
+    )
+    write_card(staging, card)
+    model_dir = ctx.models_dir / "drugcomb"
+    checked = _dev_metrics(ctx, staging, model_dir, dev_docs)
+    card = card.model_copy(update={"dev_metrics": checked["dev_metrics"], "export": checked["export"]})
+    write_card(staging, card)
+    shutil.rmtree(artifact_out, ignore_errors=True)
+    staging.rename(artifact_out)
+    final = export(ctx, artifact_out, model_dir)
+    dev_copy = ctx.models_dir / "drugcomb_dev.jsonl"
+    write_dev_copy(source, dev_copy, {d.doc_id for d in dev_docs})
+    return {
+        "artifact": str(artifact_out),
+        "model_dir": str(model_dir),
+        "dev_copy": str(dev_copy),
+        "train": summary,
+        "dev_metrics": final.dev_metrics,
+        "int8": final.export.get("int8_keep"),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _dev_metrics(ctx: TaskContext, artifact: Path, model_dir: Path, dev_docs: list[DrugCombDoc]) -> dict[str, Any]:
+    """Build with an int8 candidate, score fp32 and int8 on the dev split, keep int8 only if it holds."""
+    build_drugcomb_dir(artifact, model_dir, int8=True, threads=ctx.runtime.threads)
+    metrics: dict[str, Any] = {"dev": score_docs(_extractor(ctx, model_dir, allow_int8=False), dev_docs)}
+    record: dict[str, Any] = {"int8_keep": False}
+    if (model_dir / "model_int8.onnx").is_file():
+        metrics["dev_int8"] = score_docs(_extractor(ctx, model_dir, allow_int8=True, cpu_only=True), dev_docs)
+        drop = metrics["dev"]["f1_pos_exact"] - metrics["dev_int8"]["f1_pos_exact"]
+        record = {"int8_keep": drop <= INT8_MAX_F1_DROP, "int8_f1_pos_exact_drop": round(drop, 4)}
+    return {"dev_metrics": metrics, "export": record}
+
+
+def _provenance(train_docs: list[DrugCombDoc], dev_docs: list[DrugCombDoc]) -> list[TrainingData]:
+    return [
+        TrainingData(
+            name="DrugComb n-ary drug combination extraction (Tiktinsky et al., NAACL 2022)",
+            source="allenai/drug-combo-extraction @219717e, data/final_train_set.jsonl (official test set not used)",
+            licence="MIT",
+            split=f"train: {len(train_docs)} sentences, dev: {len(dev_docs)} sentences; by paper, "
+            "sha256('drugcomb-dev:'+(source URL or doc_id)) < 0.2 is dev (models/drugcomb/data.py is_dev); "
+            f"dev doc-id fingerprint {docs_fingerprint(dev_docs)}",
+        ),
+    ]
+
+
+def write_dev_copy(source: Path, out: Path, dev_ids: set[str]) -> int:
+    """The dev sentences, unchanged, in DrugComb format (for ``oncovigil eval drugcomb --data OUT``)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    kept = [
+        line
+        for line in source.read_text(encoding="utf-8").splitlines()
+        if line.strip() and json.loads(line)["doc_id"] in dev_ids
+    ]
+    out.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return len(kept)
+
+
+def export(ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
+    card = read_card(artifact_dir)
+    return build_drugcomb_dir(
+        artifact_dir,
+        model_dir,
+        int8=bool(card.export.get("int8_keep", False)),
+        export_extra={"artifact_fingerprint": artifact_fingerprint(artifact_dir)},
+        threads=ctx.runtime.threads,
+    )
+
+
+def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
+    return score_docs(_extractor(ctx, model_dir, allow_int8=ctx.runtime.allow_int8), read_jsonl(data))
+
+
+TASK = TaskSpec(
+    name="drugcomb",
+    train=train,
+    export=export,
+    evaluate=evaluate,
+    hf_task="text-classification",
+    description="n-ary drug combinations in a sentence: POS (effective), COMB (given together), NEG",
+)
