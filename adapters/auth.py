@@ -76,8 +76,6 @@ def _check_key(pem: bytes, alg: SmartAlg) -> rsa.RSAPrivateKey | ec.EllipticCurv
 class SmartBackendAuth(httpx.Auth):
     """SMART Backend Services: signs an assertion, trades it for an access token, caches the token."""
 
-    requires_response_body = True
-
     def __init__(self, config: SmartBackendConfig, *, clock: Callable[[], float] = time.time) -> None:
         if config.assertion_lifetime_s <= 0 or config.assertion_lifetime_s > 300:
             raise FhirConfigError(
@@ -149,7 +147,7 @@ class SmartBackendAuth(httpx.Auth):
         async with self._lock:
             token = self._cached()
             if token is None:
-                token = self._store((yield self._token_request()))
+                token = await self._fetch((yield self._token_request()))
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code != 401:
@@ -160,6 +158,10 @@ class SmartBackendAuth(httpx.Auth):
                 self._token = None
             fresh = self._cached()
             if fresh is None:
-                fresh = self._store((yield self._token_request()))
+                fresh = await self._fetch((yield self._token_request()))
         request.headers["Authorization"] = f"Bearer {fresh}"
         yield request
+
+    async def _fetch(self, response: httpx.Response) -> str:
+        await response.aread()
+        return self._store(response)

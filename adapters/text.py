@@ -126,7 +126,7 @@ class _Flattener(HTMLParser):
             self._hidden = max(0, self._hidden - 1)
         elif tag == "pre":
             self._pre = max(0, self._pre - 1)
-        if tag in _BLOCK_TAGS:
+        if tag in _BLOCK_TAGS and tag not in ("li", "tr", "dt", "dd"):
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:

@@ -7,6 +7,7 @@ exit code 2 (bad input or configuration) or 1 (the operation failed).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -69,6 +70,9 @@ def _register_groups() -> None:
 
     import cds
 
+    if getattr(app, "_oncovigil_groups", False):
+        return
+    app._oncovigil_groups = True  # type: ignore[attr-defined]
     for info in sorted(pkgutil.iter_modules(cds.__path__), key=lambda m: m.name):
         if info.name.startswith("cli_"):
             module = importlib.import_module(f"cds.{info.name}")
@@ -95,8 +99,12 @@ def main() -> None:
         code = getattr(exc, "code", None)
         if isinstance(code, str) and code.startswith("OV-"):
             typer.echo(f"oncovigil: {exc}", err=True)
-            sys.exit(1)
-        raise
+            sys.exit(2 if getattr(exc, "user_error", False) else 1)
+        if os.environ.get("ONCOVIGIL_LOG_LEVEL", "").upper() == "DEBUG":
+            raise
+        # our bug, not the user's: one line (the traceback with ONCOVIGIL_LOG_LEVEL=DEBUG)
+        typer.echo(f"oncovigil: OV-0099: internal error {type(exc).__name__}: {exc}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -128,8 +128,8 @@ async def seed_all(
         )
     else:
         synthea = await seed_synthea(client, folder, patients=synthea_patients, batch_size=batch_size)
-        log.info("seeded synthea", extra={"created": synthea.total_created})
+        log.info("seeded synthea", extra={"resources_created": synthea.total_created})
     counts = await seed_cohort(client, cohort, truth_dir, batch_size=batch_size)
-    log.info("seeded cohort", extra={"created": counts.total_created, "patients": cohort.patients})
+    log.info("seeded cohort", extra={"resources_created": counts.total_created, "patients": cohort.patients})
     types = set(counts.sent) | (set(synthea.sent) if synthea else set())
     return SeedReport(synthea, note, counts, truth_dir, await server_counts(client, types))

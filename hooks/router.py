@@ -4,8 +4,8 @@ Routes stay thin: parse, call the decision service once, check the answer, seria
 omitted. The per-request policy (JWT, body limit, error mapping) is in :mod:`hooks.transport`.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI must see the per-router ``ServiceId`` annotation,
+# which is local to create_cds_router and so cannot be resolved from a string later.
 import asyncio
 import logging
 import time

@@ -198,7 +198,7 @@ def make_route_class(
             client = await verifier.verify(request.headers.get("authorization"), audiences_for(url, kind))
             request.state.hooks_client = client
         if kind != "discovery" and service_id not in service_ids:
-            raise UnknownService(f"no CDS service {service_id!r}; GET /cds-services lists the services")
+            raise UnknownService(f"no CDS service {str(service_id)[:100]!r}; GET /cds-services lists the services")
         if request.method == "POST":
             await request.body()
         try:

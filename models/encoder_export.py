@@ -200,10 +200,12 @@ def build_encoder_dir(
     int8: bool = True,
     int8_gate: Int8Gate | None = None,
     threads: int = 0,
+    base_dir: Path | None = None,
 ) -> tuple[ExportReport, dict[str, Any]]:
     """Merge, export, check parity, maybe quantise; leaves ``out_dir`` without a card (the caller writes it).
 
     Returns the report and the artifact's task record. ``out_dir`` is replaced only when everything passed.
+    ``base_dir`` overrides the PyPI backbone (tests use a tiny random BERT).
     """
     import torch
 
@@ -211,13 +213,14 @@ def build_encoder_dir(
     if threads > 0:
         torch.set_num_threads(threads)
     started = time.perf_counter()
-    model, task = load_merged_torch(artifact_dir)
+    base = base_dir or minilm_dir()
+    model, task = load_merged_torch(artifact_dir, base)
     staging = out_dir.with_name(out_dir.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     hf_dir = staging / ".hf"
     model.save_pretrained(str(hf_dir))
     for name in _TOKENIZER_FILES:
-        source = minilm_dir() / name
+        source = base / name
         if source.is_file():
             shutil.copy2(source, hf_dir / name)
     try:

@@ -9,6 +9,7 @@ torch, transformers and peft are imported inside the functions: the runtime neve
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from models.errors import TrainingError
+
+log = logging.getLogger(__name__)
 
 TASK_FILE = "encoder_task.json"
 IGNORE = -100
@@ -192,6 +195,8 @@ def _train(
     )
     dataset = _ListDataset(features)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+    if not config.show_progress:
+        trainer.add_callback(_progress_callback())
     started = time.perf_counter()
     try:
         output = trainer.train()
@@ -217,6 +222,21 @@ def _train(
         train_loss=round(float(output.training_loss), 4),
         examples=len(features),
     )
+
+
+def _progress_callback() -> Any:
+    """Periodic log lines (step, loss) when there is no terminal for a progress bar."""
+    from transformers import TrainerCallback
+
+    class _LogProgress(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if logs and "loss" in logs:
+                log.info(
+                    "training step",
+                    extra={"step": state.global_step, "of": state.max_steps, "loss": round(logs["loss"], 4)},
+                )
+
+    return _LogProgress()
 
 
 class _ListDataset:

@@ -184,9 +184,7 @@ CANCERS: tuple[Cancer, ...] = (
         "positive",
         (
             Regimen("TH", ("paclitaxel", "trastuzumab"), ("ondansetron",), 7),
-            Regimen(
-                "TCHP", ("docetaxel", "carboplatin", "trastuzumab", "pertuzumab"), (*_AE, "pegfilgrastim"), 21
-            ),
+            Regimen("TCHP", ("docetaxel", "carboplatin", "trastuzumab", "pertuzumab"), (*_AE, "pegfilgrastim"), 21),
         ),
         (),
     ),

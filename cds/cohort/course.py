@@ -188,9 +188,7 @@ class PatientCourse:
         due = [
             d
             for d in regimen.drugs
-            if d not in self._stopped
-            and d != self._held
-            and (visit.cycle - 1) % _REORDER_EVERY.get(d, 1) == 0
+            if d not in self._stopped and d != self._held and (visit.cycle - 1) % _REORDER_EVERY.get(d, 1) == 0
         ]
         if visit.cycle in (1, 3):
             due += [d for d in regimen.supportive if d not in self._stopped]
@@ -260,10 +258,11 @@ class PatientCourse:
         last = {o.drug: o.mr_id for o in self._orders}
         out = []
         for o in self._orders:
+            status = "active"
             if last[o.drug] != o.mr_id:
                 status = "completed"
-            else:
-                status = "stopped" if o.drug in self._stopped else "active"
+            elif o.drug in self._stopped:
+                status = "stopped"
             hour = 9 + (o.visit.number % 6)
             condition = None if o.indication else self._cancer_condition
             out.append(
@@ -313,8 +312,7 @@ class PatientCourse:
             _merge(tox, t.symptom, ToxicityTruth(t.status, t.grade, placed_tox.span), nid)
         toxicities = {s: tox.get(s, ToxicityTruth("not_mentioned", None)) for s in SYMPTOMS}
         combos = tuple(
-            CombinationTruth(c.mention.drugs, c.mention.label, c.sentence_span, c.drug_spans)
-            for c in note.draft.combos
+            CombinationTruth(c.mention.drugs, c.mention.label, c.sentence_span, c.drug_spans) for c in note.draft.combos
         )
         return NoteTruth(
             nid,

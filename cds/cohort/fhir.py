@@ -61,14 +61,10 @@ def condition(
         "id": cid,
         "meta": _meta(),
         "clinicalStatus": {
-            "coding": [
-                {"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}
-            ]
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
         },
         "verificationStatus": {
-            "coding": [
-                {"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}
-            ]
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]
         },
         "category": [
             {
@@ -227,9 +223,7 @@ def radiotherapy(
         "meta": _meta(),
         "status": "completed",
         "code": {
-            "coding": [
-                {"system": SNOMED, "code": SNOMED_TELERADIOTHERAPY[0], "display": SNOMED_TELERADIOTHERAPY[1]}
-            ],
+            "coding": [{"system": SNOMED, "code": SNOMED_TELERADIOTHERAPY[0], "display": SNOMED_TELERADIOTHERAPY[1]}],
             "text": f"External beam radiotherapy to the {site}, {dose_gy:g} Gy in {fractions} fractions",
         },
         "subject": _ref("Patient", pid),

@@ -16,10 +16,10 @@ from cds.cohort.ctcae import CtcaeTerm
 from cds.cohort.lexicon import DRUG_EVENTS, SYMPTOMS, TREATS
 from cds.cohort.plan import PatientPlan, VisitPlan
 from cds.cohort.sentences import Phraser
-from cds.cohort.text import Fragment, NoteDraft, Sentence, render, sentence_case
+from cds.cohort.text import Fragment, NoteDraft, Sentence, join_sentences, render, sentence_case
 
 _GRADES: tuple[int | None, ...] = (None, 1, 2, 3, 4)
-_GRADE_WEIGHTS = (15, 38, 34, 10, 3)
+_GRADE_WEIGHTS = (15, 40, 35, 8, 2)
 ACRONYMS = frozenset({"FOLFOX", "CAPOX", "TCHP", "TH", "AC-T", "TC", "R-CHOP"})
 
 
@@ -78,9 +78,7 @@ def adverse_event_sentences(
 
     def free_terms(drug: str) -> list[str]:
         return [
-            x
-            for x in DRUG_EVENTS[drug]
-            if x not in note.used_terms and not (avoid_symptoms and x.lower() in SYMPTOMS)
+            x for x in DRUG_EVENTS[drug] if x not in note.used_terms and not (avoid_symptoms and x.lower() in SYMPTOMS)
         ]
 
     if ctx.forced_serious is not None:
@@ -113,7 +111,7 @@ def adverse_event_sentences(
             out.append(ph.ade(drug, term, grade, max(ctx.visit.cycle - 1, 1)))
         if grade is not None and grade >= 3 and drug not in note.serious:
             note.serious.append(drug)
-            out.append(ph.serious_stop(drug))
+            out[-1] = join_sentences(out[-1], ph.serious_stop(drug))
     for _ in range(negatives):
         drug = rng.choice(pool)
         terms = free_terms(drug)
@@ -131,9 +129,7 @@ def adverse_event_sentences(
     return out
 
 
-def treatment_sentences(
-    rng: random.Random, ph: Phraser, ctx: NoteContext, note: ComposedNote
-) -> list[Sentence]:
+def treatment_sentences(rng: random.Random, ph: Phraser, ctx: NoteContext, note: ComposedNote) -> list[Sentence]:
     """'Continue ondansetron for nausea': drug and event together, no adverse drug event."""
     out: list[Sentence] = []
     ordered = ctx.ordered_before + ctx.given_today
@@ -152,16 +148,9 @@ def treatment_sentences(
     return out
 
 
-def counsel_sentence(
-    rng: random.Random, ph: Phraser, drugs: Sequence[str], note: ComposedNote
-) -> list[Sentence]:
+def counsel_sentence(rng: random.Random, ph: Phraser, drugs: Sequence[str], note: ComposedNote) -> list[Sentence]:
     """A hypothetical side effect (a hard negative); never one of the 12 toxicity symptoms."""
-    options = [
-        (d, x)
-        for d in drugs
-        for x in DRUG_EVENTS[d]
-        if x not in note.used_terms and x.lower() not in SYMPTOMS
-    ]
+    options = [(d, x) for d in drugs for x in DRUG_EVENTS[d] if x not in note.used_terms and x.lower() not in SYMPTOMS]
     if not options:
         return []
     drug, term = rng.choice(options)
@@ -203,9 +192,7 @@ def header(rng: random.Random, note: ComposedNote, ctx: NoteContext) -> None:
 def compose_consult(rng: random.Random, ph: Phraser, ctx: NoteContext) -> ComposedNote:
     plan = ctx.plan
     note = ComposedNote(
-        rng.choice(
-            ("Medical oncology consultation", "New patient oncology consult", "Oncology consult note")
-        ),
+        rng.choice(("Medical oncology consultation", "New patient oncology consult", "Oncology consult note")),
         NoteDraft(),
     )
     header(rng, note, ctx)
@@ -226,18 +213,14 @@ def compose_consult(rng: random.Random, ph: Phraser, ctx: NoteContext) -> Compos
 
     history: list[Sentence] = distractors(ph, rng.randint(1, 2))
     if plan.comorbidities:
-        history.append(
-            plain("Past medical history includes " + " and ".join(c[0] for c in plan.comorbidities) + ".")
-        )
+        history.append(plain("Past medical history includes " + " and ".join(c[0] for c in plan.comorbidities) + "."))
     if plan.prior is not None:
         history += regimen_sentence(rng, ph, ctx, plan.prior.drugs, "NEG")
         if rng.random() < 0.6:
             history += _prior_line_ade(rng, ph, ctx, note)
     rng.shuffle(history)
     note.draft.paragraph("History: ", history)
-    allergies = (
-        ("Allergies: " + ", ".join(plan.allergies) + ".") if plan.allergies else "No known drug allergies."
-    )
+    allergies = ("Allergies: " + ", ".join(plan.allergies) + ".") if plan.allergies else "No known drug allergies."
     note.draft.paragraph(None, [plain(allergies)])
 
     plans = regimen_sentence(rng, ph, ctx, [d for d in plan.regimen.drugs if d in ctx.given_today], "COMB")
@@ -247,9 +230,7 @@ def compose_consult(rng: random.Random, ph: Phraser, ctx: NoteContext) -> Compos
         plans.append(plain(text))
     plans += [ph.drug_only(d) for d in plan.regimen.supportive if d in ctx.given_today and rng.random() < 0.6]
     if rng.random() < 0.6:
-        plans += counsel_sentence(
-            rng, ph, [d for d in ctx.given_today if DRUGS[d].role != "supportive"], note
-        )
+        plans += counsel_sentence(rng, ph, [d for d in ctx.given_today if DRUGS[d].role != "supportive"], note)
     plans += distractors(ph, rng.randint(1, 2))
     note.draft.paragraph(rng.choice(("Assessment and plan: ", "Plan: ", "Recommendations: ")), plans)
     return note
@@ -285,30 +266,21 @@ def compose_progress(rng: random.Random, ph: Phraser, ctx: NoteContext) -> Compo
     if plan.prior is not None and rng.random() < 0.3:
         interval += regimen_sentence(rng, ph, ctx, plan.prior.drugs, "NEG")
     rng.shuffle(interval)
-    note.draft.paragraph(
-        rng.choice(("Interval history: ", "Subjective: ", "Since the last visit: ")), interval
-    )
-    note.draft.paragraph(
-        rng.choice(("Exam: ", "Physical exam: ", "PE: ")), distractors(ph, rng.randint(1, 3), "exam")
-    )
+    note.draft.paragraph(rng.choice(("Interval history: ", "Subjective: ", "Since the last visit: ")), interval)
+    note.draft.paragraph(rng.choice(("Exam: ", "Physical exam: ", "PE: ")), distractors(ph, rng.randint(1, 3), "exam"))
 
     plans: list[Sentence] = []
     if visit.final:
         given = [d for d in plan.regimen.drugs if d in ctx.ordered_before]
         plans += regimen_sentence(rng, ph, ctx, given, "POS" if rng.random() < 0.75 else "NEG")
     else:
-        plans += regimen_sentence(
-            rng, ph, ctx, [d for d in plan.regimen.drugs if d in ctx.given_today], "COMB"
-        )
+        today = [d for d in plan.regimen.drugs if d in ctx.given_today and d not in note.serious]
+        plans += regimen_sentence(rng, ph, ctx, today, "COMB")
     if ctx.resume is not None:
-        plans.append(
-            Sentence(sentence_case(render(rng.choice(t.RESUME), {"drug": ph.drug_surface(ctx.resume)})))
-        )
+        plans.append(Sentence(sentence_case(render(rng.choice(t.RESUME), {"drug": ph.drug_surface(ctx.resume)}))))
     others = treatment_sentences(rng, ph, ctx, note)
     if rng.random() < 0.3:
-        others += counsel_sentence(
-            rng, ph, [d for d in ctx.given_today if DRUGS[d].role != "supportive"], note
-        )
+        others += counsel_sentence(rng, ph, [d for d in ctx.given_today if DRUGS[d].role != "supportive"], note)
     others += distractors(ph, rng.randint(1, 2))
     rng.shuffle(others)
     note.draft.paragraph(rng.choice(("Assessment and plan: ", "Plan: ", "A/P: ")), plans + others)

@@ -157,9 +157,7 @@ def _radiotherapy(rng: random.Random, cancer: Cancer, start: date) -> Radiothera
         dose, fractions = 70.0, 35
         begin = start + timedelta(days=7)
     weeks = -(-fractions // 5)
-    return RadiotherapyPlan(
-        cancer.radiotherapy, dose, fractions, begin, begin + timedelta(days=7 * weeks - 3)
-    )
+    return RadiotherapyPlan(cancer.radiotherapy, dose, fractions, begin, begin + timedelta(days=7 * weeks - 3))
 
 
 def _calendar(
@@ -183,6 +181,5 @@ def _calendar(
             slots.append((radio.start + timedelta(days=7 * (week - 1) + 2), "radiotherapy", 0, week, False))
     slots.sort(key=lambda s: s[0])
     return tuple(
-        VisitPlan(i + 1, kind, day, cycle, week, final)
-        for i, (day, kind, cycle, week, final) in enumerate(slots)
+        VisitPlan(i + 1, kind, day, cycle, week, final) for i, (day, kind, cycle, week, final) in enumerate(slots)
     )

@@ -99,12 +99,7 @@ def compose_radiotherapy(rng: random.Random, ph: Phraser, ctx: NoteContext) -> C
     done = max(1, min(radio.fractions, 5 * week - rng.randint(0, 2)))
     note.draft.paragraph(
         "Treatment: ",
-        [
-            plain(
-                f"Completed {done} of {radio.fractions} fractions to the {radio.site} "
-                f"({radio.dose_gy:g} Gy planned)."
-            )
-        ],
+        [plain(f"Completed {done} of {radio.fractions} fractions to the {radio.site} ({radio.dose_gy:g} Gy planned).")],
     )
 
     ordered = set(ctx.ordered_before) | set(ctx.given_today)
@@ -146,14 +141,10 @@ def compose_radiotherapy(rng: random.Random, ph: Phraser, ctx: NoteContext) -> C
 
     extra: list[Sentence] = []
     if radio.site == "head and neck":
-        extra += [
-            plain(rng.choice(t.HEAD_NECK_RT).format(g=rng.randint(1, 2))) for _ in range(rng.randint(1, 2))
-        ]
+        extra += [plain(rng.choice(t.HEAD_NECK_RT).format(g=rng.randint(1, 2))) for _ in range(rng.randint(1, 2))]
     chemo = [d for d in ctx.ordered_before if d in ctx.plan.regimen.drugs]
     if chemo and rng.random() < 0.4:
-        extra += adverse_event_sentences(
-            rng, ph, ctx, note, 1, rng.choice((0, 1)), allowed=chemo, avoid_symptoms=True
-        )
+        extra += adverse_event_sentences(rng, ph, ctx, note, 1, rng.choice((0, 1)), allowed=chemo, avoid_symptoms=True)
     extra += distractors(ph, rng.randint(1, 3), "radiotherapy")
     rng.shuffle(extra)
     note.draft.paragraph(rng.choice(("Assessment: ", "Plan: ", "Impression and plan: ")), extra)

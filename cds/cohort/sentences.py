@@ -103,9 +103,7 @@ class Phraser:
     def negated(self, drug: str, term: str, cycle: int) -> Sentence:
         pool = t.ADE_NEGATED_LAB if term in LAB_TERMS else t.ADE_NEGATED
         surface = self._rng.choice(EVENT_SURFACES[term])
-        frag = self._sentence(
-            self._rng.choice(pool), drug=self.drug_surface(drug), event=surface, n=str(cycle)
-        )
+        frag = self._sentence(self._rng.choice(pool), drug=self.drug_surface(drug), event=surface, n=str(cycle))
         return Sentence(frag, ades=(AdeMention(drug, term, None, True, "drug", "event"),))
 
     def negated_pair(self, drug: str, first: str, second: str) -> Sentence:
@@ -127,20 +125,14 @@ class Phraser:
 
     def treats(self, drug: str, term: str) -> Sentence:
         surface = self._rng.choice(EVENT_SURFACES[term])
-        return Sentence(
-            self._sentence(self._rng.choice(t.TREATS), drug=self.drug_surface(drug), event=surface)
-        )
+        return Sentence(self._sentence(self._rng.choice(t.TREATS), drug=self.drug_surface(drug), event=surface))
 
     def counsel(self, drug: str, term: str) -> Sentence:
         surface = self._rng.choice(EVENT_SURFACES[term])
-        return Sentence(
-            self._sentence(self._rng.choice(t.COUNSEL), drug=self.drug_surface(drug), event=surface)
-        )
+        return Sentence(self._sentence(self._rng.choice(t.COUNSEL), drug=self.drug_surface(drug), event=surface))
 
     def drug_only(self, drug: str) -> Sentence:
-        frag = self._sentence(
-            self._rng.choice(t.DRUG_ONLY), drug=self.drug_surface(drug), dose=DRUGS[drug].dose
-        )
+        frag = self._sentence(self._rng.choice(t.DRUG_ONLY), drug=self.drug_surface(drug), dose=DRUGS[drug].dose)
         return Sentence(frag)
 
     def serious_stop(self, drug: str) -> Sentence:
@@ -174,9 +166,7 @@ class Phraser:
 
     # -- radiotherapy symptoms -----------------------------------------------------------------
 
-    def symptom_present(
-        self, symptom: str, surface: str, grade: int | None, treat_drug: str | None
-    ) -> Sentence:
+    def symptom_present(self, symptom: str, surface: str, grade: int | None, treat_drug: str | None) -> Sentence:
         mention = self.graded(surface, grade)
         if treat_drug is not None:
             template = self._rng.choice(t.RT_TREATED)
@@ -193,9 +183,7 @@ class Phraser:
             return Sentence(frag, toxicities=(ToxMention(items[0][0], "absent", None, "a"),))
         fields = [f"{{a{i}}}" for i in range(len(items))]
         joiner = rng.choice((" or ", ", or ")) if len(items) > 2 else rng.choice((" or ", " and "))
-        listed = render(
-            ", ".join(fields[:-1]) + joiner + fields[-1], {f"a{i}": s for i, (_, s) in enumerate(items)}
-        )
+        listed = render(", ".join(fields[:-1]) + joiner + fields[-1], {f"a{i}": s for i, (_, s) in enumerate(items)})
         frag = self._sentence(rng.choice(t.RT_ABSENT_LIST), list=listed)
         tox = tuple(ToxMention(sym, "absent", None, f"list.a{i}") for i, (sym, _) in enumerate(items))
         return Sentence(frag, toxicities=tox)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 Span = tuple[int, int]
 
@@ -90,6 +90,20 @@ class Sentence:
     ades: tuple[AdeMention, ...] = ()
     toxicities: tuple[ToxMention, ...] = ()
     combos: tuple[ComboMention, ...] = ()
+
+
+def join_sentences(*sentences: Sentence) -> Sentence:
+    """Several sentences that must stay together (an event and the decision it caused) as one unit."""
+    names = [f"s{i}" for i in range(len(sentences))]
+    frag = render(" ".join(f"{{{n}}}" for n in names), {n: s.fragment for n, s in zip(names, sentences, strict=True)})
+    ades: list[AdeMention] = []
+    tox: list[ToxMention] = []
+    combos: list[ComboMention] = []
+    for n, s in zip(names, sentences, strict=True):
+        ades += [replace(a, drug_key=f"{n}.{a.drug_key}", event_key=f"{n}.{a.event_key}") for a in s.ades]
+        tox += [replace(t, key=f"{n}.{t.key}") for t in s.toxicities]
+        combos += [replace(c, drug_keys=tuple(f"{n}.{k}" for k in c.drug_keys)) for c in s.combos]
+    return Sentence(frag, tuple(ades), tuple(tox), tuple(combos))
 
 
 @dataclass(frozen=True)

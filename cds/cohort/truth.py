@@ -31,9 +31,7 @@ def _ensure_dir(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CohortError(
-            "OV-0043", f"cannot create {directory}: {exc.strerror}; choose a writable directory"
-        ) from exc
+        raise CohortError("OV-0043", f"cannot create {directory}: {exc.strerror}; choose a writable directory") from exc
 
 
 def write_truth(cohort: Cohort, directory: Path) -> dict[str, Path]:
@@ -66,6 +64,4 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         with path.open(encoding="utf-8") as fh:
             return [json.loads(line) for line in fh if line.strip()]
     except FileNotFoundError as exc:
-        raise CohortError(
-            "OV-0044", f"{path} does not exist; run `oncovigil cohort generate --out DIR` first"
-        ) from exc
+        raise CohortError("OV-0044", f"{path} does not exist; run `oncovigil cohort generate --out DIR` first") from exc

@@ -1,4 +1,4 @@
-"""N-ary drug-combination extractor (DrugComb, Tiktinsky et al. NAACL 2022): which drugs were combined, and did it work."""
+"""N-ary drug-combination extractor (DrugComb, Tiktinsky et al. NAACL 2022): which drugs were combined, did it work."""
 
 from __future__ import annotations
 

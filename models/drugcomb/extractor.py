@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ REGISTRY_NAME = "drugcomb-extractor.v1"
 class DecodeConfig:
     """How candidates become relations; stored in ``encoder_task.json`` under ``drugcomb``."""
 
-    candidates: CandidateConfig = CandidateConfig()
+    candidates: CandidateConfig = field(default_factory=CandidateConfig)
     max_length: int = 192
     threshold: float = 0.5
     strategy: Strategy = "non_nested"

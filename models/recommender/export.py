@@ -15,6 +15,7 @@ Built in a sibling staging folder and renamed into place, so a crash never leave
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import ModelLoadError, TrainingError
-from models.recommender.artifact import SETTINGS_FILE, RecommenderSettings, read_settings
+from models.recommender.artifact import SETTINGS_FILE, RecommenderSettings, read_settings, write_settings
 from models.recommender.base import BaseModel, load_base, save_tokenizer
 from models.recommender.prompt import PatientSummary
 from models.recommender.tokens import answer_ids, encode_prompt
@@ -101,10 +102,6 @@ def merged_model(artifact_dir: Path, base: BaseModel) -> Any:
     """The adapter applied to ``base`` and merged into plain weights (eval mode)."""
     from peft import PeftModel
 
-    if not (artifact_dir / "adapter_config.json").is_file():
-        raise ModelLoadError(
-            "OV-2017", f"{artifact_dir} has no adapter_config.json; pass the recommender artifact folder"
-        )
     merged = PeftModel.from_pretrained(base.model, str(artifact_dir)).merge_and_unload()
     merged.eval()
     return merged
@@ -151,6 +148,34 @@ def _torch_scores(model: Any, base: BaseModel, settings: RecommenderSettings) ->
     return np.concatenate(out)
 
 
+def load_source(artifact_dir: Path, base_source: str | None = None) -> tuple[Any, BaseModel, RecommenderSettings]:
+    """The merged torch model, its base and settings, from an adapter artifact or a whole causal-LM folder.
+
+    An adapter folder (adapter_config.json) is merged into its base (``base_source``, else the one
+    recommender.json or adapter_config.json names); a plain Hugging Face folder (config.json) is used as is.
+    Without recommender.json the default prompt and a 0.5 threshold apply.
+    """
+    has_settings = (artifact_dir / SETTINGS_FILE).is_file()
+    if (artifact_dir / "adapter_config.json").is_file():
+        named = json.loads((artifact_dir / "adapter_config.json").read_text(encoding="utf-8"))
+        settings = (
+            read_settings(artifact_dir)
+            if has_settings
+            else RecommenderSettings(threshold=0.5, base=str(named.get("base_model_name_or_path") or "smollm2"))
+        )
+        base = load_base(base_source or settings.base)
+        return merged_model(artifact_dir, base), base, settings
+    if (artifact_dir / "config.json").is_file():
+        base = load_base(artifact_dir)
+        settings = read_settings(artifact_dir) if has_settings else RecommenderSettings(0.5, str(artifact_dir))
+        return base.model, base, settings
+    raise ModelLoadError(
+        "OV-2017",
+        f"{artifact_dir} is neither a recommender adapter (adapter_config.json) nor a Hugging Face "
+        "causal-LM folder (config.json); pass one of them",
+    )
+
+
 def build_recommender_dir(
     artifact_dir: Path,
     out_dir: Path,
@@ -166,17 +191,15 @@ def build_recommender_dir(
     if threads > 0:
         torch.set_num_threads(threads)
     started = time.perf_counter()
-    settings = read_settings(artifact_dir)
-    base = load_base(base_source or settings.base)
-    model = merged_model(artifact_dir, base)
+    model, base, settings = load_source(artifact_dir, base_source)
     staging = out_dir.with_name(out_dir.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     hf_dir = staging / ".hf"
     try:
         model.save_pretrained(str(hf_dir))
         save_tokenizer(base.tokenizer, hf_dir)
+        write_settings(staging, settings)
         report = _export_and_check(hf_dir, staging, model, base, settings, int8)
-        shutil.copy2(artifact_dir / SETTINGS_FILE, staging / SETTINGS_FILE)
         for extra in extra_files:
             shutil.copy2(extra, staging / extra.name)
         report.seconds = round(time.perf_counter() - started, 1)

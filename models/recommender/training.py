@@ -11,6 +11,7 @@ torch, transformers and peft are imported inside the functions.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -27,6 +28,9 @@ from models.recommender.prompt import PromptFormat
 from models.recommender.tokens import answer_ids, encode_prompt
 from models.recommender.torch_scoring import margins_cached, p_yes_cached
 from models.recommender.visits import TrainingVisit
+
+log = logging.getLogger(__name__)
+LOG_EVERY = 25
 
 
 @dataclass(frozen=True)
@@ -206,7 +210,13 @@ def train_recommender(
             losses.append(float(loss.detach()))
             steps_done += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+            recent = sum(losses[-LOG_EVERY:]) / len(losses[-LOG_EVERY:])
+            bar.set_postfix(loss=f"{recent:.3f}")
+            if not config.show_progress and steps_done % LOG_EVERY == 0:
+                log.info(
+                    "recommender training",
+                    extra={"step": steps_done, "loss": round(recent, 4), "seconds": round(time.monotonic() - started)},
+                )
     bar.close()
     seconds = time.monotonic() - started
     dev_scores = score_visits(model, base, fmt, dev, config.show_progress) if dev else []

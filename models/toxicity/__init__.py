@@ -1,4 +1,4 @@
-"""Radiotherapy toxicity extractor: each symptom of a configurable list as present / absent / not mentioned, with its grade."""
+"""Radiotherapy toxicity extractor: each symptom of a configurable list as present / absent / not mentioned + grade."""
 
 from __future__ import annotations
 

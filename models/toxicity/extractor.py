@@ -43,7 +43,7 @@ class ToxicityExtractor:
 
     def predict(self, batch: Sequence[str]) -> list[list[ToxicityFinding]]:
         """One finding per symptom (in the model's symptom order) for each note."""
-        return predict_notes(batch, self._logits, self._count, self.tokenizer.max_len - 2, self.layout)
+        return predict_notes(batch, self.logits, self._count, self.tokenizer.max_len - 2, self.layout)
 
     def pipe(self, stream: Iterable[str], batch_size: int = 16) -> Iterator[list[ToxicityFinding]]:
         return pipe_batches(self.predict, stream, batch_size)
@@ -51,7 +51,8 @@ class ToxicityExtractor:
     def _count(self, text: str) -> int:
         return self.tokenizer.count(text) - 2
 
-    def _logits(self, texts: Sequence[str]) -> np.ndarray:
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw logit rows (one per text, no windowing), in input order."""
         encodings = self.tokenizer.encode_batch(texts)
         rows: list[np.ndarray | None] = [None] * len(encodings)
         for batch in bucket_by_length(encodings, lambda e: len(e.ids), self.max_batch, 8192):

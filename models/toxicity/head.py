@@ -48,7 +48,9 @@ def decode_note(rows: np.ndarray, layout: HeadLayout) -> list[ToxicityFinding]:
 
 
 def note_windows(text: str, count: TokenCount, max_tokens: int) -> list[tuple[int, int]]:
-    """The whole note when it fits, else sentence-packed windows of at most ``max_tokens`` tokens."""
+    """The whole note when it fits, else sentence-packed windows of at most ``max_tokens`` tokens (none if blank)."""
+    if not text.strip():
+        return []
     if count(text) <= max_tokens:
         return [(0, len(text))]
     return window_spans(text, count, max_tokens) or [(0, len(text))]

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from adapters import FhirClient, FhirClientConfig
 
@@ -32,7 +33,7 @@ def sandbox_config(fhir_base_url: str) -> FhirClientConfig:
     return FhirClientConfig(base_url=fhir_base_url, page_size=10, read_timeout_s=60.0, max_retries=2)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="function")
 async def fhir(sandbox_config: FhirClientConfig) -> AsyncIterator[FhirClient]:
     async with FhirClient(sandbox_config) as client:
         yield client

@@ -4,15 +4,28 @@ from cds.grouping import AdeObservation, group_by_drug, period_for, verbalise
 
 
 def _obs(pid: str, term: str, grade: int | None, day: int, rx: str = "2555") -> AdeObservation:
-    return AdeObservation(pid, f"n-{pid}-{day}", rx, "cisplatin", term, grade, date(2026, 3, day),
-                          first_dose=date(2026, 3, 1), evidence=f"{term} grade {grade}")
+    return AdeObservation(
+        pid,
+        f"n-{pid}-{day}",
+        rx,
+        "cisplatin",
+        term,
+        grade,
+        date(2026, 3, day),
+        first_dose=date(2026, 3, 1),
+        evidence=f"{term} grade {grade}",
+    )
 
 
 def test_groups_count_patients_terms_grades_and_serious_events() -> None:
-    records = group_by_drug([
-        _obs("p1", "Nausea", 2, 5), _obs("p2", "Nausea", 3, 9), _obs("p2", "Neutrophil count decreased", 4, 11),
-        _obs("p3", "Vomiting", None, 7, rx="40048"),
-    ])
+    records = group_by_drug(
+        [
+            _obs("p1", "Nausea", 2, 5),
+            _obs("p2", "Nausea", 3, 9),
+            _obs("p2", "Neutrophil count decreased", 4, 11),
+            _obs("p3", "Vomiting", None, 7, rx="40048"),
+        ]
+    )
     cis = next(r for r in records if r.drug_rxnorm == "2555")
     assert (cis.patients_affected, cis.reports, cis.serious_events) == (2, 3, 2)
     nausea = next(t for t in cis.terms if t.term == "Nausea")

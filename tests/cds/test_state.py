@@ -17,8 +17,15 @@ def test_watermark_only_moves_forward(tmp_path: Path) -> None:
 
 def test_findings_upsert_is_idempotent(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    row = {"key": "k1", "kind": "ade", "patient_id": "p", "note_id": "n", "drug_rxnorm": "2555",
-           "payload": {"grade": 2}, "model": "ade-extractor.v1"}
+    row = {
+        "key": "k1",
+        "kind": "ade",
+        "patient_id": "p",
+        "note_id": "n",
+        "drug_rxnorm": "2555",
+        "payload": {"grade": 2},
+        "model": "ade-extractor.v1",
+    }
     assert store.upsert_findings([row]) == 1
     assert store.upsert_findings([row]) == 0
     assert [f.key for f in store.findings(kind="ade", patient_id="p")] == ["k1"]
@@ -45,7 +52,18 @@ def test_run_records_and_feedback_counts(tmp_path: Path) -> None:
     store.finish_run(run, "ok", {"DocumentReference": 3}, [])
     assert store.runs()[0].counts == {"DocumentReference": 3}
     store.log_cards("oncovigil-order-sign", "p1", [("u1", "overprescription")])
-    store.add_feedback([{"service_id": "oncovigil-order-sign", "card_uuid": "u1", "outcome": "overridden",
-                         "override_code": "not-applicable", "override_display": "Not applicable",
-                         "user_comment": None, "accepted_suggestions": [], "outcome_ts": None}])
+    store.add_feedback(
+        [
+            {
+                "service_id": "oncovigil-order-sign",
+                "card_uuid": "u1",
+                "outcome": "overridden",
+                "override_code": "not-applicable",
+                "override_display": "Not applicable",
+                "user_comment": None,
+                "accepted_suggestions": [],
+                "outcome_ts": None,
+            }
+        ]
+    )
     assert store.feedback_counts() == {"oncovigil-order-sign/overprescription": {"overridden": 1}}

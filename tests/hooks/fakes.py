@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 from hooks import (
     AlternativeOrder,
+    Card,
     CdsResponse,
     FeedbackItem,
     HookCall,
     PrefetchUnavailable,
     PriorEvent,
+    Source,
     overprescription_card,
     prior_ade_card,
 )
@@ -76,3 +78,13 @@ class FakeDecisions:
         self.feedback.clear()
         self.behaviour = default_decide
         self.feedback_error = None
+
+
+class ConstantDecisions:
+    """Answers one valid card to every call; never inspects FHIR (its robustness is not under test)."""
+
+    async def decide(self, call: HookCall) -> CdsResponse:
+        return CdsResponse(cards=[Card(summary="ok", indicator="info", source=Source(label="OncoVigil"))])
+
+    async def record_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> None:
+        return None

@@ -14,19 +14,15 @@ from typing import Any
 import jwt
 import pytest
 from ehr import MiniEhr, feedback_body, order_select_body, order_sign_body, patient_view_body
+from fakes import ConstantDecisions
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hooks import (
-    Card,
-    CdsResponse,
-    FeedbackItem,
-    HookCall,
     HooksConfig,
     InMemoryReplayStore,
     JwtVerifier,
-    Source,
     create_hooks_app,
     default_services,
 )
@@ -35,7 +31,10 @@ BASE = "http://testserver"
 SERVICES = ["oncovigil-order-select", "oncovigil-order-sign", "oncovigil-patient-view"]
 PATHS = ["/cds-services"] + [f"/cds-services/{s}" for s in SERVICES] + [f"/cds-services/{s}/feedback" for s in SERVICES]
 FUZZ = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=100,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 json_values = st.recursive(
@@ -43,16 +42,6 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=15,
 )
-
-
-class ConstantDecisions:
-    """Answers one valid card to every call; never inspects FHIR (its robustness is not under test here)."""
-
-    async def decide(self, call: HookCall) -> CdsResponse:
-        return CdsResponse(cards=[Card(summary="ok", indicator="info", source=Source(label="OncoVigil"))])
-
-    async def record_feedback(self, service_id: str, items: list[FeedbackItem]) -> None:
-        return None
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +92,9 @@ def mutate(body: dict[str, Any], path: tuple[Any, ...], action: str, value: Any)
 def call(client: TestClient, ehr: MiniEhr, path: str, body: Any = None, raw: bytes | None = None) -> int:
     headers = {**ehr.auth(BASE + path), "content-type": "application/json"}
     if path == "/cds-services":
-        return client.get(path, headers=headers).status_code
+        return int(client.get(path, headers=headers).status_code)
     content = raw if raw is not None else json.dumps(body).encode()
-    return client.post(path, content=content, headers=headers).status_code
+    return int(client.post(path, content=content, headers=headers).status_code)
 
 
 @FUZZ
@@ -164,7 +153,7 @@ def test_hostile_tokens_never_500(
     key = ehr.ec_key if alg == "ES384" else ehr.rsa_key
     try:
         token = jwt.encode(claim_set, key, algorithm=alg, headers={"kid": ehr.ec_kid, **header})
-    except (TypeError, ValueError, jwt.PyJWTError):
+    except (TypeError, ValueError, KeyError, NotImplementedError, jwt.PyJWTError):
         return  # pyjwt refuses to build it; nothing to send
     r = app_client.get("/cds-services", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code in {200, 401}

@@ -9,16 +9,20 @@ from typing import Any
 
 import httpx
 import pytest
-from ehr import MiniEhr, feedback_body, order_sign_body
-from fakes import TENANT_ISS
+from ehr import MiniEhr, feedback_body, order_sign_body, serve
+from fakes import TENANT_ISS, FakeDecisions
+from fastapi import FastAPI
 
 from hooks import (
     AuthenticationFailed,
+    HooksConfig,
     HooksConfigError,
     InMemoryReplayStore,
     IssuerTrust,
     JwtConfig,
     JwtVerifier,
+    create_hooks_app,
+    default_services,
 )
 
 SIGN = "oncovigil-order-sign"
@@ -195,7 +199,7 @@ async def test_leeway_and_replay_window_follow_the_clock(ehr: MiniEhr) -> None:
 
 def test_pinned_jwks_must_hold_public_signing_keys(ehr: MiniEhr) -> None:
     private = dict(ehr.jwks()["keys"][0], d="secret")
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "OV-3013": {"keys": [private]},
         "OV-3012": {"keys": []},
     }
@@ -208,3 +212,41 @@ def test_pinned_jwks_must_hold_public_signing_keys(ehr: MiniEhr) -> None:
         JwtVerifier(JwtConfig({ehr.iss: IssuerTrust(jwks=hmac_key)}), InMemoryReplayStore())
     with pytest.raises(HooksConfigError, match="OV-3010"):
         JwtConfig({})
+
+
+# -- which URL the aud must name ----------------------------------------------------------------------------
+def build(ehr: MiniEhr, fake: FakeDecisions, **config: Any) -> FastAPI:
+    verifier = JwtVerifier(ehr.jwt_config(), InMemoryReplayStore())
+    return create_hooks_app(default_services(), fake, verifier, HooksConfig(environment="test", **config))
+
+
+def test_aud_is_the_public_base_url_when_configured(ehr: MiniEhr, fake: FakeDecisions, client: httpx.Client) -> None:
+    public = "https://cds.example.org/oncovigil"
+    with serve(build(ehr, fake, public_base_url=public + "/")) as base:
+        local = f"{base}/cds-services/{SIGN}"
+        body = order_sign_body()
+        assert client.post(local, json=body, headers=ehr.auth(f"{public}/cds-services/{SIGN}")).status_code == 200
+        assert client.post(local, json=body, headers=ehr.auth(local)).status_code == 401
+        fb = f"{public}/cds-services/{SIGN}/feedback"
+        assert client.post(local + "/feedback", json=feedback_body("c"), headers=ehr.auth(fb)).status_code == 200
+
+
+@pytest.mark.parametrize(("trust", "status"), [(True, 200), (False, 401)])
+def test_forwarded_headers_only_when_trusted(
+    ehr: MiniEhr, fake: FakeDecisions, client: httpx.Client, trust: bool, status: int
+) -> None:
+    with serve(build(ehr, fake, trust_forwarded_headers=trust)) as base:
+        headers = {
+            **ehr.auth("https://cds.example.org/cds-services"),
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "cds.example.org",
+        }
+        assert client.get(f"{base}/cds-services", headers=headers).status_code == status
+
+
+def test_development_mode_without_jwt(fake: FakeDecisions, client: httpx.Client) -> None:
+    app = create_hooks_app(default_services(), fake, None, HooksConfig(environment="development", require_jwt=False))
+    with serve(app) as base:
+        assert client.get(f"{base}/cds-services").status_code == 200
+        r = client.post(f"{base}/cds-services/{SIGN}", json=order_sign_body())
+        assert r.status_code == 200 and r.json()["cards"]

@@ -84,9 +84,7 @@ def test_torch_cached_equals_full_pass(tiny: dict[str, Any]) -> None:
     yes_id, no_id = tiny["ids"]
     with torch.no_grad():
         cached = torch.sigmoid(
-            margins_cached(
-                tiny["base"].model, tiny["prefix"], tiny["suffixes"], yes_id, no_id, no_id
-            ).double()
+            margins_cached(tiny["base"].model, tiny["prefix"], tiny["suffixes"], yes_id, no_id, no_id).double()
         ).numpy()
     assert np.abs(cached - _torch_full(tiny)).max() < 1e-4
 

@@ -1,0 +1,101 @@
+"""Evaluation of the recommender and its baselines on visits, through the real overprescription decision.
+
+Every method (the model, ``all``, ``top_k``, ``cooccurrence``) yields a score per drug of each visit and a
+threshold; the same :func:`decide_overprescription` turns those into warnings, so baselines get the hard
+rules too and the comparison isolates the scores. Per visit:
+
+- recommended = the visit's drugs (candidates + ordered) scoring >= the method's threshold;
+- prescribed (the reference) = prescribed minus overprescribed: a deliberate overprescription is never a
+  correct recommendation even when a data set also lists it as prescribed;
+- orders = the previous medications as *active* orders and the ordered drugs (prescribed + overprescribed)
+  as *drafts*; warned = the drafts the decision warns about;
+- prior events = the "grade N <event> on <drug> (<date>)" phrases of the history (the only place a
+  visits.jsonl line carries recorded adverse events).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cds.formulary import Formulary
+from cds.overprescription import Order, PriorEvent, decide_overprescription
+from models.recommender.baselines import Baselines
+from models.recommender.metrics import SetMetrics, VisitOutcome, set_metrics
+from models.recommender.visits import TrainingVisit
+
+_EVENT = re.compile(r"grade\s+([1-5])\s+([^;()]+?)\s+on\s+([a-z0-9][a-z0-9 /\-]*?)\s*\((\d{4}-\d{2}-\d{2})\)", re.I)
+
+ScoreFn = Callable[[TrainingVisit], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    scores: Sequence[dict[str, float]]  # one dict per visit, over the visit's universe
+    threshold: float
+
+
+def prior_events_from_history(history: str) -> list[PriorEvent]:
+    return [
+        PriorEvent(drug=m.group(3).strip().lower(), grade=int(m.group(1)), event=m.group(2).strip(), date=m.group(4))
+        for m in _EVENT.finditer(history)
+    ]
+
+
+def visit_orders(visit: TrainingVisit) -> list[Order]:
+    ordered = dict.fromkeys((*visit.prescribed, *visit.overprescribed))
+    active = [Order(d, status="active") for d in visit.patient.previous_medications]
+    return [*active, *(Order(d, status="draft") for d in ordered)]
+
+
+def outcome(visit: TrainingVisit, scores: dict[str, float], threshold: float, formulary: Formulary) -> VisitOutcome:
+    warnings = decide_overprescription(
+        visit_orders(visit),
+        visit.patient.conditions,
+        prior_events_from_history(visit.patient.history),
+        scores,
+        threshold,
+        formulary,
+    )
+    return VisitOutcome(
+        recommended=frozenset(d for d in visit.universe if scores.get(d, 0.0) >= threshold),
+        prescribed=frozenset(visit.appropriate),
+        warned=frozenset(w.drug for w in warnings),
+        overprescribed=frozenset(visit.overprescribed),
+    )
+
+
+def evaluate_method(visits: Sequence[TrainingVisit], method: Method, formulary: Formulary) -> SetMetrics:
+    return set_metrics([outcome(v, s, method.threshold, formulary) for v, s in zip(visits, method.scores, strict=True)])
+
+
+def baseline_methods(visits: Sequence[TrainingVisit], baselines: Baselines) -> list[Method]:
+    return [
+        Method("all", [baselines.all_scores(v.universe) for v in visits], 0.5),
+        Method("top_k", [baselines.top_k_scores(v.universe) for v in visits], 0.5),
+        Method(
+            "cooccurrence",
+            [baselines.cooccurrence_scores(v.patient.conditions, v.universe) for v in visits],
+            baselines.cooccurrence_threshold,
+        ),
+    ]
+
+
+def contract_report(
+    visits: Sequence[TrainingVisit],
+    model_scores: Sequence[dict[str, float]],
+    threshold: float,
+    baselines: Baselines,
+    formulary: Formulary,
+) -> dict[str, Any]:
+    """``{"model": M, "baselines": {"all": M, "top_k": M, "cooccurrence": M}}`` with M the eight metrics."""
+    model = evaluate_method(visits, Method("model", model_scores, threshold), formulary)
+    return {
+        "model": model.to_json(),
+        "baselines": {
+            m.name: evaluate_method(visits, m, formulary).to_json() for m in baseline_methods(visits, baselines)
+        },
+    }

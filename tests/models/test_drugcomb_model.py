@@ -1,0 +1,148 @@
+"""The drug-combination classifier through LoRA -> merge -> optimum export -> onnxruntime on a tiny BERT,
+``oncovigil eval drugcomb``, and the committed default model on a few sentences."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_drugcomb_tinybert import build_tiny_bert, build_tiny_model_dir
+
+from models.drugcomb import CLASS_LABELS, DrugCombDoc, load_drugcomb_extractor, parse_doc
+from models.drugcomb.build import build_drugcomb_dir
+from models.drugcomb.encoding import softmax
+from models.drugcomb.extractor import candidate_inputs
+from models.drugcomb.lexicon import DRUGS_FILE
+from models.drugcomb.lora_train import torch_logits
+from models.drugcomb.train import _cross_entropy
+from models.registry import RuntimeConfig, default_registry
+from models.runtime import CPU
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACT = REPO / "models" / "artifacts" / "drugcomb"
+
+
+def doc(
+    doc_id: str, sentence: str, drugs: list[str], rels: list[dict[str, Any]], paragraph: str = ""
+) -> dict[str, Any]:
+    spans = []
+    for i, name in enumerate(drugs):
+        start = sentence.index(name)
+        spans.append({"span_id": i, "text": name, "start": start, "end": start + len(name)})
+    return {"doc_id": doc_id, "sentence": sentence, "spans": spans, "rels": rels, "paragraph": paragraph or sentence}
+
+
+DOCS = [
+    doc(
+        "a",
+        "cisplatin plus paclitaxel gave a response .",
+        ["cisplatin", "paclitaxel"],
+        [{"class": "POS", "spans": [0, 1]}],
+    ),
+    doc(
+        "b",
+        "gemcitabine and carboplatin were given , then paclitaxel alone .",
+        ["gemcitabine", "carboplatin", "paclitaxel"],
+        [{"class": "COMB", "spans": [0, 1]}],
+        "earlier text . gemcitabine and carboplatin were given , then paclitaxel alone . progression followed .",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("tiny-drugcomb")
+    base = build_tiny_bert(root / "base")
+    texts = ["<< cisplatin >> plus << paclitaxel >> response", "<< gemcitabine >> and carboplatin", "no drugs here"]
+    targets = [(1,), (0,), (0,)]
+    # context_chars > 0: the classifier reads (marked sentence, paragraph) pairs, so token types matter.
+    extra = {"drugcomb": {"max_size": 3, "max_candidates": 10, "context_chars": 200, "max_length": 48}}
+    model_dir = root / "model"
+    merged = build_tiny_model_dir(
+        base, model_dir, CLASS_LABELS, texts, targets, _cross_entropy(), extra, 48, pairs=["ctx one", None, "ctx"]
+    )
+    (model_dir / DRUGS_FILE).write_text("Cisplatin\nPaclitaxel\nGemcitabine\nCarboplatin\n", encoding="utf-8")
+    from models.card import read_card, write_card
+
+    write_card(model_dir, read_card(model_dir))  # re-hash with the drug list in place
+    return {"base": base, "dir": model_dir, "merged": merged}
+
+
+def test_onnx_probabilities_equal_torch_on_marked_pairs(tiny: dict[str, Any]) -> None:
+    extractor = load_drugcomb_extractor(tiny["dir"], RuntimeConfig(providers=(CPU,)))
+    docs = [parse_doc(d) for d in DOCS]
+    per_doc = extractor.probabilities(docs)
+    assert [len(c) for c, _ in per_doc] == [1, 4]
+    texts: list[str] = []
+    pairs: list[str | None] = []
+    for d in docs:
+        _, marked, context = candidate_inputs(d, extractor.config.candidates)
+        assert context is not None and d.sentence not in context
+        texts += marked
+        pairs += [context] * len(marked)
+    expected = softmax(torch_logits(tiny["merged"], tiny["base"], texts, pairs, 48))
+    got = np.concatenate([p for _, p in per_doc])
+    assert np.abs(expected - got).max() < 1e-5
+    decisions = extractor.classify(docs)
+    assert all(set(k.label for k in d) <= {"POS", "COMB", "NEG"} for d in decisions)
+
+
+def test_predict_finds_drugs_in_raw_text_and_reports_sentence_spans(tiny: dict[str, Any]) -> None:
+    extractor = load_drugcomb_extractor(
+        tiny["dir"], RuntimeConfig(providers=(CPU,), extra={"drug_names": {"Taxol": "paclitaxel"}})
+    )
+    extractor.config = type(extractor.config)(extractor.config.candidates, 48, threshold=0.0)  # keep every candidate
+    text = "No drugs in this sentence. Cisplatin plus Taxol was given. Only cisplatin here."
+    (found,) = extractor.predict([text])
+    assert found and {c.drugs for c in found} == {("cisplatin", "paclitaxel")}
+    start, end = found[0].sentence_span
+    assert text[start:end] == "Cisplatin plus Taxol was given."
+    assert extractor.predict(["Nothing to see."]) == [[]]
+
+
+def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ONCOVIGIL_HOME": str(home), "ONCOVIGIL_ONNX_PROVIDERS": '["CPUExecutionProvider"]'}
+    return subprocess.run(
+        [sys.executable, "-m", "cds.cli", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+    )
+
+
+def test_eval_command_prints_the_contract_keys(tiny: dict[str, Any], tmp_path: Path) -> None:
+    data = tmp_path / "dev.jsonl"
+    data.write_text("\n".join(json.dumps(d) for d in DOCS) + "\n", encoding="utf-8")
+    done = _cli("eval", "drugcomb", "--data", str(data), "--model", str(tiny["dir"]), "--json", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)
+    assert {"f1_pos_exact", "f1_pos_partial", "f1_any_exact", "f1_any_partial"} <= set(metrics)
+    assert metrics["sentences"] == 2 and metrics["gold_relations"] == 2
+
+
+def test_eval_command_rejects_a_bad_file_with_exit_code_2(tiny: dict[str, Any], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"doc_id": "x", "sentence": "a b", "spans": "none"}\n', encoding="utf-8")
+    done = _cli("eval", "drugcomb", "--data", str(bad), "--model", str(tiny["dir"]), "--json", home=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "OV-2071" in done.stderr and done.stdout == ""
+
+
+@pytest.mark.slow
+def test_committed_default_model_on_a_few_sentences(tmp_path_factory: pytest.TempPathFactory) -> None:
+    model_dir = tmp_path_factory.mktemp("drugcomb-default") / "drugcomb"
+    card = build_drugcomb_dir(ARTIFACT, model_dir, int8=False)
+    assert card.name == "drugcomb-extractor.v1" and card.dev_metrics["dev"]["f1_pos_exact"] >= 0.55
+    extractor = default_registry().create("drugcomb-extractor.v1", model_dir, RuntimeConfig(providers=(CPU,)))
+    text = (
+        "The combination of gemcitabine and cisplatin produced a significantly higher response rate than "
+        "gemcitabine alone. Aspirin was taken for headache."
+    )
+    (found,) = extractor.predict([text])
+    assert [(c.drugs, c.label) for c in found] == [(("cisplatin", "gemcitabine"), "POS")]
+    assert isinstance(DrugCombDoc, type)

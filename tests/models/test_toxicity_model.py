@@ -1,0 +1,129 @@
+"""The toxicity head through a real LoRA -> merge -> optimum export -> onnxruntime path on a tiny BERT,
+the ``oncovigil eval toxicity`` command, and the committed default model on a few notes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_drugcomb_tinybert import build_tiny_bert, build_tiny_model_dir
+
+from models.drugcomb.lora_train import torch_logits
+from models.registry import RuntimeConfig, default_registry
+from models.runtime import CPU
+from models.toxicity import HeadLayout, load_toxicity_extractor, predict_notes
+from models.toxicity.train import grouped_loss
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACT = REPO / "models" / "artifacts" / "toxicity"
+LAYOUT = HeadLayout(("fatigue", "diarrhea", "hematuria"))
+NOTES = [
+    "Weekly visit. Reports grade 2 fatigue. Denies diarrhea.",
+    "No new complaints.",
+    # Longer than the tiny model's 32-token window: read in several windows.
+    "Radiation oncology weekly visit. Completed 10 fractions to the pelvis. Patient reports mild fatigue. "
+    "Loose stools, CTCAE grade 2. Denies hematuria or dysuria. Plan: continue treatment, weekly review.",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("tiny-toxicity")
+    base = build_tiny_bert(root / "base")
+    texts = ["reports grade 2 fatigue", "denies diarrhea", "hematuria grade 1", "no new complaints"]
+    targets = [
+        (0, 2, 2, 2, -100, -100),
+        (2, 1, 2, -100, -100, -100),
+        (2, 2, 0, -100, -100, 1),
+        (2, 2, 2, -100, -100, -100),
+    ]
+    extra = {"toxicity": {"symptoms": list(LAYOUT.symptoms)}}
+    model_dir = root / "model"
+    merged = build_tiny_model_dir(base, model_dir, LAYOUT.labels(), texts, targets, grouped_loss(LAYOUT), extra, 32)
+    return {"base": base, "dir": model_dir, "merged": merged}
+
+
+def test_onnx_logits_and_findings_equal_torch(tiny: dict[str, Any]) -> None:
+    extractor = load_toxicity_extractor(tiny["dir"], RuntimeConfig(providers=(CPU,)))
+    assert extractor.symptoms == LAYOUT.symptoms and extractor.session.provider == CPU
+
+    def reference(pieces: list[str]) -> np.ndarray:
+        return torch_logits(tiny["merged"], tiny["base"], pieces, [None] * len(pieces), 32)
+
+    windows: list[str] = []
+
+    def recorded(pieces: list[str]) -> np.ndarray:
+        windows.extend(pieces)
+        return reference(pieces)
+
+    expected = predict_notes(NOTES, recorded, extractor._count, 30, LAYOUT)
+    assert len(windows) > len(NOTES)  # the long note was split
+    assert np.abs(extractor.logits(windows) - reference(windows)).max() < 1e-4
+    got = extractor.predict(NOTES)
+    assert [[(f.symptom, f.status, f.grade) for f in note] for note in got] == [
+        [(f.symptom, f.status, f.grade) for f in note] for note in expected
+    ]
+    for mine, theirs in zip(got, expected, strict=True):
+        assert [f.confidence for f in mine] == pytest.approx([f.confidence for f in theirs], abs=1e-4)
+    assert list(extractor.pipe(iter(NOTES), batch_size=2)) == got
+
+
+def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ONCOVIGIL_HOME": str(home), "ONCOVIGIL_ONNX_PROVIDERS": '["CPUExecutionProvider"]'}
+    return subprocess.run(
+        [sys.executable, "-m", "cds.cli", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+    )
+
+
+def test_eval_command_prints_the_contract_keys(tiny: dict[str, Any], tmp_path: Path) -> None:
+    from cds.cohort import generate_cohort
+
+    notes = [n.to_json() for n in generate_cohort(4, 11).notes]
+    assert any(n["kind"] == "radiotherapy" for n in notes)
+    data = tmp_path / "notes.jsonl"
+    data.write_text("\n".join(json.dumps(n) for n in notes) + "\n", encoding="utf-8")
+    done = _cli("eval", "toxicity", "--data", str(data), "--model", str(tiny["dir"]), "--json", home=tmp_path)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)
+    assert {"macro_f1", "accuracy", "per_symptom", "grade_accuracy"} <= set(metrics)
+    assert set(metrics["per_symptom"]) == set(LAYOUT.symptoms)
+    assert all(set(v) >= {"accuracy", "f1"} for v in metrics["per_symptom"].values())
+    assert 0.0 <= metrics["macro_f1"] <= 1.0
+
+
+def test_eval_command_rejects_a_bad_file_with_exit_code_2(tiny: dict[str, Any], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"kind": "radiotherapy", "text": 3}\n', encoding="utf-8")
+    done = _cli("eval", "toxicity", "--data", str(bad), "--model", str(tiny["dir"]), "--json", home=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "OV-2073" in done.stderr and done.stdout == ""
+
+
+@pytest.mark.slow
+def test_committed_default_model_reads_a_few_notes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from models.toxicity.build import build_toxicity_dir
+
+    model_dir = tmp_path_factory.mktemp("toxicity-default") / "toxicity"
+    card = build_toxicity_dir(ARTIFACT, model_dir, int8=False)
+    assert card.name == "toxicity-extractor.v1" and card.dev_metrics["notes_dev"]["macro_f1"] >= 0.9
+    extractor = default_registry().create("toxicity-extractor.v1", model_dir, RuntimeConfig(providers=(CPU,)))
+    notes = [
+        "On-treatment visit, week 3.\n\nGU: Reports CTCAE grade 2 urinary frequency. Denies hematuria.\n\n"
+        "GI: Loose stools (grade 1).\n\nPlan: Continue current plan.",
+        "Radiation oncology OTV note\n\nSymptom review: Denies fatigue. No dysuria.",
+    ]
+    first, second = (({f.symptom: (f.status, f.grade) for f in note}) for note in extractor.predict(notes))
+    assert first["urinary frequency"] == ("present", 2)
+    assert first["hematuria"][0] == "absent"
+    assert first["diarrhea"] == ("present", 1)
+    assert first["erectile dysfunction"][0] == "not_mentioned"
+    assert second["fatigue"][0] == "absent" and second["urinary tract pain"][0] == "absent"
+    assert second["proctitis"][0] == "not_mentioned"
