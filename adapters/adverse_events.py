@@ -31,9 +31,7 @@ from adapters.records import RecordedAdverseEvent
 Resource = dict[str, Any]
 
 
-def _suspect_drug(
-    event: Resource, medications: Mapping[str, Resource]
-) -> tuple[str | None, str | None, str | None]:
+def _suspect_drug(event: Resource, medications: Mapping[str, Resource]) -> tuple[str | None, str | None, str | None]:
     """(RxNorm code, display, MedicationRequest id) of the first suspect entity."""
     suspects = [s for s in event.get("suspectEntity") or [] if isinstance(s, dict)]
     if not suspects:
@@ -54,9 +52,7 @@ def _suspect_drug(
     return (rxnorm or {}).get("code"), display, request_id
 
 
-def adverse_event_record(
-    event: Resource, medications: Mapping[str, Resource] | None = None
-) -> RecordedAdverseEvent:
+def adverse_event_record(event: Resource, medications: Mapping[str, Resource] | None = None) -> RecordedAdverseEvent:
     """Map one AdverseEvent (pure); ``medications`` holds referenced Medications by ``Medication/<id>``."""
     rxnorm, display, request_id = _suspect_drug(event, medications or {})
     grade_ext = extension(event, EXT_CTCAE_GRADE)
@@ -90,9 +86,7 @@ def parse_adverse_events(bundle_or_resources: Any) -> list[RecordedAdverseEvent]
     """Every AdverseEvent in a Bundle, a resource or a list of either; included Medications resolve drugs."""
     resources = list(resources_of(bundle_or_resources))
     medications = {f"Medication/{r.get('id')}": r for r in resources if r.get("resourceType") == "Medication"}
-    return [
-        adverse_event_record(r, medications) for r in resources if r.get("resourceType") == "AdverseEvent"
-    ]
+    return [adverse_event_record(r, medications) for r in resources if r.get("resourceType") == "AdverseEvent"]
 
 
 async def fetch_adverse_events(client: FhirClient, patient_id: str) -> list[RecordedAdverseEvent]:

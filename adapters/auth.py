@@ -33,9 +33,7 @@ class BearerTokenAuth(httpx.Auth):
 
     def __init__(self, token: str) -> None:
         if not token.strip():
-            raise FhirConfigError(
-                "OV-1003", "bearer token is empty; set the FHIR bearer token or choose auth 'none'"
-            )
+            raise FhirConfigError("OV-1003", "bearer token is empty; set the FHIR bearer token or choose auth 'none'")
         self._header = f"Bearer {token.strip()}"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -78,9 +76,7 @@ class SmartBackendAuth(httpx.Auth):
 
     def __init__(self, config: SmartBackendConfig, *, clock: Callable[[], float] = time.time) -> None:
         if config.assertion_lifetime_s <= 0 or config.assertion_lifetime_s > 300:
-            raise FhirConfigError(
-                "OV-1006", "SMART assertion lifetime must be within 1..300 s (the spec's maximum)"
-            )
+            raise FhirConfigError("OV-1006", "SMART assertion lifetime must be within 1..300 s (the spec's maximum)")
         self._config = config
         self._key = _check_key(config.private_key_pem, config.alg)
         self._clock = clock
@@ -110,9 +106,7 @@ class SmartBackendAuth(httpx.Auth):
             "client_assertion_type": _ASSERTION_TYPE,
             "client_assertion": self.assertion(),
         }
-        return httpx.Request(
-            "POST", self._config.token_url, data=form, headers={"Accept": "application/json"}
-        )
+        return httpx.Request("POST", self._config.token_url, data=form, headers={"Accept": "application/json"})
 
     def _store(self, response: httpx.Response) -> str:
         try:

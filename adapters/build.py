@@ -118,9 +118,7 @@ def adverse_event_resource(item: AdverseEventInput, device_ref: str) -> Resource
         event["coding"] = [{"system": MEDDRA, "code": item.meddra_code, "display": item.ctcae_term}]
     suspect: Resource = {
         "instance": {
-            "reference": f"Medication/{item.medication_id}"
-            if item.medication_id
-            else f"#{CONTAINED_DRUG_ID}",
+            "reference": f"Medication/{item.medication_id}" if item.medication_id else f"#{CONTAINED_DRUG_ID}",
             "display": item.drug_display,
         }
     }
@@ -140,9 +138,7 @@ def adverse_event_resource(item: AdverseEventInput, device_ref: str) -> Resource
         "subject": {"reference": f"Patient/{item.patient_id}"},
         "date": format_datetime(item.date),
         "event": event,
-        "contributor": [
-            {"reference": device_ref, "display": f"OncoVigil {item.model_name} {item.model_version}"}
-        ],
+        "contributor": [{"reference": device_ref, "display": f"OncoVigil {item.model_name} {item.model_version}"}],
         "suspectEntity": [suspect],
     }
     if extensions:
@@ -159,19 +155,13 @@ def adverse_event_resource(item: AdverseEventInput, device_ref: str) -> Resource
         resource["encounter"] = {"reference": f"Encounter/{item.encounter_id}"}
     if item.grade is not None:
         code = _SEVERITY_BY_GRADE[item.grade]
-        resource["severity"] = {
-            "coding": [{"system": SEVERITY_SYSTEM, "code": code, "display": code.capitalize()}]
-        }
+        resource["severity"] = {"coding": [{"system": SEVERITY_SYSTEM, "code": code, "display": code.capitalize()}]}
         if item.grade == 5:
-            resource["outcome"] = {
-                "coding": [{"system": OUTCOME_SYSTEM, "code": "fatal", "display": "Fatal"}]
-            }
+            resource["outcome"] = {"coding": [{"system": OUTCOME_SYSTEM, "code": "fatal", "display": "Fatal"}]}
     serious = seriousness(item.grade, item.serious)
     if serious is not None:
         code, display = serious
-        resource["seriousness"] = {
-            "coding": [{"system": SERIOUSNESS_SYSTEM, "code": code, "display": display}]
-        }
+        resource["seriousness"] = {"coding": [{"system": SERIOUSNESS_SYSTEM, "code": code, "display": display}]}
     if item.note_id:
         resource["referenceDocument"] = [{"reference": f"DocumentReference/{item.note_id}"}]
     return resource
@@ -215,13 +205,9 @@ def ade_summary_resource(item: AdeSummaryInput, device_ref: str) -> Resource:
     """A DocumentReference holding the Markdown summary of one drug over one period."""
     check_key(item.key, "ADE summary")
     if item.period_end < item.period_start:
-        raise ResourceBuildError(
-            "OV-1084", f"summary period ends ({item.period_end}) before it starts; fix the caller"
-        )
+        raise ResourceBuildError("OV-1084", f"summary period ends ({item.period_end}) before it starts; fix the caller")
     data = item.markdown.encode("utf-8")
-    title = (
-        item.title or f"Adverse drug events: {item.drug_display}, {item.period_start} to {item.period_end}"
-    )
+    title = item.title or f"Adverse drug events: {item.drug_display}, {item.period_start} to {item.period_end}"
     return {
         "resourceType": "DocumentReference",
         "meta": {"tag": [GENERATED_TAG]},
@@ -229,9 +215,7 @@ def ade_summary_resource(item: AdeSummaryInput, device_ref: str) -> Resource:
         "status": "current",
         "docStatus": "final",
         "type": {
-            "coding": [
-                {"system": CS_DOCUMENT_TYPE, "code": "ade-summary", "display": "Adverse drug event summary"}
-            ]
+            "coding": [{"system": CS_DOCUMENT_TYPE, "code": "ade-summary", "display": "Adverse drug event summary"}]
         },
         "author": [{"reference": device_ref, "display": f"OncoVigil {item.model_name} {item.model_version}"}],
         "description": title,
@@ -242,9 +226,7 @@ def ade_summary_resource(item: AdeSummaryInput, device_ref: str) -> Resource:
                     "language": "en",
                     "data": base64.b64encode(data).decode("ascii"),
                     "size": len(data),
-                    "hash": base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode(
-                        "ascii"
-                    ),
+                    "hash": base64.b64encode(hashlib.sha1(data, usedforsecurity=False).digest()).decode("ascii"),
                     "title": title,
                 }
             }

@@ -72,9 +72,7 @@ def read_ndjson_dir(path: Path | str) -> Iterator[Resource]:
     """
     folder = Path(path)
     if not folder.is_dir():
-        raise LoadInputError(
-            "OV-1090", f"{folder} is not a directory of NDJSON files; give the bulk export folder"
-        )
+        raise LoadInputError("OV-1090", f"{folder} is not a directory of NDJSON files; give the bulk export folder")
     files = [f for f in folder.glob("*.ndjson") if f.name[:1].isupper()]
     for file in sorted(files, key=lambda f: (_rank(f.name.split(".", 1)[0]), f.name)):
         with file.open(encoding="utf-8") as handle:
@@ -88,9 +86,7 @@ def read_ndjson_dir(path: Path | str) -> Iterator[Resource]:
                         "OV-1091", f"{file.name}:{number} is not valid JSON ({exc.msg}); fix the file"
                     ) from exc
                 if not isinstance(resource, dict) or "resourceType" not in resource:
-                    raise LoadInputError(
-                        "OV-1092", f"{file.name}:{number} is not a FHIR resource (no resourceType)"
-                    )
+                    raise LoadInputError("OV-1092", f"{file.name}:{number} is not a FHIR resource (no resourceType)")
                 yield resource
 
 
@@ -124,9 +120,7 @@ def _transaction(batch: list[Resource]) -> Resource:
     }
 
 
-async def load_resources(
-    client: FhirClient, resources: Iterable[Resource], batch_size: int = 200
-) -> LoadReport:
+async def load_resources(client: FhirClient, resources: Iterable[Resource], batch_size: int = 200) -> LoadReport:
     """Load resources idempotently; per-type counts of what was sent, created and updated-or-unchanged."""
     if batch_size < 1:
         raise LoadInputError("OV-1095", f"batch size {batch_size} must be at least 1")

@@ -27,11 +27,7 @@ def matches(bundle: Resource) -> Iterator[Resource]:
     for entry in entries(bundle):
         resource = entry.get("resource")
         mode = (entry.get("search") or {}).get("mode", "match")
-        if (
-            isinstance(resource, dict)
-            and mode == "match"
-            and resource.get("resourceType") != "OperationOutcome"
-        ):
+        if isinstance(resource, dict) and mode == "match" and resource.get("resourceType") != "OperationOutcome":
             yield resource
 
 

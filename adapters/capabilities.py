@@ -72,9 +72,7 @@ def assess(
     """Compare a CapabilityStatement with our needs (pure: no I/O)."""
     version = str(statement.get("fhirVersion", "unknown"))
     software_raw = statement.get("software") or {}
-    software = (
-        " ".join(str(software_raw.get(k, "")) for k in ("name", "version")).strip() or "unknown software"
-    )
+    software = " ".join(str(software_raw.get(k, "")) for k in ("name", "version")).strip() or "unknown software"
     missing: list[str] = []
     warnings: list[str] = []
     if not version.startswith("4.0."):
@@ -93,18 +91,14 @@ def assess(
             continue
         interactions = {str(i.get("code")) for i in entry.get("interaction") or []}
         target.extend(
-            f"{need.resource_type} interaction '{code}'"
-            for code in need.interactions
-            if code not in interactions
+            f"{need.resource_type} interaction '{code}'" for code in need.interactions if code not in interactions
         )
         params = {str(p.get("name")) for p in entry.get("searchParam") or []}
         for name in need.search_params:
             if name in params:
                 continue
             # Servers often leave the common _-parameters out of the statement while supporting them.
-            (warnings if name.startswith("_") else target).append(
-                f"{need.resource_type} search parameter '{name}'"
-            )
+            (warnings if name.startswith("_") else target).append(f"{need.resource_type} search parameter '{name}'")
         includes = {str(i) for i in entry.get("searchInclude") or []}
         warnings.extend(
             f"{need.resource_type} _include '{inc}' (we fall back to reads)"

@@ -207,8 +207,7 @@ class FhirClient:
         if origin != self.config.origin and origin not in trusted:
             raise FhirProtocolError(
                 "OV-1054",
-                f"refusing to send credentials to {origin}; add it to the trusted attachment origins "
-                "if it is yours",
+                f"refusing to send credentials to {origin}; add it to the trusted attachment origins if it is yours",
             )
         return await self._request("GET", target, headers={"Accept": accept}, idempotent=True)
 
@@ -222,9 +221,7 @@ class FhirClient:
         response = await self._request("POST", self.config.base, json_body=bundle, idempotent=safe)
         result = self._json(response)
         if result.get("resourceType") != "Bundle":
-            raise FhirProtocolError(
-                "OV-1051", f"transaction answer is a {result.get('resourceType')}, not a Bundle"
-            )
+            raise FhirProtocolError("OV-1051", f"transaction answer is a {result.get('resourceType')}, not a Bundle")
         return result
 
     async def update(self, resource: Resource) -> Resource:
@@ -264,9 +261,7 @@ class FhirClient:
                 "to match the base URL",
             )
         if url in seen:
-            raise FhirProtocolError(
-                "OV-1056", "the server's next link repeats an earlier page; stopping the search"
-            )
+            raise FhirProtocolError("OV-1056", "the server's next link repeats an earlier page; stopping the search")
         seen.add(url)
         return url
 
@@ -284,9 +279,7 @@ class FhirClient:
                 "not JSON; check the base URL",
             ) from exc
         if not isinstance(body, dict):
-            raise FhirProtocolError(
-                "OV-1050", f"{_path(response.request.url)} answered JSON that is not an object"
-            )
+            raise FhirProtocolError("OV-1050", f"{_path(response.request.url)} answered JSON that is not an object")
         return body
 
     async def _request(
@@ -360,9 +353,7 @@ class FhirClient:
         if why is not None:
             return FhirThrottledError("OV-1033", why, **kwargs)
         if status in (429, 503):
-            return FhirThrottledError(
-                "OV-1033", f"The server is overloaded{tries}; try again later", **kwargs
-            )
+            return FhirThrottledError("OV-1033", f"The server is overloaded{tries}; try again later", **kwargs)
         if status in (401, 403):
             return FhirRequestError(
                 "OV-1034",
@@ -378,12 +369,8 @@ class FhirClient:
                 **kwargs,
             )
         if status < 500:
-            return FhirRequestError(
-                "OV-1030", "The server rejected the request; fix it (not retried)", **kwargs
-            )
-        return FhirServerError(
-            "OV-1032", f"The server failed{tries}; check its log, then run again", **kwargs
-        )
+            return FhirRequestError("OV-1030", "The server rejected the request; fix it (not retried)", **kwargs)
+        return FhirServerError("OV-1032", f"The server failed{tries}; check its log, then run again", **kwargs)
 
 
 def _transport_error(
@@ -399,8 +386,7 @@ def _transport_error(
     if isinstance(exc, httpx.TimeoutException):
         return FhirTransportError(
             "OV-1021",
-            f"{where}: timed out {tries} ({type(exc).__name__}); raise the FHIR timeouts or check the "
-            "server load",
+            f"{where}: timed out {tries} ({type(exc).__name__}); raise the FHIR timeouts or check the server load",
         )
     unknown = (
         ""

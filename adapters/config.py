@@ -52,12 +52,7 @@ class FhirClientConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise FhirConfigError("OV-1002", f"FHIR client setting {name}={value} must be positive")
-        if (
-            self.max_retries < 0
-            or self.backoff_base_s < 0
-            or self.backoff_max_s < 0
-            or self.max_retry_after_s < 0
-        ):
+        if self.max_retries < 0 or self.backoff_base_s < 0 or self.backoff_max_s < 0 or self.max_retry_after_s < 0:
             raise FhirConfigError(
                 "OV-1002", "FHIR retry settings (max_retries, backoff_*, max_retry_after_s) must be >= 0"
             )

@@ -59,9 +59,7 @@ async def fetch_patient_context(
 
     order_queries = [[("patient", subject), ("status", "active"), INCLUDE_MEDICATION]]
     if since is not None:
-        order_queries.append(
-            [("patient", subject), ("authoredon", f"ge{format_datetime(since)}"), INCLUDE_MEDICATION]
-        )
+        order_queries.append([("patient", subject), ("authoredon", f"ge{format_datetime(since)}"), INCLUDE_MEDICATION])
     note_params = [
         ("patient", subject),
         ("status", "current"),
@@ -88,13 +86,9 @@ async def fetch_patient_context(
 
     patient = patient_from_resource(patient_task.result())
     conditions = _conditions(condition_task.result())
-    allergies = sorted(
-        {label for b in allergy_task.result() for r in matches(b) if (label := allergy_label(r))}
-    )
+    allergies = sorted({label for b in allergy_task.result() for r in matches(b) if (label := allergy_label(r))})
     medications = await _orders(client, [b for t in order_tasks for b in t.result()])
-    documents = [d for d in matches(note_task.result()) if d.get("resourceType") == "DocumentReference"][
-        :max_notes
-    ]
+    documents = [d for d in matches(note_task.result()) if d.get("resourceType") == "DocumentReference"][:max_notes]
     notes = await asyncio.gather(*(bounded(_note_or_none(client, d)) for d in documents))
     return PatientContext(
         patient_id=patient_id,

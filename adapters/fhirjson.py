@@ -79,9 +79,7 @@ def status_code(concept: object) -> str | None:
 def extension(resource: object, url: str) -> Resource | None:
     if not isinstance(resource, dict):
         return None
-    return next(
-        (e for e in resource.get("extension") or [] if isinstance(e, dict) and e.get("url") == url), None
-    )
+    return next((e for e in resource.get("extension") or [] if isinstance(e, dict) and e.get("url") == url), None)
 
 
 def meta_value(resource: Resource, key: str) -> str | None:
@@ -93,7 +91,5 @@ def meta_value(resource: Resource, key: str) -> str | None:
 def has_tag(resource: Resource, system: str, code: str) -> bool:
     meta = resource.get("meta") or {}
     return any(
-        t.get("system") == system and t.get("code") == code
-        for t in meta.get("tag") or []
-        if isinstance(t, dict)
+        t.get("system") == system and t.get("code") == code for t in meta.get("tag") or [] if isinstance(t, dict)
     )

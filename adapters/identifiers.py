@@ -46,9 +46,7 @@ def digest(*parts: str) -> str:
 
 def content_digest(resource: dict[str, Any]) -> str:
     """A digest of a resource's content, independent of key order."""
-    return hashlib.sha256(
-        json.dumps(resource, sort_keys=True, ensure_ascii=False).encode("utf-8")
-    ).hexdigest()
+    return hashlib.sha256(json.dumps(resource, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def logical_id(prefix: str, key: str) -> str:

@@ -27,9 +27,7 @@ Resource = dict[str, Any]
 INCLUDE_MEDICATION = ("_include", "MedicationRequest:medication")
 
 # RxNorm clinical drug names: "[quantity] ingredient strength UNIT[/UNIT] form", ingredients joined by " / ".
-_LEADING_QUANTITY = re.compile(
-    r"^(?:NDA\d+\s+)?(?:\d+(?:\.\d+)?\s+(?:HR|ML|ACTUAT|MG|UNT)\s+)+", re.IGNORECASE
-)
+_LEADING_QUANTITY = re.compile(r"^(?:NDA\d+\s+)?(?:\d+(?:\.\d+)?\s+(?:HR|ML|ACTUAT|MG|UNT)\s+)+", re.IGNORECASE)
 _STRENGTH = re.compile(
     r"\s+\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)*\s*(?:MG|ML|UNT|MCG|MEQ|%|G|MG/ML|UNT/ML)\b.*$", re.IGNORECASE
 )
@@ -108,9 +106,7 @@ def _ingredient(medication: Resource | None, display: str | None) -> str | None:
     return ingredient_from_name(display)
 
 
-def order_from_request(
-    request: Resource, medications: Mapping[str, Resource] | None = None
-) -> MedicationOrder:
+def order_from_request(request: Resource, medications: Mapping[str, Resource] | None = None) -> MedicationOrder:
     """Map one MedicationRequest (pure); ``medications`` holds Medications by ``Medication/<id>``."""
     concept, medication, medication_id = _drug(request, medications or {})
     rxnorm = coding_in(concept, RXNORM)
@@ -135,9 +131,7 @@ def order_from_request(
     )
 
 
-async def orders_from_bundle(
-    client: FhirClient, bundle: Resource, cache: dict[str, Resource]
-) -> list[MedicationOrder]:
+async def orders_from_bundle(client: FhirClient, bundle: Resource, cache: dict[str, Resource]) -> list[MedicationOrder]:
     """Map a search page, reading Medications the server did not include (kept in ``cache``)."""
     for medication in included(bundle):
         if medication.get("resourceType") == "Medication":

@@ -61,9 +61,7 @@ def parse_medication_requests(value: Any) -> list[MedicationOrder]:
     """MedicationRequests in a Bundle or list (``context.draftOrders``), drugs resolved via Medications."""
     resources = list(resources_of(value))
     medications = {f"Medication/{r.get('id')}": r for r in resources if r.get("resourceType") == "Medication"}
-    return [
-        order_from_request(r, medications) for r in resources if r.get("resourceType") == "MedicationRequest"
-    ]
+    return [order_from_request(r, medications) for r in resources if r.get("resourceType") == "MedicationRequest"]
 
 
 def parse_prefetch(prefetch: Mapping[str, Any] | None) -> ParsedPrefetch:
@@ -83,11 +81,7 @@ def parse_prefetch(prefetch: Mapping[str, Any] | None) -> ParsedPrefetch:
     for order in parse_medication_requests(resources):
         orders.setdefault(order.id, order)
     allergies = sorted(
-        {
-            label
-            for r in resources
-            if r.get("resourceType") == "AllergyIntolerance" and (label := allergy_label(r))
-        }
+        {label for r in resources if r.get("resourceType") == "AllergyIntolerance" and (label := allergy_label(r))}
     )
     return ParsedPrefetch(
         patient=patient_from_resource(patients[0]) if patients else None,

@@ -248,9 +248,7 @@ class LoadReport:
 
     by_type: dict[str, TypeLoadCounts] = field(default_factory=dict)
 
-    def add(
-        self, resource_type: str, *, sent: int = 0, created: int = 0, updated_or_unchanged: int = 0
-    ) -> None:
+    def add(self, resource_type: str, *, sent: int = 0, created: int = 0, updated_or_unchanged: int = 0) -> None:
         old = self.by_type.get(resource_type, TypeLoadCounts())
         self.by_type[resource_type] = TypeLoadCounts(
             old.sent + sent, old.created + created, old.updated_or_unchanged + updated_or_unchanged

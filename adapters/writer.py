@@ -164,9 +164,7 @@ def _location(entry: Resource) -> str | None:
     return "/".join(parts[-2:]) if len(parts) >= 2 else None
 
 
-def _account(
-    batch: Sequence[PlannedItem], response: Resource, device_count: int, report: WriteReport
-) -> None:
+def _account(batch: Sequence[PlannedItem], response: Resource, device_count: int, report: WriteReport) -> None:
     answers = [e for e in response.get("entry") or [] if isinstance(e, dict)]
     sent_types = ["Device"] * device_count + [
         str(entry["resource"]["resourceType"]) for item in batch for entry in item.entries

@@ -107,7 +107,10 @@ def seeded_sandbox(fhir_base_url: str, tmp_path_factory: pytest.TempPathFactory)
         config = FhirClientConfig(base_url=fhir_base_url, read_timeout_s=180.0, max_retries=2)
         async with FhirClient(config) as client:
             report = await seed_all(
-                client, cohort, truth_dir, data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
+                client,
+                cohort,
+                truth_dir,
+                data_dir=SHARED_DATA if SHARED_DATA.is_dir() else None,
                 synthea_patients=SYNTHEA_PATIENTS,
             )
         return SeededSandbox(fhir_base_url, truth_dir, report.server_counts, report.created, report.synthea is not None)

@@ -7,6 +7,7 @@ import json
 import random
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -326,3 +327,58 @@ async def test_read_timeout_on_a_real_slow_server_is_retried_then_reported() -> 
     assert caught.value.code == "OV-1021" and "timed out after 2 attempts" in str(caught.value)
     assert len(hits) == 2
     assert elapsed < 1.5  # two 0.2 s timeouts, not the server's full second each
+
+
+async def test_writer_replays_a_409_once_then_reports() -> None:
+    from adapters import write_detected_issues
+    from adapters.records import DetectedIssueInput
+
+    issue = DetectedIssueInput(
+        key="k1",
+        patient_id="p1",
+        medication_request_id="mr1",
+        drug_rxnorm="583214",
+        drug_display="PACLitaxel",
+        severity="low",
+        detail="d",
+        identified=datetime(2024, 1, 1, tzinfo=UTC),
+        model_name="m",
+        model_version="1",
+    )
+    conflict = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "conflict", "diagnostics": "HAPI-0550: version conflict"}],
+    }
+    answers = [
+        fhir_json(conflict, 409),
+        fhir_json(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction-response",
+                "entry": [
+                    {"response": {"status": "200 OK", "location": "Device/d1/_history/1"}},
+                    {"response": {"status": "201 Created", "location": "DetectedIssue/i1/_history/1"}},
+                    {"response": {"status": "201 Created", "location": "Provenance/v1/_history/1"}},
+                ],
+            }
+        ),
+    ]
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return answers[min(len(calls) - 1, 1)]
+
+    async with client(handler, Sleeps()) as fhir:
+        report = await write_detected_issues(fhir, [issue])
+    assert len(calls) == 2 and report.failures == []
+    assert report.references == {"k1": "DetectedIssue/i1"}
+    assert report.created == {"DetectedIssue": 1, "Provenance": 1} and report.existing == {"Device": 1}
+
+    answers[1] = fhir_json(conflict, 409)
+    calls.clear()
+    async with client(handler, Sleeps()) as fhir:
+        again = await write_detected_issues(fhir, [issue])
+    assert len(calls) == 2
+    [failure] = again.failures
+    assert failure.status == 409 and "HAPI-0550" in failure.diagnostics

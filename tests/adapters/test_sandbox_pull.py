@@ -39,6 +39,8 @@ async def test_notes_pull_is_exact_across_pages_then_incremental(fhir: FhirClien
     seed.append(binary)
     expected[f"{run_id}-url"] = "Binary-held note: mucositis grade 2."
     seed.append(note(f"{run_id}-url", pid, "", url=f"Binary/{run_id}-bin"))
+    expected[f"{run_id}-abs"] = expected[f"{run_id}-url"]
+    seed.append(note(f"{run_id}-abs", pid, "", url=f"{fhir.config.base}/Binary/{run_id}-bin"))
     seed += [
         note(f"{run_id}-old1", pid, "older version", status="superseded"),
         note(f"{run_id}-old2", pid, "older version", status="superseded"),

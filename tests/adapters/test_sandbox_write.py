@@ -182,3 +182,31 @@ async def test_a_refused_item_keeps_the_server_diagnostics_and_spares_the_others
     [failure] = report.failures
     assert failure.key == orphan.finding_key and failure.status in (400, 404, 422)
     assert f"{run_id}-nobody" in failure.diagnostics  # HAPI names the missing reference target
+
+
+async def test_duplicates_already_on_the_server_are_reported_as_412(fhir: FhirClient, run_id: str) -> None:
+    pid = await seed(fhir, run_id)
+    _, issue, _ = inputs(run_id, pid)
+    # Someone else's plain POSTs left two resources with our identifier: the conditional create must stop.
+    twin = {
+        "resourceType": "DetectedIssue",
+        "status": "final",
+        "patient": {"reference": f"Patient/{pid}"},
+        "identifier": [{"system": "https://oncovigil.org/fhir/sid/detected-issue", "value": issue.key}],
+    }
+    for _ in range(2):
+        await fhir.transaction(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [{"resource": twin, "request": {"method": "POST", "url": "DetectedIssue"}}],
+            }
+        )
+    report = await write_detected_issues(fhir, [issue])
+    [failure] = report.failures
+    assert failure.status == 412 and failure.code == "OV-1031"
+    assert failure.diagnostics  # HAPI's own words about the multiple matches
+    assert (
+        await fhir.count("DetectedIssue", {"identifier": f"https://oncovigil.org/fhir/sid/detected-issue|{issue.key}"})
+        == 2
+    )

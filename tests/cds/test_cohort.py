@@ -28,7 +28,15 @@ from cds.errors import CohortError
 
 NOTE_KEYS = {"note_id", "patient_id", "date", "kind", "text", "ades", "toxicities", "combinations"}
 ADE_KEYS = {
-    "drug", "rxnorm", "event", "ctcae_term", "meddra_code", "grade", "negated", "drug_span", "event_span",
+    "drug",
+    "rxnorm",
+    "event",
+    "ctcae_term",
+    "meddra_code",
+    "grade",
+    "negated",
+    "drug_span",
+    "event_span",
     "medication_request_id",
 }
 VISIT_KEYS = {"visit_id", "patient", "candidates", "prescribed", "overprescribed"}
@@ -82,19 +90,17 @@ def test_notes_follow_the_truth_contract(notes: list[dict[str, Any]], cohort: Co
     assert {n["note_id"] for n in notes} == doc_ids
     assert {n["kind"] for n in notes} == {"consult", "progress", "radiotherapy"}
     for note in notes:
-        assert NOTE_KEYS <= set(note)
+        assert set(note) >= NOTE_KEYS
         assert re.fullmatch(r"ov-note-\d{4}-\d{2}", note["note_id"])
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", note["date"])
         assert list(note["toxicities"]) == list(SYMPTOMS)
         for ade in note["ades"]:
-            assert ADE_KEYS <= set(ade)
+            assert set(ade) >= ADE_KEYS
 
 
 def test_ade_spans_point_at_the_drug_and_the_event(notes: list[dict[str, Any]], cohort: Cohort) -> None:
     ctcae = load_ctcae_terms()
-    orders = {
-        r["id"]: r for r in cohort.resources if r["resourceType"] == "MedicationRequest"
-    }
+    orders = {r["id"]: r for r in cohort.resources if r["resourceType"] == "MedicationRequest"}
     negated = 0
     for note in notes:
         text = note["text"]
@@ -186,20 +192,28 @@ def test_overprescriptions_are_real_and_explained(cohort: Cohort) -> None:
         mine = [o for o in orders.values() if o["subject"]["reference"] == f"Patient/{over.patient_id}"]
         if over.reason == "duplicate_therapy":
             same_class = {
-                o["medicationCodeableConcept"]["text"] for o in mine
-                if o["id"] != order["id"] and o["authoredOn"] <= order["authoredOn"]
+                o["medicationCodeableConcept"]["text"]
+                for o in mine
+                if o["id"] != order["id"]
+                and o["authoredOn"] <= order["authoredOn"]
                 and DRUGS[o["medicationCodeableConcept"]["text"]].drug_class == DRUGS[over.drug].drug_class
             }
             assert same_class - {over.drug}
         elif over.reason == "no_indication":
             assert over.drug in ("trastuzumab", "rituximab")
-            labels = {c["code"]["text"] for c in cohort.resources
-                      if c["resourceType"] == "Condition" and c["subject"] == order["subject"]}
+            labels = {
+                c["code"]["text"]
+                for c in cohort.resources
+                if c["resourceType"] == "Condition" and c["subject"] == order["subject"]
+            }
             assert "breast cancer, HER2-positive" not in labels or over.drug == "rituximab"
         else:
             serious = [
-                a for n in cohort.notes if n.patient_id == over.patient_id and n.date <= over.date
-                for a in n.ades if a.drug == over.drug and not a.negated and (a.grade or 0) >= 3
+                a
+                for n in cohort.notes
+                if n.patient_id == over.patient_id and n.date <= over.date
+                for a in n.ades
+                if a.drug == over.drug and not a.negated and (a.grade or 0) >= 3
             ]
             assert serious
 
@@ -216,7 +230,7 @@ def test_visits_use_the_recommender_format(cohort: Cohort, tmp_path: Path) -> No
     expected = {(o.encounter_id, o.drug) for o in cohort.overprescriptions}
     assert flagged == expected
     for visit in visits:
-        assert VISIT_KEYS <= set(visit) and VISIT_PATIENT_KEYS <= set(visit["patient"])
+        assert set(visit) >= VISIT_KEYS and set(visit["patient"]) >= VISIT_PATIENT_KEYS
         assert set(visit["prescribed"]) <= set(visit["candidates"])
         assert set(visit["overprescribed"]) <= set(visit["prescribed"])
         assert len(visit["candidates"]) > len(visit["prescribed"])
