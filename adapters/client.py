@@ -12,22 +12,14 @@ import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
 from adapters.bundle import matches, next_link
 from adapters.config import FhirClientConfig
-from adapters.errors import (
-    FhirConflictError,
-    FhirHttpError,
-    FhirNotFoundError,
-    FhirProtocolError,
-    FhirRequestError,
-    FhirServerError,
-    FhirThrottledError,
-    FhirTransportError,
-)
+from adapters.errors import FhirProtocolError
+from adapters.failures import origin_of, status_error, transport_error, url_path
 from adapters.outcome import ValidationResult, parse_outcome
 from adapters.retry import Backoff, may_retry_error, may_retry_status, retry_after_s
 
@@ -202,7 +194,7 @@ class FhirClient:
     async def fetch(self, url: str, *, accept: str = _FHIR_JSON) -> httpx.Response:
         """GET a URL on this server (relative to the base) or on a trusted origin, with our credentials."""
         target = urljoin(self.config.base + "/", url)
-        origin = _origin(target)
+        origin = origin_of(target)
         trusted = {o.lower().rstrip("/") for o in self.config.trusted_attachment_origins}
         if origin != self.config.origin and origin not in trusted:
             raise FhirProtocolError(
@@ -253,10 +245,10 @@ class FhirClient:
 
     def _checked_link(self, link: str, seen: set[str]) -> str:
         url = urljoin(self.config.base + "/", link)
-        if _origin(url) != self.config.origin:
+        if origin_of(url) != self.config.origin:
             raise FhirProtocolError(
                 "OV-1052",
-                f"the server's next link points to {_origin(url)}, not {self.config.origin}; refusing to "
+                f"the server's next link points to {origin_of(url)}, not {self.config.origin}; refusing to "
                 "send credentials there. Configure the server's public address (HAPI: server_address) "
                 "to match the base URL",
             )
@@ -274,12 +266,12 @@ class FhirClient:
         except ValueError as exc:
             raise FhirProtocolError(
                 "OV-1050",
-                f"{response.request.method} {_path(response.request.url)} answered HTTP "
+                f"{response.request.method} {url_path(response.request.url)} answered HTTP "
                 f"{response.status_code} with {response.headers.get('content-type', 'no content type')}, "
                 "not JSON; check the base URL",
             ) from exc
         if not isinstance(body, dict):
-            raise FhirProtocolError("OV-1050", f"{_path(response.request.url)} answered JSON that is not an object")
+            raise FhirProtocolError("OV-1050", f"{url_path(response.request.url)} answered JSON that is not an object")
         return body
 
     async def _request(
@@ -309,16 +301,15 @@ class FhirClient:
                     await self._pause(method, url, attempt, None, type(exc).__name__)
                     attempt += 1
                     continue
-                raise _transport_error(method, url, exc, attempt + 1, idempotent) from exc
+                raise transport_error(method, url, exc, attempt + 1, idempotent) from exc
             if response.is_success or response.status_code in ok_statuses:
                 return response
             status = response.status_code
             if may_retry_status(status, idempotent=idempotent) and attempt < self.config.max_retries:
                 wait = retry_after_s(response.headers.get("Retry-After"))
                 if wait is not None and wait > self.config.max_retry_after_s:
-                    raise self._status_error(
+                    raise status_error(
                         method,
-                        url,
                         response,
                         f"The server asks us to wait {wait:.0f} s, over the "
                         f"{self.config.max_retry_after_s:.0f} s limit; try again later",
@@ -326,7 +317,7 @@ class FhirClient:
                 await self._pause(method, url, attempt, wait, f"HTTP {status}")
                 attempt += 1
                 continue
-            raise self._status_error(method, url, response, None, attempts=attempt + 1)
+            raise status_error(method, response, None, attempts=attempt + 1)
 
     async def _pause(self, method: str, url: str, attempt: int, retry_after: float | None, why: str) -> None:
         delay = retry_after if retry_after is not None else self._backoff.delay(attempt, self._rng)
@@ -334,84 +325,10 @@ class FhirClient:
             "retrying FHIR request",
             extra={
                 "method": method,
-                "path": _path(url),
+                "path": url_path(url),
                 "why": why,
                 "attempt": attempt + 1,
                 "delay_s": round(delay, 3),
             },
         )
         await self._sleep(delay)
-
-    def _status_error(
-        self, method: str, url: str, response: httpx.Response, why: str | None, *, attempts: int = 1
-    ) -> FhirHttpError:
-        status = response.status_code
-        outcome = _outcome_of(response)
-        where = _path(str(response.request.url))
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
-        kwargs: dict[str, Any] = {"status": status, "method": method, "url": where, "outcome": outcome}
-        if why is not None:
-            return FhirThrottledError("OV-1033", why, **kwargs)
-        if status in (429, 503):
-            return FhirThrottledError("OV-1033", f"The server is overloaded{tries}; try again later", **kwargs)
-        if status in (401, 403):
-            return FhirRequestError(
-                "OV-1034",
-                "The server refused our credentials or scopes; check the FHIR auth settings",
-                **kwargs,
-            )
-        if status in (404, 410):
-            return FhirNotFoundError("OV-1035", "Not found; check the id or the base URL", **kwargs)
-        if status in (409, 412):
-            return FhirConflictError(
-                "OV-1031",
-                "Conflict: a concurrent update or several resources match a conditional write",
-                **kwargs,
-            )
-        if status < 500:
-            return FhirRequestError("OV-1030", "The server rejected the request; fix it (not retried)", **kwargs)
-        return FhirServerError("OV-1032", f"The server failed{tries}; check its log, then run again", **kwargs)
-
-
-def _transport_error(
-    method: str, url: str, exc: httpx.TransportError, attempts: int, idempotent: bool
-) -> FhirTransportError:
-    where = f"{method} {_path(url)}"
-    tries = f"after {attempts} attempt{'s' if attempts > 1 else ''}"
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return FhirTransportError(
-            "OV-1020",
-            f"{where}: cannot connect to the FHIR server {tries} ({exc!r}); check the URL and that it runs",
-        )
-    if isinstance(exc, httpx.TimeoutException):
-        return FhirTransportError(
-            "OV-1021",
-            f"{where}: timed out {tries} ({type(exc).__name__}); raise the FHIR timeouts or check the server load",
-        )
-    unknown = (
-        ""
-        if idempotent
-        else " Whether this write was applied is unknown; it was not replayed because it is not idempotent."
-    )
-    return FhirTransportError(
-        "OV-1022",
-        f"{where}: the connection failed {tries} ({exc!r}).{unknown} Run again once the server is healthy",
-    )
-
-
-def _outcome_of(response: httpx.Response) -> Resource | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome" else None
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _path(url: str | httpx.URL) -> str:
-    """The URL without its query string: enough to debug, and keeps search values out of the logs."""
-    return str(url).split("?", 1)[0] or "/"

@@ -47,7 +47,7 @@ DEFAULTS: dict[str, float] = {
     "max_len": 256,
     "time_budget_s": 660,
     "max_steps": 0,
-    "threads": 2,
+    "threads": 0,
     "seed": 13,
 }
 

@@ -126,15 +126,14 @@ def resolve_model_dir(ctx: TaskContext, spec: TaskSpec, model: Path | None) -> P
 
     if model is None:
         default = ctx.models_dir / spec.name
-        if not (default / "model_card.json").is_file():
-            if (spec.artifact / "model_card.json").is_file():
-                spec.export(ctx, spec.artifact, default)
-            else:
-                raise ConfigError(
-                    "OV-0013",
-                    f"no {spec.name} model in {default} and no committed artifact; "
-                    f"run `oncovigil train {spec.name}`",
-                )
+        has_artifact = (spec.artifact / "model_card.json").is_file()
+        if has_artifact and not is_built(spec, default):
+            spec.export(ctx, spec.artifact, default)  # missing, stale or tampered: rebuild from the artifact
+        elif not has_artifact and not (default / "model_card.json").is_file():
+            raise ConfigError(
+                "OV-0013",
+                f"no {spec.name} model in {default} and no committed artifact; run `oncovigil train {spec.name}`",
+            )
         return default
     if not model.is_dir():
         raise ConfigError(

@@ -6,10 +6,12 @@ import logging
 import os
 import socket
 from datetime import datetime
+from pathlib import Path
 
 from adapters import Auth, BearerTokenAuth, FhirClient, FhirClientConfig, SmartBackendAuth, SmartBackendConfig
 from cds.errors import ConfigError, SyncError
 from cds.extraction import load_extractors
+from cds.faults import checkpoint_from_env
 from cds.settings import Settings
 from cds.state import StateStore
 from cds.sync import OrdersHook, ProgressHook, SyncJob, SyncOptions, SyncReport
@@ -17,6 +19,41 @@ from models import RuntimeConfig
 
 log = logging.getLogger(__name__)
 LEASE = "nightly-sync"
+
+
+def _acquire(store: StateStore, who: str, ttl_s: float) -> bool:
+    """The lease, taken over from a holder on this host whose process is gone (killed mid-run)."""
+    if store.acquire_lease(LEASE, who, ttl_s):
+        return True
+    current = store.lease_holder(LEASE)
+    if current is None:
+        return store.acquire_lease(LEASE, who, ttl_s)
+    if not _dead_local_process(current):
+        return False
+    log.warning("taking over the sync lease of a dead process", extra={"holder": current})
+    return store.take_over_lease(LEASE, current, who, ttl_s)
+
+
+def _dead_local_process(holder: str) -> bool:
+    """True only when the holder ("host:pid") ran on this host and that pid is gone or a zombie."""
+    host, _, pid_text = holder.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        # /proc/PID/stat: "pid (comm) STATE ..."; comm may hold spaces or parentheses
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
 
 
 def fhir_config(settings: Settings) -> FhirClientConfig:
@@ -66,15 +103,19 @@ async def run_sync_once(
 ) -> SyncReport:
     """One sync under the database lease, so two replicas never run it at the same time."""
     who = holder or f"{socket.gethostname()}:{os.getpid()}"
-    if not store.acquire_lease(LEASE, who, settings.sync_lease_ttl_s):
+    if not _acquire(store, who, settings.sync_lease_ttl_s):
         raise SyncError("OV-0061", "another OncoVigil process holds the sync lease; this run was skipped")
     try:
+        interrupted = store.close_interrupted_runs("sync")
+        if interrupted:
+            log.warning("earlier sync runs were interrupted", extra={"runs": interrupted})
         extractors = load_extractors(settings.resolved_models_dir, runtime_config(settings))
         options = SyncOptions(batch_size=settings.sync_batch_size, since=since,
                               summary_window_days=settings.summary_window_days,
                               write_batch_size=settings.fhir_write_batch_size)
         async with FhirClient(fhir_config(settings), auth=fhir_auth(settings)) as client:
-            job = SyncJob(store, client, extractors, options, on_orders=on_orders, progress=progress)
+            job = SyncJob(store, client, extractors, options, on_orders=on_orders, progress=progress,
+                          checkpoint=checkpoint_from_env(os.environ))
             return await job.run()
     finally:
         store.release_lease(LEASE, who)

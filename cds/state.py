@@ -239,6 +239,14 @@ class StateStore:
                 q = q.where(FindingRow.written == 0)
             return list(s.scalars(q.order_by(FindingRow.key)))
 
+    def finding_drugs_since(self, kind: str, since: datetime | None) -> set[str]:
+        """RxNorm codes of the drugs with findings of ``kind`` stored at or after ``since`` (all when None)."""
+        with self.session() as s:
+            q = select(FindingRow.drug_rxnorm).where(FindingRow.kind == kind, FindingRow.drug_rxnorm.is_not(None))
+            if since is not None:
+                q = q.where(FindingRow.created_at >= since)
+            return {rx for rx in s.scalars(q.distinct()) if rx}
+
     # runs ---------------------------------------------------------------------------------------
     def start_run(self, kind: str) -> int:
         with self.session() as s:
@@ -255,6 +263,15 @@ class StateStore:
                 row.ended_at = utcnow()
                 row.counts = json.loads(json.dumps(counts, default=str))
                 row.errors = json.loads(json.dumps(errors[:200], default=str))
+
+    def close_interrupted_runs(self, kind: str) -> int:
+        """Mark runs left "running" by a dead process as "interrupted" (call only while holding the lease)."""
+        with self.session() as s:
+            rows = list(s.scalars(select(RunRow).where(RunRow.kind == kind, RunRow.status == "running")))
+            for row in rows:
+                row.status = "interrupted"
+                row.ended_at = utcnow()
+            return len(rows)
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         with self.session() as s:
@@ -322,6 +339,21 @@ class StateStore:
                 return False
         except IntegrityError:
             return False
+
+    def lease_holder(self, name: str) -> str | None:
+        with self.session() as s:
+            row = s.get(LeaseRow, name)
+            return row.holder if row else None
+
+    def take_over_lease(self, name: str, dead_holder: str, holder: str, ttl_s: float) -> bool:
+        """Take a lease from a holder known to be dead; False when someone else got it first."""
+        with self.session() as s:
+            row = s.get(LeaseRow, name, with_for_update=True)
+            if row is None or row.holder != dead_holder:
+                return False
+            row.holder = holder
+            row.expires_at = utcnow() + timedelta(seconds=ttl_s)
+            return True
 
     def release_lease(self, name: str, holder: str) -> None:
         with self.session() as s:

@@ -7,6 +7,10 @@ Crash safety: notes arrive oldest change first; the writer handles batches in th
 watermark only after a batch's writes were confirmed. A restart re-reads from one millisecond before the
 watermark (a transaction stamps many resources with the same instant) and skips inputs whose
 (task, version, content hash) was already processed; conditional creates make any repeated write a no-op.
+Per-drug summaries are rewritten for every drug with findings newer than the last completed summary
+write (a state-store mark), so drugs whose findings a crashed run stored still get their summary.
+
+Our own summaries are DocumentReferences too: the pull sees them and leaves them to the watermark only.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ log = logging.getLogger(__name__)
 
 NOTES = "DocumentReference"
 ORDERS = "MedicationRequest"
+SUMMARIES = "ade-summary"  # state mark: findings created before it are in the summaries on the server
+# DocumentReference type codes we write ourselves (adapters' ADE summary); extracting them would feed
+# our output back in as input
+GENERATED_NOTE_TYPES = frozenset({"ade-summary"})
 _DONE = object()
 
 
@@ -67,6 +75,8 @@ class SyncReport:
 
 OrdersHook = Callable[[FhirClient, list[MedicationOrder], SyncReport], Awaitable[None]]
 ProgressHook = Callable[[str, int], None]
+# called with a stage name at the points where a crash matters (cds.faults); a no-op in production
+Checkpoint = Callable[[str], None]
 
 
 def _content_hash(note: Note) -> str:
@@ -92,6 +102,7 @@ class SyncJob:
         options: SyncOptions | None = None,
         on_orders: OrdersHook | None = None,
         progress: ProgressHook | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         self._store = store
         self._client = client
@@ -99,6 +110,7 @@ class SyncJob:
         self._options = options or SyncOptions()
         self._on_orders = on_orders
         self._progress = progress or (lambda _stage, _n: None)
+        self._checkpoint = checkpoint or (lambda _stage: None)
         self._orders_cache: dict[str, list[MedicationOrder]] = {}
         self._touched_drugs: set[str] = set()
 
@@ -133,6 +145,7 @@ class SyncJob:
             batch: list[Note] = []
             async for note in pull_notes(self._client, since, stats=stats):
                 report.add("notes_pulled")
+                self._checkpoint("pull")
                 batch.append(note)
                 if len(batch) >= opts.batch_size:
                     await to_infer.put(batch)
@@ -143,12 +156,14 @@ class SyncJob:
 
         async def infer() -> None:
             while (batch := await to_infer.get()) is not _DONE:
-                todo = [n for n in batch if self._needs_processing(n)]
-                report.add("notes_skipped_unchanged", len(batch) - len(todo))
+                ours = [n for n in batch if n.type_code in GENERATED_NOTE_TYPES]
+                todo = [n for n in batch if n.type_code not in GENERATED_NOTE_TYPES and self._needs_processing(n)]
+                report.add("notes_skipped_generated", len(ours))
+                report.add("notes_skipped_unchanged", len(batch) - len(ours) - len(todo))
                 findings: list[NoteFindings] = []
                 if todo:
                     # ONNX Runtime releases the GIL: the event loop keeps reading and writing meanwhile
-                    findings = await asyncio.to_thread(self._extractors.run, [n.text for n in todo])
+                    findings = await asyncio.to_thread(self._extract, [n.text for n in todo])
                 await to_write.put((batch, todo, findings))
             await to_write.put(_DONE)
 
@@ -156,6 +171,7 @@ class SyncJob:
             while (item := await to_write.get()) is not _DONE:
                 batch, todo, findings = item
                 await self._write_note_batch(todo, findings, report)
+                self._checkpoint("before-watermark")
                 newest = max((n.last_updated for n in batch if n.last_updated), default=None)
                 if newest is not None:
                     self._store.set_watermark(NOTES, newest.astimezone(UTC).isoformat())
@@ -164,6 +180,11 @@ class SyncJob:
         await _gather_or_cancel(read(), infer(), write())
         if stats.skipped:
             report.counts["notes_not_current_or_unreadable"] = dict(stats.skipped)
+
+    def _extract(self, texts: list[str]) -> list[NoteFindings]:
+        findings = self._extractors.run(texts)
+        self._checkpoint("infer")
+        return findings
 
     def _needs_processing(self, note: Note) -> bool:
         for task, version in self._extractors.versions.items():
@@ -198,6 +219,7 @@ class SyncJob:
             report.add("findings", len(rows))
         if events:
             written = await write_adverse_events(self._client, events, batch_size=self._options.write_batch_size)
+            self._checkpoint("write")
             self._account(written, report, "AdverseEvent")
             self._store.mark_written([e.finding_key for e in events if e.finding_key in written.references])
             self._touched_drugs.update(e.drug_rxnorm for e in events if e.drug_rxnorm)
@@ -229,10 +251,15 @@ class SyncJob:
 
     # summaries --------------------------------------------------------------------------------------
     async def _write_summaries(self, report: SyncReport) -> None:
-        if not self._touched_drugs:
+        mark = self._store.get_watermark(SUMMARIES)
+        # taken before reading the findings: anything stored later is newer than the mark
+        started = datetime.now(UTC)
+        stale = self._store.finding_drugs_since("ade", datetime.fromisoformat(mark) if mark else None)
+        drugs = self._touched_drugs | stale
+        if not drugs:
             return
         observations: list[AdeObservation] = []
-        for rxnorm in sorted(self._touched_drugs):
+        for rxnorm in sorted(drugs):
             for row in self._store.findings(kind="ade", drug_rxnorm=rxnorm):
                 p = row.payload
                 if p.get("negated"):
@@ -255,6 +282,8 @@ class SyncJob:
         ]
         written = await write_ade_summaries(self._client, items, batch_size=self._options.write_batch_size)
         self._account(written, report, "AdeSummary")
+        if not written.failures:
+            self._store.set_watermark(SUMMARIES, started.isoformat())
 
 
 async def _gather_or_cancel(*stages: Awaitable[None]) -> None:

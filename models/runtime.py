@@ -124,13 +124,38 @@ def load_model_dir_session(
     allow_int8: bool = True,
     require: str | None = None,
 ) -> LoadedSession:
-    """Load the right ONNX variant of a model directory for the provider the session really gets."""
-    first = load_session(pick_variant(model_dir, CUDA in providers, allow_int8), providers, threads, require)
-    wanted = pick_variant(model_dir, first.on_gpu, allow_int8)
-    if wanted == first.path:
-        return first
-    # The GPU variant was tried but the session fell back to CPU: reload the CPU variant on CPU only.
-    return load_session(wanted, [CPU] if not first.on_gpu else providers, threads, require)
+    """Load the right ONNX variant of a model directory for the provider the session really gets.
+
+    Whether CUDA really works is learnt from a throw-away session on a one-node graph, so the (large)
+    model is loaded once, in the variant that fits.
+    """
+    gpu = CUDA in providers and gpu_usable(providers)
+    return load_session(pick_variant(model_dir, gpu, allow_int8), providers if gpu else [CPU], threads, require)
+
+
+def gpu_usable(providers: Sequence[str] = DEFAULT_PROVIDERS) -> bool:
+    """True when onnxruntime really runs a session on CUDA with these providers (not just lists it)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    if CUDA not in ort.get_available_providers():
+        return False
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    ort.set_default_logger_severity(4)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=[p for p in providers])
+    except Exception:  # a broken CUDA install fails here; the caller falls back to CPU
+        return False
+    return CUDA in session.get_providers()
 
 
 def bucket_by_length(

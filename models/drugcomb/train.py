@@ -49,7 +49,7 @@ class DrugCombTrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.1
     seed: int = 13
-    threads: int = 2
+    threads: int = 0
     time_budget_s: float = 660.0
     max_steps: int = 0
 

@@ -1,25 +1,17 @@
-"""Fixtures for the adapters tests: a sandbox URL, per-test unique ids, a FHIR client on the sandbox."""
+"""Fixtures for the adapters tests: per-test unique ids and a FHIR client on the session sandbox.
+
+``fhir_base_url`` comes from the project-wide ``tests/conftest.py`` (one sandbox per test session).
+"""
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from adapters import FhirClient, FhirClientConfig
-
-if not (Path(__file__).resolve().parent.parent / "conftest.py").exists():
-    # Until the project-wide conftest (which starts one sandbox per session) exists, use a running server.
-    @pytest.fixture(scope="session")
-    def fhir_base_url() -> str:
-        url = os.environ.get("ONCOVIGIL_TEST_FHIR_URL")
-        if not url:
-            pytest.skip("no FHIR sandbox: set ONCOVIGIL_TEST_FHIR_URL to a running HAPI sandbox")
-        return url
 
 
 @pytest.fixture

@@ -134,9 +134,11 @@ async def test_write_back_is_valid_and_idempotent(fhir: FhirClient, run_id: str)
     for ref in written:
         async for prov in fhir.search("Provenance", {"target": ref}):
             resources.append(prov)
-    device_ids = {r["contributor"][0]["reference"] for r in resources if r["resourceType"] == "AdverseEvent"}
+    device_ids = {
+        agent["who"]["reference"] for r in resources if r["resourceType"] == "Provenance" for agent in r["agent"]
+    }
     resources += [await fhir.read(*d.split("/")) for d in device_ids]
-    assert len(resources) == 4 + 4 + 1
+    assert len(resources) == 4 + 4 + 3  # AE x2, DetectedIssue, summary; their Provenances; three Devices
     for resource in resources:
         verdict = await fhir.validate(resource)
         assert verdict.valid, (resource["resourceType"], [(i.severity, i.diagnostics) for i in verdict.errors])
