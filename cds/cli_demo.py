@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
         try:
             status = manager.status()
             if status.running:
-                raise fail(f"OV-0031: a sandbox is already running at {status.url}; stop it first "
+                raise fail(f"OV-0024: a sandbox is already running at {status.url}; stop it first "
                            "(`oncovigil sandbox stop`) so the demo starts from an empty server")
             if manager.needs_build():
                 typer.echo("[1/5] building the HAPI sandbox (mvn package) ...")

@@ -40,16 +40,12 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--database", help="memory or file (default: settings sandbox_database)."),
         ] = None,
-        build: Annotated[
-            bool, typer.Option("--build/--no-build", help="Build the jar first if it is stale.")
-        ] = True,
+        build: Annotated[bool, typer.Option("--build/--no-build", help="Build the jar first if it is stale.")] = True,
     ) -> None:
         """Build the sandbox if needed, start it in the background and wait until it answers."""
         if database not in (None, "memory", "file"):
             raise fail(f"OV-0030: --database must be memory or file, got {database!r}")
-        db: Literal["memory", "file"] | None = (
-            "memory" if database == "memory" else "file" if database else None
-        )
+        db: Literal["memory", "file"] | None = "memory" if database == "memory" else "file" if database else None
         manager = manager_from_settings(settings_of(ctx), port=port, database=db)
         current = manager.status()
         if current.running:
@@ -95,9 +91,7 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option("--truth-dir", help="Where the ground truth goes (default: {home}/cohort)."),
         ] = None,
-        url: Annotated[
-            str | None, typer.Option("--url", help="FHIR base URL (default: fhir_base_url).")
-        ] = None,
+        url: Annotated[str | None, typer.Option("--url", help="FHIR base URL (default: fhir_base_url).")] = None,
         synthea: Annotated[
             bool,
             typer.Option("--synthea/--no-synthea", help="Also load {data_dir}/synthea_bulk_10 if present."),
@@ -105,9 +99,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Load the Synthea sample (if present) and the synthetic cohort; safe to run twice."""
         settings = settings_of(ctx)
-        cohort = generate_cohort(
-            patients or settings.cohort_patients, settings.cohort_seed if seed is None else seed
-        )
+        cohort = generate_cohort(patients or settings.cohort_patients, settings.cohort_seed if seed is None else seed)
         report = asyncio.run(
             _seed(
                 settings,
@@ -128,9 +120,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write the cohort's ground truth and its FHIR resources as NDJSON, without a server."""
         settings = settings_of(ctx)
-        made = generate_cohort(
-            patients or settings.cohort_patients, settings.cohort_seed if seed is None else seed
-        )
+        made = generate_cohort(patients or settings.cohort_patients, settings.cohort_seed if seed is None else seed)
         write_truth(made, out)
         files = write_ndjson(made, out / "fhir")
         counts = ", ".join(f"{k} {v}" for k, v in made.counts().items())
@@ -141,9 +131,7 @@ def register(app: typer.Typer) -> None:
         )
 
 
-async def _seed(
-    settings: Settings, url: str, *, cohort_obj: Cohort, truth_dir: Path, synthea: bool
-) -> SeedReport:
+async def _seed(settings: Settings, url: str, *, cohort_obj: Cohort, truth_dir: Path, synthea: bool) -> SeedReport:
     config = FhirClientConfig(
         base_url=url,
         connect_timeout_s=settings.fhir_connect_timeout_s,
@@ -158,14 +146,10 @@ def _print_report(report: SeedReport) -> None:
     if report.synthea is None:
         typer.echo(f"note: {report.synthea_note}")
     else:
-        typer.echo(
-            f"synthea: sent {sum(report.synthea.sent.values())}, created {report.synthea.total_created}"
-        )
+        typer.echo(f"synthea: sent {sum(report.synthea.sent.values())}, created {report.synthea.total_created}")
     typer.echo(f"cohort: sent {sum(report.cohort.sent.values())}, created {report.cohort.total_created}")
     typer.echo(f"truth written to {report.truth_dir}")
     width = max(len(k) for k in report.server_counts) if report.server_counts else 0
     for kind, n in report.server_counts.items():
-        created = report.cohort.created.get(kind, 0) + (
-            report.synthea.created.get(kind, 0) if report.synthea else 0
-        )
+        created = report.cohort.created.get(kind, 0) + (report.synthea.created.get(kind, 0) if report.synthea else 0)
         typer.echo(f"  {kind:<{width}}  {n:>6} on server  (+{created} new)")

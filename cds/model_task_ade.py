@@ -46,11 +46,17 @@ DEFAULTS: dict[str, float] = {
     "max_steps": -1,
     "threads": 0,
     "seed": 13,
+    "first_lora_layer": 0,
 }
 
 
 def _option(ctx: TaskContext, key: str) -> float:
     return float(ctx.options.get(key, DEFAULTS[key]))
+
+
+def _layers(first: int, count: int = 6) -> tuple[int, ...] | None:
+    """LoRA on layers ``first``..5 of MiniLM's 6 (None = all)."""
+    return tuple(range(first, count)) if first > 0 else None
 
 
 def ctcae_terms(ctx: TaskContext) -> list[CtcaeTerm]:
@@ -113,6 +119,7 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
         max_steps=int(_option(ctx, "max_steps")),
         seed=seed,
         threads=int(_option(ctx, "threads")),
+        layers_to_transform=_layers(int(_option(ctx, "first_lora_layer"))),
         show_progress=ctx.progress,
     )
     staging = artifact_out.with_name(artifact_out.name + ".staging")

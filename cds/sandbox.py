@@ -164,9 +164,7 @@ class SandboxManager:
                 f"the sandbox is already running at {current.url} (pid {current.pid}); stop it first",
             )
         if not self.jar.is_file():
-            raise SandboxError(
-                "OV-0025", f"{self.jar} does not exist; build it first (oncovigil sandbox start builds)"
-            )
+            raise SandboxError("OV-0025", f"{self.jar} does not exist; build it first (oncovigil sandbox start builds)")
         if _port_open(self.port):
             raise SandboxError(
                 "OV-0026",
@@ -205,8 +203,7 @@ class SandboxManager:
                     self._forget()
                     raise SandboxError(
                         "OV-0028",
-                        f"the sandbox exited with code {code} while starting; see {self.log_file}:\n"
-                        + self.log_tail(),
+                        f"the sandbox exited with code {code} while starting; see {self.log_file}:\n" + self.log_tail(),
                     )
                 try:
                     if http.get(f"{self.url}/metadata").status_code == 200:

@@ -94,9 +94,7 @@ async def seed_synthea(
     return LoadCounts.of(await load_resources(client, resources, batch_size=batch_size))
 
 
-async def seed_cohort(
-    client: FhirClient, cohort: Cohort, truth_dir: Path, *, batch_size: int = 200
-) -> LoadCounts:
+async def seed_cohort(client: FhirClient, cohort: Cohort, truth_dir: Path, *, batch_size: int = 200) -> LoadCounts:
     """Write the truth files (and the resources as NDJSON under ``truth_dir/fhir``), then load the cohort."""
     write_truth(cohort, truth_dir)
     write_ndjson(cohort, truth_dir / "fhir")
@@ -123,9 +121,7 @@ async def seed_all(
     if data_dir is None:
         note = "Synthea sample not requested"
     elif folder is None:
-        note = (
-            f"no {SYNTHEA_FOLDER}/ under {data_dir}; Synthea sample skipped (a fresh clone lacks ../shared)"
-        )
+        note = f"no {SYNTHEA_FOLDER}/ under {data_dir}; Synthea sample skipped (a fresh clone lacks ../shared)"
     else:
         synthea = await seed_synthea(client, folder, patients=synthea_patients, batch_size=batch_size)
         log.info("seeded synthea", extra={"resources_created": synthea.total_created})

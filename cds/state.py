@@ -1,12 +1,15 @@
 """The state database: watermarks, findings, run records, feedback, JWT replay store and the sync lease.
 
-SQLAlchemy 2.x; SQLite by default, PostgreSQL by URL. The schema is created on first use. Every write is
-its own short transaction so that a crash between two steps leaves a consistent store.
+SQLAlchemy 2.x; SQLite by default, PostgreSQL by URL (``postgresql://`` means psycopg 3). The schema is
+migrated to the newest Alembic revision on first use (``cds/db_migrate.py``). Every write is its own short
+transaction so that a crash between two steps leaves a consistent store; the JWT replay store and the leases,
+which replicas contend for, are single ``INSERT ... ON CONFLICT`` statements, atomic on both databases.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,11 +26,18 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    or_,
     select,
+    update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from cds.errors import SyncError
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -142,13 +152,15 @@ class StateStore:
     """All state access goes through here; one instance per process, injected where needed."""
 
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.url = url
-        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
-        if url.startswith("sqlite"):
+        from cds.db_migrate import upgrade
+
+        self.url = normalise_url(url)
+        if self.url.startswith("sqlite:///"):
+            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(self.url, future=True, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -306,39 +318,37 @@ class StateStore:
 
     # JWT replay store ---------------------------------------------------------------------------
     def remember_jti(self, issuer: str, jti: str, ttl_s: float) -> bool:
-        """True if the jti is new (and is now remembered); False if it was seen before."""
+        """True if the jti is new (and is now remembered); False if it was seen before.
+
+        One statement: of two replicas inserting the same jti at once, exactly one gets a row back.
+        """
         now = utcnow()
-        try:
-            with self.session() as s:
-                s.execute(delete(JtiRow).where(JtiRow.expires_at < now))
-                existing = s.get(JtiRow, (issuer, jti))
-                if existing is not None and _aware(existing.expires_at) >= now:
-                    return False
-                if existing is not None:
-                    s.delete(existing)
-                    s.flush()
-                s.add(JtiRow(issuer=issuer, jti=jti, expires_at=now + timedelta(seconds=ttl_s)))
-            return True
-        except IntegrityError:
-            # another replica stored the same jti between our read and our write
-            return False
+        self._purge(delete(JtiRow).where(JtiRow.expires_at < now))
+        insert = self._insert(JtiRow).values(issuer=issuer, jti=jti, expires_at=now + timedelta(seconds=ttl_s))
+        stmt = insert.on_conflict_do_update(
+            index_elements=[JtiRow.issuer, JtiRow.jti],
+            set_={"expires_at": insert.excluded.expires_at},
+            where=JtiRow.expires_at < now,  # an expired entry of the same jti may be reused
+        ).returning(JtiRow.jti)
+        with self.session() as s:
+            return s.execute(stmt).first() is not None
 
     # lease ------------------------------------------------------------------------------------------
     def acquire_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take (or renew) the lease ``name`` unless another holder has it unexpired; atomic across replicas."""
         now = utcnow()
-        try:
-            with self.session() as s:
-                row = s.get(LeaseRow, name, with_for_update=True)
-                if row is None:
-                    s.add(LeaseRow(name=name, holder=holder, expires_at=now + timedelta(seconds=ttl_s)))
-                    return True
-                if row.holder == holder or _aware(row.expires_at) < now:
-                    row.holder = holder
-                    row.expires_at = now + timedelta(seconds=ttl_s)
-                    return True
-                return False
-        except IntegrityError:
-            return False
+        insert = self._insert(LeaseRow).values(name=name, holder=holder, expires_at=now + timedelta(seconds=ttl_s))
+        stmt = insert.on_conflict_do_update(
+            index_elements=[LeaseRow.name],
+            set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at},
+            where=or_(LeaseRow.holder == insert.excluded.holder, LeaseRow.expires_at < now),
+        ).returning(LeaseRow.name)
+        with self.session() as s:
+            return s.execute(stmt).first() is not None
+
+    def purge_expired_leases(self) -> int:
+        """Drops leases past their expiry (an expired lease is free anyway); returns how many."""
+        return self._purge(delete(LeaseRow).where(LeaseRow.expires_at < utcnow()))
 
     def lease_holder(self, name: str) -> str | None:
         with self.session() as s:
@@ -347,19 +357,51 @@ class StateStore:
 
     def take_over_lease(self, name: str, dead_holder: str, holder: str, ttl_s: float) -> bool:
         """Take a lease from a holder known to be dead; False when someone else got it first."""
+        stmt = (
+            update(LeaseRow)
+            .where(LeaseRow.name == name, LeaseRow.holder == dead_holder)
+            .values(holder=holder, expires_at=utcnow() + timedelta(seconds=ttl_s))
+            .returning(LeaseRow.name)
+        )
         with self.session() as s:
-            row = s.get(LeaseRow, name, with_for_update=True)
-            if row is None or row.holder != dead_holder:
-                return False
-            row.holder = holder
-            row.expires_at = utcnow() + timedelta(seconds=ttl_s)
-            return True
+            return s.execute(stmt).first() is not None
 
     def release_lease(self, name: str, holder: str) -> None:
         with self.session() as s:
-            row = s.get(LeaseRow, name)
-            if row is not None and row.holder == holder:
-                s.delete(row)
+            s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
+
+    # helpers ------------------------------------------------------------------------------------------
+    def _insert(self, model: type[Base]) -> Any:
+        """The dialect's INSERT with ``on_conflict_do_*`` (both SQLite and PostgreSQL spell it alike)."""
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(model)
+        return sqlite.insert(model)
+
+    def _purge(self, stmt: Any) -> int:
+        """A housekeeping DELETE in its own transaction; losing a race (lock timeout, deadlock) is harmless."""
+        try:
+            with self.session() as s:
+                return int(getattr(s.execute(stmt), "rowcount", 0) or 0)
+        except DBAPIError as exc:
+            log.debug("housekeeping delete skipped", extra={"error": type(exc.orig).__name__})
+            return 0
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` / ``postgres://`` mean psycopg 3 (the driver we ship); only SQLite and PostgreSQL work."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise SyncError("OV-0076", f"state_db_url is not a database URL ({exc}); fix ONCOVIGIL_STATE_DB_URL") from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername=f"postgresql+{driver or 'psycopg'}")
+    elif backend != "sqlite":
+        raise SyncError(
+            "OV-0076",
+            f"state_db_url uses {backend!r}; OncoVigil supports sqlite:///PATH and postgresql://USER@HOST/DB",
+        )
+    return parsed.render_as_string(hide_password=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -135,6 +135,11 @@ class SyncJob:
 
     # notes ------------------------------------------------------------------------------------------
     async def _sync_notes(self, report: SyncReport) -> None:
+        if not self._extractors.extractors:
+            # without a model nothing would be extracted, yet the watermark would pass every note for good
+            log.warning("no extractor built; notes left for a later run", extra={"run_id": report.run_id})
+            report.counts["notes_not_read_no_models"] = True
+            return
         opts = self._options
         since = _resume_from(self._store.get_watermark(NOTES), opts.since)
         to_infer: asyncio.Queue[Any] = asyncio.Queue(maxsize=opts.queue_batches)
@@ -217,9 +222,11 @@ class SyncJob:
                 combos = combination_rows(note, found.combinations, self._extractors.model_label("drugcomb"))
                 self._store.replace_note_findings(note.id, "combination", combos)
             report.add("findings", len(rows))
+        written = None
         if events:
             written = await write_adverse_events(self._client, events, batch_size=self._options.write_batch_size)
-            self._checkpoint("write")
+        self._checkpoint("write")
+        if written is not None:
             self._account(written, report, "AdverseEvent")
             self._store.mark_written([e.finding_key for e in events if e.finding_key in written.references])
             self._touched_drugs.update(e.drug_rxnorm for e in events if e.drug_rxnorm)

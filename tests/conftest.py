@@ -71,7 +71,7 @@ def session_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sessio
         state_dir=home / "sandbox",
         port=free_port(),
         heap_mb=int(os.environ.get("ONCOVIGIL_SANDBOX_HEAP_MB", "1536")),
-        start_timeout_s=float(os.environ.get("ONCOVIGIL_SANDBOX_START_TIMEOUT_S", "300")),
+        start_timeout_s=float(os.environ.get("ONCOVIGIL_SANDBOX_START_TIMEOUT_S", "600")),
         database="memory",
     )
     try:

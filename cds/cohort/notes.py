@@ -164,7 +164,7 @@ def regimen_sentence(
     if not drugs:
         return []
     if len(drugs) == 1:
-        return [ph.drug_only(drugs[0])]
+        return [ph.drug_only(drugs[0], starting=ctx.visit.kind == "consult")]
     name = ctx.plan.regimen.name
     acronym = name if name in ACRONYMS else None
     return [
@@ -183,7 +183,8 @@ def distractors(ph: Phraser, count: int, kind: str = "general") -> list[Sentence
     return [ph.distractor(kind) for _ in range(count)]
 
 
-def header(rng: random.Random, note: ComposedNote, ctx: NoteContext) -> None:
+def header(rng: random.Random, ph: Phraser, note: ComposedNote, ctx: NoteContext) -> None:
+    ph.new_note()
     note.draft.line(note.title)
     label = rng.choice(("Date of service", "Visit date", "DOS", "Date"))
     note.draft.line(f"{label}: {ctx.visit.day.isoformat()}")
@@ -195,7 +196,7 @@ def compose_consult(rng: random.Random, ph: Phraser, ctx: NoteContext) -> Compos
         rng.choice(("Medical oncology consultation", "New patient oncology consult", "Oncology consult note")),
         NoteDraft(),
     )
-    header(rng, note, ctx)
+    header(rng, ph, note, ctx)
     person = "woman" if plan.sex == "female" else "man"
     reason = [
         plain(
@@ -228,7 +229,9 @@ def compose_consult(rng: random.Random, ph: Phraser, ctx: NoteContext) -> Compos
     if radio is not None:
         text = rng.choice(t.RT_PLAN).format(dose=f"{radio.dose_gy:g}", fx=radio.fractions, site=radio.site)
         plans.append(plain(text))
-    plans += [ph.drug_only(d) for d in plan.regimen.supportive if d in ctx.given_today and rng.random() < 0.6]
+    plans += [
+        ph.drug_only(d, starting=True) for d in plan.regimen.supportive if d in ctx.given_today and rng.random() < 0.6
+    ]
     if rng.random() < 0.6:
         plans += counsel_sentence(rng, ph, [d for d in ctx.given_today if DRUGS[d].role != "supportive"], note)
     plans += distractors(ph, rng.randint(1, 2))
@@ -259,7 +262,7 @@ def compose_progress(rng: random.Random, ph: Phraser, ctx: NoteContext) -> Compo
             "Medical oncology follow-up",
         )
     note = ComposedNote(rng.choice(titles), NoteDraft())
-    header(rng, note, ctx)
+    header(rng, ph, note, ctx)
 
     interval = adverse_event_sentences(rng, ph, ctx, note, rng.randint(1, 2), rng.choice((0, 1, 1, 2)))
     interval += distractors(ph, rng.randint(1, 3))

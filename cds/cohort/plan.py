@@ -100,10 +100,18 @@ class PatientPlan:
 
 
 def cancer_order(seed: int) -> list[Cancer]:
-    """Cancers shuffled once per seed; patient i gets entry i mod 8, so even 8 patients cover every type."""
-    order = list(CANCERS)
-    random.Random(f"{seed}:cancers").shuffle(order)
-    return order
+    """Cancers shuffled once per seed; patient i gets entry i mod 8, so 8 patients cover every type.
+
+    Radiotherapy cancers sit at positions 2, 5 and 7, so any cohort of two or more patients has
+    radiotherapy notes (the toxicity truth needs them).
+    """
+    rng = random.Random(f"{seed}:cancers")
+    radio = [c for c in CANCERS if c.radiotherapy is not None]
+    other = [c for c in CANCERS if c.radiotherapy is None]
+    rng.shuffle(radio)
+    rng.shuffle(other)
+    slots = (1, 4, 6)
+    return [radio.pop(0) if i in slots else other.pop(0) for i in range(len(CANCERS))]
 
 
 def overprescription_for(index: int) -> str | None:

@@ -95,7 +95,7 @@ def compose_radiotherapy(rng: random.Random, ph: Phraser, ctx: NoteContext) -> C
         ),
         NoteDraft(),
     )
-    header(rng, note, ctx)
+    header(rng, ph, note, ctx)
     done = max(1, min(radio.fractions, 5 * week - rng.randint(0, 2)))
     note.draft.paragraph(
         "Treatment: ",

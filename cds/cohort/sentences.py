@@ -25,6 +25,8 @@ class Phraser:
     def __init__(self, rng: random.Random, sex: str) -> None:
         self._rng = rng
         female = sex == "female"
+        self._kg = str(rng.randint(52, 104))  # one weight per patient, not one per sentence
+        self._used: set[str] = set()
         self._pronouns = {
             "he": "she" if female else "he",
             "He": "She" if female else "He",
@@ -38,7 +40,7 @@ class Phraser:
         values: dict[str, str | Fragment] = dict(self._pronouns)
         values.update(
             n=str(rng.randint(1, 4)),
-            kg=str(rng.randint(52, 104)),
+            kg=self._kg,
             sbp=str(rng.randint(104, 148)),
             dbp=str(rng.randint(62, 92)),
             job=rng.choice(t.JOBS),
@@ -131,8 +133,9 @@ class Phraser:
         surface = self._rng.choice(EVENT_SURFACES[term])
         return Sentence(self._sentence(self._rng.choice(t.COUNSEL), drug=self.drug_surface(drug), event=surface))
 
-    def drug_only(self, drug: str) -> Sentence:
-        frag = self._sentence(self._rng.choice(t.DRUG_ONLY), drug=self.drug_surface(drug), dose=DRUGS[drug].dose)
+    def drug_only(self, drug: str, starting: bool = False) -> Sentence:
+        pool = t.DRUG_START if starting else t.DRUG_ONLY
+        frag = self._sentence(self._rng.choice(pool), drug=self.drug_surface(drug), dose=DRUGS[drug].dose)
         return Sentence(frag)
 
     def serious_stop(self, drug: str) -> Sentence:
@@ -162,7 +165,14 @@ class Phraser:
     def distractor(self, kind: str = "general") -> Sentence:
         """A sentence stating no fact: ``kind`` is general, exam or radiotherapy."""
         pool = {"general": t.DISTRACTORS, "exam": t.EXAM, "radiotherapy": t.RT_DISTRACTORS}[kind]
-        return Sentence(self._sentence(self._rng.choice(pool)))
+        fresh = [p for p in pool if p not in self._used] or list(pool)
+        template = self._rng.choice(fresh)
+        self._used.add(template)
+        return Sentence(self._sentence(template))
+
+    def new_note(self) -> None:
+        """Forget which distractors were used: within one note none repeats."""
+        self._used.clear()
 
     # -- radiotherapy symptoms -----------------------------------------------------------------
 

@@ -108,6 +108,12 @@ DRUG_ONLY: tuple[str, ...] = (
     "{drug} was reordered.",
     "pharmacy verified the {drug} dose.",
 )
+DRUG_START: tuple[str, ...] = (
+    "start {drug} {dose}.",
+    "prescribed {drug} ({dose}).",
+    "{drug}: {dose}.",
+    "will add {drug}, {dose}.",
+)
 SERIOUS_STOP: tuple[str, ...] = (
     "{drug} will be discontinued going forward.",
     "plan to omit {drug} from future cycles.",
@@ -171,7 +177,7 @@ DISTRACTORS: tuple[str, ...] = (
     "Nutrition consult requested.",
     "Genetic counseling referral offered.",
     "Appetite and weight stable.",
-    "Mood is good; sleeping well.",
+    "Mood is good.",
     "Dental evaluation completed before treatment.",
     "No new complaints today.",
     "Consent signed after discussion of risks and benefits.",

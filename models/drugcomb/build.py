@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-from models.card import ModelCard, read_card
+from models.backbone import minilm_dir
+from models.card import ModelCard, read_card, verify_dir, write_card
 from models.drugcomb.lexicon import DRUGS_FILE
-from models.encoder_export import ExportReport, Int8Gate, build_encoder_dir, finish_model_dir
+from models.drugcomb.pooled import InputRow
+from models.drugcomb.pooled_build import build_pooled_dir
 from models.errors import ModelLoadError
 
-# Parity inputs in the classifier's own format: candidate drugs marked << >>, others plain.
-CHECK_TEXTS: tuple[str, ...] = (
-    "The combination of << cisplatin >> and << paclitaxel >> produced a partial response in 12 of 30 patients.",
-    "<< Gemcitabine >> plus << carboplatin >> was given every 21 days, and docetaxel was used as second line.",
-    "Co-administration of << rifampin >> markedly reduced << midazolam >> exposure and its sedative effect.",
-    "Restaging CT shows progression despite << fluorouracil >>, << leucovorin >> and << oxaliplatin >>.",
+# Parity inputs in the classifier's own format: candidate drugs marked << >> and given as focus spans.
+_SENTENCES = (
+    ("The combination of << cisplatin >> and << paclitaxel >> produced a partial response in 12 of 30 patients.", None),
+    ("<< Gemcitabine >> plus << carboplatin >> was given every 21 days; docetaxel was second line.", "Context."),
+    ("Co-administration of << rifampin >> markedly reduced << midazolam >> exposure and its sedative effect.", None),
+    ("Restaging shows progression despite << fluorouracil >>, << leucovorin >> and << oxaliplatin >>.", None),
 )
+
+
+def check_rows() -> list[InputRow]:
+    rows = []
+    for text, pair in _SENTENCES:
+        focus, at = [], 0
+        while (start := text.find("<< ", at)) >= 0:
+            end = text.index(" >>", start)
+            focus.append((start + 3, end))
+            at = end
+        rows.append(InputRow(text, pair, tuple(focus)))
+    return rows
 
 
 def build_drugcomb_dir(
@@ -25,21 +38,17 @@ def build_drugcomb_dir(
     out_dir: Path,
     *,
     int8: bool,
-    int8_gate: Int8Gate | None = None,
     export_extra: dict[str, Any] | None = None,
     threads: int = 0,
+    base_dir: Path | None = None,
 ) -> ModelCard:
     """Merge + export + parity-check, add the drug name list, then write the card that hashes it all."""
+    verify_dir(artifact_dir)
     if not (artifact_dir / DRUGS_FILE).is_file():
-        raise ModelLoadError(
-            "OV-2018", f"{artifact_dir / DRUGS_FILE} is missing; retrain with `oncovigil train drugcomb`"
-        )
-    report, _ = build_encoder_dir(artifact_dir, out_dir, CHECK_TEXTS, int8=int8, int8_gate=int8_gate, threads=threads)
-    shutil.copy2(artifact_dir / DRUGS_FILE, out_dir / DRUGS_FILE)
-    return finish_model_dir(out_dir, model_card(artifact_dir, report, export_extra))
-
-
-def model_card(artifact_dir: Path, report: ExportReport, export_extra: dict[str, Any] | None) -> ModelCard:
+        raise ModelLoadError("OV-2018", f"{artifact_dir / DRUGS_FILE} is missing; retrain with `oncovigil train drugcomb`")
+    report = build_pooled_dir(
+        artifact_dir, out_dir, base_dir or minilm_dir(), check_rows(), int8=int8, extra_files=(DRUGS_FILE,), threads=threads
+    )
     artifact = read_card(artifact_dir)
     export = {**artifact.export, **report.as_record(), **(export_extra or {})}
-    return artifact.model_copy(update={"export": export, "files": {}})
+    return write_card(out_dir, artifact.model_copy(update={"export": export, "files": {}}))

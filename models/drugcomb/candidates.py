@@ -49,18 +49,28 @@ def enumerate_candidates(n_drugs: int, max_size: int, max_candidates: int) -> li
 
 def mark_sentence(sentence: str, spans: Sequence[DrugSpan], chosen: Sequence[int]) -> str:
     """Wrap the chosen drug mentions (positions into ``spans``) in ``<< ... >>``; others stay plain."""
+    return mark_with_focus(sentence, spans, chosen)[0]
+
+
+def mark_with_focus(
+    sentence: str, spans: Sequence[DrugSpan], chosen: Sequence[int]
+) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """The marked sentence and the character spans of the chosen drug names inside it (the focus)."""
     picked = sorted((spans[i] for i in chosen), key=lambda s: s.start)
     parts: list[str] = []
-    cursor = 0
+    focus: list[tuple[int, int]] = []
+    cursor = length = 0
     for span in picked:
         if span.start < cursor:  # overlapping mentions: mark the first only
             continue
-        parts.extend(
-            (sentence[cursor : span.start], f"{OPEN_MARK} ", sentence[span.start : span.end], f" {CLOSE_MARK}")
-        )
+        lead = sentence[cursor : span.start] + f"{OPEN_MARK} "
+        name = sentence[span.start : span.end]
+        parts += [lead, name, f" {CLOSE_MARK}"]
+        focus.append((length + len(lead), length + len(lead) + len(name)))
+        length += len(lead) + len(name) + len(CLOSE_MARK) + 1
         cursor = span.end
     parts.append(sentence[cursor:])
-    return "".join(parts)
+    return "".join(parts), tuple(focus)
 
 
 def context_of(doc: DrugCombDoc, context_chars: int) -> str | None:

@@ -1,13 +1,13 @@
 """``drugcomb-extractor.v1``: which drugs of a sentence were combined, and whether it worked.
 
 For every sentence with two or more drug mentions, each candidate subset is marked ``<< drug >>`` and
-classified NO_COMB / POS / COMB / NEG; ``decode.decide`` keeps the non-nested confident ones. Runtime:
-numpy, tokenizers and onnxruntime only.
+classified NO_COMB / POS / COMB / NEG by the pooled encoder classifier (``pooled``: CLS, mean and the
+mean of the candidate's drug tokens feed an MLP); ``decode.decide`` keeps the confident, non-nested ones.
+Runtime: numpy, tokenizers and onnxruntime only.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from models.card import verify_dir
-from models.drugcomb.candidates import CandidateConfig, context_of, enumerate_candidates, mark_sentence
+from models.drugcomb.candidates import CandidateConfig, context_of, enumerate_candidates, mark_with_focus
 from models.drugcomb.data import DrugCombDoc, DrugSpan
 from models.drugcomb.decode import CandidateDecision, Strategy, decide
-from models.drugcomb.encoding import encode, load_tokenizer, run_logits, softmax
 from models.drugcomb.lexicon import DRUGS_FILE, DrugLexicon
-from models.encoder_train import TASK_FILE
-from models.errors import ModelLoadError
+from models.drugcomb.pooled import InputRow, PooledClassifier, load_pooled_classifier
+from models.encoder_infer import softmax
 from models.records import DrugCombination, pipe_batches
 from models.registry import Registry, RuntimeConfig
-from models.runtime import LoadedSession, load_model_dir_session, split_sentences_with_offsets
+from models.runtime import split_sentences_with_offsets
 
 REGISTRY_NAME = "drugcomb-extractor.v1"
 
@@ -63,38 +61,34 @@ class DecodeConfig:
         )
 
 
-def candidate_inputs(doc: DrugCombDoc, config: CandidateConfig) -> tuple[list[tuple[int, ...]], list[str], str | None]:
-    """The candidate subsets of one sentence, their marked texts, and the shared context segment."""
+def candidate_inputs(doc: DrugCombDoc, config: CandidateConfig) -> tuple[list[tuple[int, ...]], list[InputRow]]:
+    """The candidate subsets of one sentence and the classifier input of each."""
     candidates = enumerate_candidates(len(doc.spans), config.max_size, config.max_candidates)
-    texts = [mark_sentence(doc.sentence, doc.spans, c) for c in candidates]
-    return candidates, texts, context_of(doc, config.context_chars)
+    context = context_of(doc, config.context_chars)
+    rows = []
+    for members in candidates:
+        text, focus = mark_with_focus(doc.sentence, doc.spans, members)
+        rows.append(InputRow(text, context, focus))
+    return candidates, rows
 
 
 class DrugCombExtractor:
     """Classifies drug subsets of sentences; ``predict`` finds the drugs itself, ``classify`` takes gold spans."""
 
-    def __init__(
-        self, session: LoadedSession, tokenizer: Any, lexicon: DrugLexicon, config: DecodeConfig, max_batch: int = 32
-    ) -> None:
-        self.session = session
-        self.tokenizer = tokenizer
+    def __init__(self, classifier: PooledClassifier, lexicon: DrugLexicon, config: DecodeConfig) -> None:
+        self.classifier = classifier
         self.lexicon = lexicon
         self.config = config
-        self.max_batch = max_batch
 
     def probabilities(self, docs: Sequence[DrugCombDoc]) -> list[tuple[list[tuple[int, ...]], np.ndarray]]:
         """Per sentence: its candidates and their class probabilities (NO_COMB, POS, COMB, NEG)."""
         per_doc: list[list[tuple[int, ...]]] = []
-        texts: list[str] = []
-        pairs: list[str | None] = []
+        rows: list[InputRow] = []
         for doc in docs:
-            candidates, marked, context = candidate_inputs(doc, self.config.candidates)
+            candidates, inputs = candidate_inputs(doc, self.config.candidates)
             per_doc.append(candidates)
-            texts += marked
-            pairs += [context] * len(marked)
-        if not texts:
-            return [(c, np.zeros((0, 4), dtype=np.float32)) for c in per_doc]
-        probs = softmax(run_logits(self.session, encode(self.tokenizer, texts, pairs), self.max_batch))
+            rows += inputs
+        probs = softmax(self.classifier.logits(rows)) if rows else np.zeros((0, 4), dtype=np.float32)
         out: list[tuple[list[tuple[int, ...]], np.ndarray]] = []
         at = 0
         for candidates in per_doc:
@@ -157,20 +151,18 @@ def _distinct(mentions: Sequence[Any]) -> list[Any]:
 def load_drugcomb_extractor(
     model_dir: Path, config: RuntimeConfig | None = None, extra_drugs: Mapping[str, str] | None = None
 ) -> DrugCombExtractor:
-    """Verify the directory, open the session the providers allow, and build the extractor."""
+    """Verify the directory, open the session the providers allow, and build the extractor.
+
+    ``extra_drugs`` (or ``config.extra["drug_names"]``) maps more surface names (brands) to drug names.
+    """
     config = config or RuntimeConfig()
-    verify_dir(model_dir)
-    path = model_dir / TASK_FILE
-    if not path.is_file():
-        raise ModelLoadError("OV-2006", f"{path} is missing; rebuild the drugcomb model with `oncovigil models build`")
-    task = json.loads(path.read_text(encoding="utf-8"))
-    decode_config = DecodeConfig.from_dict(task.get("drugcomb", {}))
-    session = load_model_dir_session(model_dir, config.providers, config.threads, config.allow_int8, config.require)
-    tokenizer = load_tokenizer(model_dir, decode_config.max_length)
+    classifier = load_pooled_classifier(
+        model_dir, config.providers, config.threads, config.allow_int8, config.require, config.max_batch
+    )
+    decode_config = DecodeConfig.from_dict(classifier.task.extra.get("drugcomb", {}))
     extra = dict(extra_drugs or {})
     extra.update({str(k): str(v) for k, v in config.extra.get("drug_names", {}).items()})
-    lexicon = DrugLexicon.from_file(model_dir / DRUGS_FILE, extra)
-    return DrugCombExtractor(session, tokenizer, lexicon, decode_config, config.max_batch)
+    return DrugCombExtractor(classifier, DrugLexicon.from_file(model_dir / DRUGS_FILE, extra), decode_config)
 
 
 def register(registry: Registry) -> None:

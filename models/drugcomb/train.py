@@ -1,13 +1,13 @@
-"""Train the drug-combination classifier on DrugComb: MiniLM + LoRA over marked candidate subsets.
+"""Train the drug-combination classifier on DrugComb: MiniLM + LoRA (top layers) + pooled MLP head.
 
-Each training sentence contributes its gold relations and a sample of non-relations (other subsets of its
-drugs).
-Training-time only (torch and peft come in through ``lora_train``).
+Each training sentence contributes its gold relations and a sample of non-relations (other subsets of
+its drugs); every candidate is the sentence with its drugs marked ``<< >>``, the drug tokens being the
+pooling focus. Dev scores come from the exported ONNX model (``models.drugcomb.evaluate``), i.e. from
+what ships. Training-time only (torch and peft come in through ``pooled_train``).
 """
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from collections.abc import Sequence
@@ -15,39 +15,41 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from models.drugcomb.candidates import CLASS_LABELS, CandidateConfig, context_of, mark_sentence, training_candidates
+from models.drugcomb.candidates import CLASS_LABELS, CandidateConfig, context_of, mark_with_focus, training_candidates
 from models.drugcomb.data import DrugCombDoc
 from models.drugcomb.decode import Strategy
 from models.drugcomb.extractor import REGISTRY_NAME, DecodeConfig
 from models.drugcomb.lexicon import DRUGS_FILE
-from models.drugcomb.lora_train import (
-    LoraHyperparameters,
-    Progress,
+from models.drugcomb.pooled import InputRow, PooledTask
+from models.drugcomb.pooled_train import (
+    PooledHyperparameters,
     TrainExample,
-    build_lora_classifier,
-    save_adapter,
-    train_lora_classifier,
+    build_model,
+    save_artifact,
+    train_pooled,
 )
-from models.encoder_train import TASK_FILE
+from models.errors import TrainingError
 
 
 @dataclass(frozen=True)
 class DrugCombTrainConfig:
-    """Candidate generation, decoding and LoRA hyperparameters; recorded in the model card."""
+    """Candidate generation, decoding and training hyperparameters; recorded in the model card."""
 
     max_size: int = 4
     max_candidates: int = 96
     context_chars: int = 0
-    max_negatives: int = 8
-    max_length: int = 192
+    max_negatives: int = 6
+    max_length: int = 160
     threshold: float = 0.5
     strategy: Strategy = "non_nested"
-    epochs: float = 3.0
-    batch_size: int = 16
+    top_layers: int = 2
+    mlp_hidden: int = 256
+    epochs: float = 8.0
+    batch_size: int = 32
     learning_rate: float = 1e-3
+    head_learning_rate: float = 2e-3
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.1
     seed: int = 13
     threads: int = 0
     time_budget_s: float = 660.0
@@ -61,12 +63,15 @@ class DrugCombTrainConfig:
             self.strategy,
         )
 
-    def hyperparameters(self) -> LoraHyperparameters:
-        return LoraHyperparameters(
+    def hyperparameters(self) -> PooledHyperparameters:
+        return PooledHyperparameters(
+            pooling="cls_mean_focus",
+            top_layers=self.top_layers,
+            mlp_hidden=self.mlp_hidden,
             lora_r=self.lora_r,
             lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
             learning_rate=self.learning_rate,
+            head_learning_rate=self.head_learning_rate,
             epochs=self.epochs,
             batch_size=self.batch_size,
             max_length=self.max_length,
@@ -87,51 +92,38 @@ def training_examples(docs: Sequence[DrugCombDoc], config: DrugCombTrainConfig) 
     for doc in docs:
         context = context_of(doc, config.context_chars)
         for members, label in training_candidates(doc, candidate_config, config.max_negatives, rng):
-            examples.append(
-                TrainExample(mark_sentence(doc.sentence, doc.spans, members), context, (CLASS_LABELS.index(label),))
-            )
+            text, focus = mark_with_focus(doc.sentence, doc.spans, members)
+            examples.append(TrainExample(InputRow(text, context, focus), (CLASS_LABELS.index(label),)))
     return examples
 
 
 def train_drugcomb(
     train_docs: Sequence[DrugCombDoc],
     base_dir: Path,
-    drugs_file: Path | None,
+    drugs_file: Path,
     artifact_dir: Path,
     config: DrugCombTrainConfig,
-    progress: Progress | None = None,
     show_progress: bool = False,
 ) -> dict[str, Any]:
-    """Fit and write the adapter + ``encoder_task.json`` (+ drugs.txt) into ``artifact_dir``; return the summary.
-
-    Dev scores come from the exported ONNX model (``models.drugcomb.evaluate``), i.e. from what ships.
-    """
+    """Fit and write the adapter, head, ``pooled_task.json`` and drugs.txt into ``artifact_dir``; return the summary."""
+    if not drugs_file.is_file():
+        raise TrainingError("OV-2055", f"{drugs_file} is missing; the drugcomb data folder must hold drugs.txt")
     hp = config.hyperparameters()
     examples = training_examples(train_docs, config)
-    model = build_lora_classifier(base_dir, CLASS_LABELS, hp)
-    loss = _cross_entropy()
-    stats = train_lora_classifier(model, base_dir, examples, loss, hp, progress, show_progress)
-    save_adapter(model, artifact_dir)
-    if drugs_file is not None and drugs_file.is_file():
-        shutil.copy2(drugs_file, artifact_dir / DRUGS_FILE)
-    decode_config = config.decode_config()
-    task = {
-        "kind": "text-classification",
-        "labels": list(CLASS_LABELS),
-        "max_len": config.max_length,
-        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
-        "registry_name": REGISTRY_NAME,
-        "drugcomb": decode_config.as_dict(),
-    }
-    (artifact_dir / TASK_FILE).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
-    return {
-        "train_sentences": len(train_docs),
-        "train_examples": len(examples),
-        "steps": stats.steps,
-        "train_seconds": round(stats.seconds, 1),
-        "stopped_by_time_budget": stats.stopped_by_budget,
-        "final_loss": round(stats.final_loss, 4),
-    }
+    model = build_model(base_dir, len(CLASS_LABELS), hp)
+    stats = train_pooled(model, base_dir, examples, _cross_entropy(), hp, show_progress)
+    save_artifact(model, artifact_dir)
+    shutil.copy2(drugs_file, artifact_dir / DRUGS_FILE)
+    PooledTask(
+        labels=list(CLASS_LABELS),
+        pooling=hp.pooling,
+        max_len=config.max_length,
+        mlp_hidden=config.mlp_hidden,
+        top_layers=config.top_layers,
+        base_model="sentence-transformers/all-MiniLM-L6-v2",
+        extra={"registry_name": REGISTRY_NAME, "drugcomb": config.decode_config().as_dict()},
+    ).write(artifact_dir)
+    return {"train_sentences": len(train_docs), "train_examples": len(examples), **asdict(stats)}
 
 
 def _cross_entropy() -> Any:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.card import ModelCard, read_card
-from models.encoder_export import ExportReport, Int8Gate, build_encoder_dir, finish_model_dir
+from models.backbone import minilm_dir
+from models.card import ModelCard, read_card, verify_dir, write_card
+from models.drugcomb.pooled import InputRow
+from models.drugcomb.pooled_build import build_pooled_dir
 
 # Parity inputs: short and long, present / denied / graded phrasings (no real patient text).
 CHECK_TEXTS: tuple[str, ...] = (
@@ -22,17 +24,14 @@ def build_toxicity_dir(
     out_dir: Path,
     *,
     int8: bool,
-    int8_gate: Int8Gate | None = None,
     export_extra: dict[str, Any] | None = None,
     threads: int = 0,
+    base_dir: Path | None = None,
 ) -> ModelCard:
-    """Merge + export + parity-check (``build_encoder_dir``), then write the card that hashes it all."""
-    report, _ = build_encoder_dir(artifact_dir, out_dir, CHECK_TEXTS, int8=int8, int8_gate=int8_gate, threads=threads)
-    return finish_model_dir(out_dir, model_card(artifact_dir, report, export_extra))
-
-
-def model_card(artifact_dir: Path, report: ExportReport, export_extra: dict[str, Any] | None) -> ModelCard:
-    """The artifact's card (data, hyperparameters, dev metrics) plus what this export did."""
+    """Merge + export + parity-check, then write the card (the artifact's plus what this export did)."""
+    verify_dir(artifact_dir)
+    rows = [InputRow(t) for t in CHECK_TEXTS]
+    report = build_pooled_dir(artifact_dir, out_dir, base_dir or minilm_dir(), rows, int8=int8, threads=threads)
     artifact = read_card(artifact_dir)
     export = {**artifact.export, **report.as_record(), **(export_extra or {})}
-    return artifact.model_copy(update={"export": export, "files": {}})
+    return write_card(out_dir, artifact.model_copy(update={"export": export, "files": {}}))

@@ -1,27 +1,19 @@
-"""Train the radiotherapy toxicity classifier: MiniLM + LoRA with one multi-head output row per note.
+"""Train the radiotherapy toxicity classifier: MiniLM + LoRA (top layers) + pooled MLP, one row per note.
 
-Training-time only (torch and peft are imported by ``lora_train``). Each note teaches every symptom of the
-list at once: a 3-way status softmax per symptom, and a grade softmax per symptom that only present
-symptoms train. Notes come in as plain records (the cohort generator lives in ``cds``).
+Each note teaches every symptom of the list at once: a 3-way status softmax per symptom, and a grade
+softmax per symptom that only present symptoms train. Notes come in as plain records (the cohort generator
+lives in ``cds``). Training-time only (torch and peft come in through ``pooled_train``).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from models.drugcomb.lora_train import (
-    LoraHyperparameters,
-    Progress,
-    TrainExample,
-    build_lora_classifier,
-    save_adapter,
-    train_lora_classifier,
-)
-from models.encoder_train import TASK_FILE
+from models.drugcomb.pooled import InputRow, PooledTask
+from models.drugcomb.pooled_train import PooledHyperparameters, TrainExample, build_model, save_artifact, train_pooled
 from models.errors import TrainingError
 from models.toxicity.data import ToxicityNote
 from models.toxicity.extractor import REGISTRY_NAME
@@ -31,27 +23,32 @@ from models.toxicity.labels import DEFAULT_SYMPTOMS, GRADE_CLASSES, IGNORE, STAT
 
 @dataclass(frozen=True)
 class ToxicityTrainConfig:
-    """What to learn (the symptom list) and how (LoRA hyperparameters); recorded in the model card."""
+    """What to learn (the symptom list) and how; recorded in the model card."""
 
     symptoms: tuple[str, ...] = DEFAULT_SYMPTOMS
     max_length: int = 256
-    epochs: float = 4.0
+    top_layers: int = 2
+    mlp_hidden: int = 256
+    epochs: float = 10.0
     batch_size: int = 16
     learning_rate: float = 1e-3
+    head_learning_rate: float = 2e-3
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.1
     seed: int = 13
     threads: int = 0
     time_budget_s: float = 600.0
     max_steps: int = 0
 
-    def hyperparameters(self) -> LoraHyperparameters:
-        return LoraHyperparameters(
+    def hyperparameters(self) -> PooledHyperparameters:
+        return PooledHyperparameters(
+            pooling="cls_mean",
+            top_layers=self.top_layers,
+            mlp_hidden=self.mlp_hidden,
             lora_r=self.lora_r,
             lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
             learning_rate=self.learning_rate,
+            head_learning_rate=self.head_learning_rate,
             epochs=self.epochs,
             batch_size=self.batch_size,
             max_length=self.max_length,
@@ -105,10 +102,9 @@ def train_toxicity(
     base_dir: Path,
     artifact_dir: Path,
     config: ToxicityTrainConfig,
-    progress: Progress | None = None,
     show_progress: bool = False,
 ) -> dict[str, Any]:
-    """Fit and write the adapter + ``encoder_task.json`` into ``artifact_dir``; return the run summary.
+    """Fit and write the adapter, head and ``pooled_task.json`` into ``artifact_dir``; return the summary.
 
     The caller writes the model card (it knows the data provenance) and scores the dev notes with the
     exported ONNX model (``models.toxicity.evaluate``), i.e. with what ships.
@@ -124,25 +120,20 @@ def train_toxicity(
     usable, dropped = _fits(train_notes, count, config.max_length - 2)
     if not usable:
         raise TrainingError("OV-2054", "no training note fits the window; raise max_length or check the notes")
-    examples = [TrainExample(n.text, None, note_targets(n, layout)) for n in usable]
-    model = build_lora_classifier(base_dir, layout.labels(), hp)
-    stats = train_lora_classifier(model, base_dir, examples, grouped_loss(layout), hp, progress, show_progress)
-
-    save_adapter(model, artifact_dir)
-    task = {
-        "kind": "text-classification",
-        "labels": layout.labels(),
-        "max_len": config.max_length,
-        "base_model": "sentence-transformers/all-MiniLM-L6-v2",
-        "registry_name": REGISTRY_NAME,
-        "toxicity": {"symptoms": list(layout.symptoms), "statuses": list(STATUSES), "grades": list(GRADE_CLASSES)},
-    }
-    (artifact_dir / TASK_FILE).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
-    return {
-        "train_notes": len(usable),
-        "train_notes_too_long": dropped,
-        "steps": stats.steps,
-        "train_seconds": round(stats.seconds, 1),
-        "stopped_by_time_budget": stats.stopped_by_budget,
-        "final_loss": round(stats.final_loss, 4),
-    }
+    examples = [TrainExample(InputRow(n.text), note_targets(n, layout)) for n in usable]
+    model = build_model(base_dir, layout.width, hp)
+    stats = train_pooled(model, base_dir, examples, grouped_loss(layout), hp, show_progress)
+    save_artifact(model, artifact_dir)
+    PooledTask(
+        labels=layout.labels(),
+        pooling=hp.pooling,
+        max_len=config.max_length,
+        mlp_hidden=config.mlp_hidden,
+        top_layers=config.top_layers,
+        base_model="sentence-transformers/all-MiniLM-L6-v2",
+        extra={
+            "registry_name": REGISTRY_NAME,
+            "toxicity": {"symptoms": list(layout.symptoms), "statuses": list(STATUSES), "grades": list(GRADE_CLASSES)},
+        },
+    ).write(artifact_dir)
+    return {"train_notes": len(usable), "train_notes_too_long": dropped, **asdict(stats)}

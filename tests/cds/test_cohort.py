@@ -250,7 +250,7 @@ def test_resources_are_valid_fhir_r4(cohort: Cohort) -> None:
     for resource in cohort.resources:
         kind = resource["resourceType"]
         model = get_fhir_model_class(kind).model_validate(resource)
-        assert model.id == resource["id"] and not resource["id"].isdigit()
+        assert model.model_dump()["id"] == resource["id"] and not resource["id"].isdigit()
         assert (kind, resource["id"]) not in ids
         ids.add((kind, resource["id"]))
         if kind == "DocumentReference":
@@ -276,3 +276,9 @@ def test_patient_names_are_clearly_synthetic(cohort: Cohort) -> None:
     for patient in patients:
         assert patient["meta"]["tag"][0]["code"] == "synthetic"
         assert patient["identifier"][0]["value"].startswith("SYN-")
+
+
+@pytest.mark.parametrize("seed", [1, 7, 11, 12])
+def test_two_patients_already_include_radiotherapy_notes(seed: int) -> None:
+    kinds = {n.kind for n in generate_cohort(2, seed).notes}
+    assert kinds == {"consult", "progress", "radiotherapy"}

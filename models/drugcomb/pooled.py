@@ -1,0 +1,188 @@
+"""Encoder + pooled MLP head, the runtime half: numpy, tokenizers and onnxruntime only.
+
+The ONNX graph is the (LoRA-merged) encoder exported by optimum as ``feature-extraction``; it returns
+``last_hidden_state``. The head lives in ``head.npz`` and runs in numpy:
+
+    features = [h_CLS ; mean of the real tokens (; mean of the focus tokens)]
+    logits   = W2 · tanh(W1 · features + b1) + b2
+
+"Focus" tokens are those inside given character spans of the first segment (the drugs of a candidate
+combination): the classifier reads them directly instead of hoping the CLS vector learned to.
+The training half (``pooled_train``) computes exactly the same function in torch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from models.errors import ModelLoadError
+from models.runtime import LoadedSession, bucket_by_length
+
+Pooling = Literal["cls_mean", "cls_mean_focus"]
+FloatArray = npt.NDArray[np.float32]
+TASK_FILE = "pooled_task.json"
+HEAD_FILE = "head.npz"
+HIDDEN = "last_hidden_state"
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class PooledTask:
+    """What a pooled-head model directory holds; written as ``pooled_task.json``."""
+
+    labels: list[str]
+    pooling: Pooling
+    max_len: int
+    mlp_hidden: int
+    top_layers: int
+    base_model: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, directory: Path) -> None:
+        (directory / TASK_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def read(cls, directory: Path) -> PooledTask:
+        path = directory / TASK_FILE
+        if not path.is_file():
+            raise ModelLoadError("OV-2006", f"{path} is missing; rebuild the model directory with `oncovigil models build`")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class InputRow:
+    """One classifier input: text, optional second segment, and focus character spans in ``text``."""
+
+    text: str
+    pair: str | None = None
+    focus: tuple[Span, ...] = ()
+
+
+def load_tokenizer(model_dir: Path, max_length: int) -> Any:
+    """A ``tokenizers.Tokenizer`` truncating (longest first) to ``max_length``, never padding by itself."""
+    from tokenizers import Tokenizer
+
+    path = model_dir / "tokenizer.json"
+    if not path.is_file():
+        raise ModelLoadError("OV-2006", f"{path} is missing; rebuild the model directory with `oncovigil models build`")
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
+    return tokenizer
+
+
+def encode_rows(tokenizer: Any, rows: Sequence[InputRow]) -> list[Any]:
+    inputs: list[Any] = [r.text if r.pair is None else (r.text, r.pair) for r in rows]
+    return list(tokenizer.encode_batch(inputs))
+
+
+def focus_mask(encoding: Any, spans: Sequence[Span]) -> list[float]:
+    """1.0 for first-segment tokens overlapping any span, else 0.0."""
+    out: list[float] = []
+    for (start, end), seq in zip(encoding.offsets, encoding.sequence_ids, strict=True):
+        hit = seq == 0 and end > start and any(start < b and end > a for a, b in spans)
+        out.append(1.0 if hit else 0.0)
+    return out
+
+
+def pad_batch(encodings: Sequence[Any], focus: Sequence[Sequence[Span]] | None = None) -> dict[str, np.ndarray]:
+    """int64 ids / mask / token types, and a float32 focus mask, padded on the right to the longest."""
+    width = max(len(e.ids) for e in encodings)
+    n = len(encodings)
+    ids = np.zeros((n, width), dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    types = np.zeros((n, width), dtype=np.int64)
+    marks = np.zeros((n, width), dtype=np.float32)
+    for row, enc in enumerate(encodings):
+        k = len(enc.ids)
+        ids[row, :k] = enc.ids
+        mask[row, :k] = 1
+        types[row, :k] = enc.type_ids
+        if focus is not None and focus[row]:
+            marks[row, :k] = focus_mask(enc, focus[row])
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "focus_mask": marks}
+
+
+def pool(hidden: np.ndarray, attention_mask: np.ndarray, focus: np.ndarray, pooling: Pooling) -> FloatArray:
+    """The head's input features (see the module docstring)."""
+    mask = attention_mask[..., None].astype(np.float32)
+    mean = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
+    parts = [hidden[:, 0], mean]
+    if pooling == "cls_mean_focus":
+        weights = focus[..., None].astype(np.float32)
+        parts.append((hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0))
+    out: FloatArray = np.concatenate(parts, axis=-1).astype(np.float32)
+    return out
+
+
+class NumpyHead:
+    """The two-layer tanh MLP of ``head.npz``."""
+
+    def __init__(self, weights: dict[str, np.ndarray]) -> None:
+        self.w1 = weights["fc1.weight"].astype(np.float32)
+        self.b1 = weights["fc1.bias"].astype(np.float32)
+        self.w2 = weights["fc2.weight"].astype(np.float32)
+        self.b2 = weights["fc2.bias"].astype(np.float32)
+
+    @classmethod
+    def load(cls, model_dir: Path) -> NumpyHead:
+        path = model_dir / HEAD_FILE
+        if not path.is_file():
+            raise ModelLoadError("OV-2006", f"{path} is missing; rebuild the model directory with `oncovigil models build`")
+        with np.load(path, allow_pickle=False) as data:
+            return cls({k: data[k] for k in data.files})
+
+    def __call__(self, features: np.ndarray) -> FloatArray:
+        hidden = np.tanh(features @ self.w1.T + self.b1)
+        out: FloatArray = (hidden @ self.w2.T + self.b2).astype(np.float32)
+        return out
+
+
+class PooledClassifier:
+    """Runs encoder session + numpy head over input rows in length buckets; logits in input order."""
+
+    def __init__(self, session: LoadedSession, tokenizer: Any, head: NumpyHead, task: PooledTask, max_batch: int = 32) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.head = head
+        self.task = task
+        self.max_batch = max_batch
+
+    def logits(self, rows: Sequence[InputRow]) -> FloatArray:
+        if not rows:
+            return np.zeros((0, len(self.task.labels)), dtype=np.float32)
+        encodings = encode_rows(self.tokenizer, rows)
+        out = np.zeros((len(rows), len(self.task.labels)), dtype=np.float32)
+        for batch in bucket_by_length(encodings, lambda e: len(e.ids), self.max_batch, 8192):
+            feeds = pad_batch([encodings[i] for i in batch], [rows[i].focus for i in batch])
+            (hidden,) = self.session.run(feeds, [HIDDEN])
+            features = pool(np.asarray(hidden, dtype=np.float32), feeds["attention_mask"], feeds["focus_mask"], self.task.pooling)
+            out[batch] = self.head(features)
+        return out
+
+
+def load_pooled_classifier(
+    model_dir: Path,
+    providers: Sequence[str],
+    threads: int = 0,
+    allow_int8: bool = True,
+    require: str | None = None,
+    max_batch: int = 32,
+) -> PooledClassifier:
+    """Check the directory's hashes (when it has a card), open the session the providers allow, load the head."""
+    from models.card import CARD_FILE, verify_dir
+    from models.runtime import load_model_dir_session
+
+    if (model_dir / CARD_FILE).is_file():
+        verify_dir(model_dir)
+    task = PooledTask.read(model_dir)
+    session = load_model_dir_session(model_dir, providers, threads, allow_int8, require)
+    return PooledClassifier(session, load_tokenizer(model_dir, task.max_len), NumpyHead.load(model_dir), task, max_batch)

@@ -1,0 +1,221 @@
+"""The nightly sync against the live sandbox (seeded cohort) with the real extractors.
+
+One state database for the module; the tests run in order: first sync, idle second sync, a new note,
+then the operator views (`oncovigil runs`, `/healthz`) and the end-to-end score of what was written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from test_sync_kit import cli_env, generated_counts, real_models_dir, run_cli
+
+from adapters import FhirClient, FhirClientConfig, RecordedAdverseEvent, fetch_adverse_events
+from cds.runner import run_sync_once
+from cds.settings import Settings, load_settings
+from cds.state import FindingRow, StateStore
+from cds.sync import SyncReport
+
+NEW_PATIENT = "ov-test-sync-new-patient"
+NEW_NOTE = "ov-test-sync-new-note"
+NEW_TEXT = (
+    "Progress note. Cycle 3 of cisplatin given two weeks ago. Patient reports grade 2 nausea after cisplatin, "
+    "controlled with ondansetron. Denies diarrhea. Plan: continue cisplatin at the same dose."
+)
+
+
+@dataclass
+class SyncedSandbox:
+    base_url: str
+    truth_dir: Path
+    patients: list[str]
+    settings: Settings
+    store: StateStore
+    reports: list[SyncReport] = field(default_factory=list)
+    counts_before: dict[str, int] = field(default_factory=dict)
+
+    def sync(self) -> SyncReport:
+        report = asyncio.run(run_sync_once(self.settings, self.store))
+        self.reports.append(report)
+        return report
+
+
+def _client(base_url: str) -> FhirClient:
+    return FhirClient(FhirClientConfig(base_url=base_url, read_timeout_s=120.0))
+
+
+def _server(base_url: str, coro_fn: Any) -> Any:
+    async def go() -> Any:
+        async with _client(base_url) as client:
+            return await coro_fn(client)
+
+    return asyncio.run(go())
+
+
+def _truth_patients(truth_dir: Path) -> list[str]:
+    lines = (truth_dir / "notes.jsonl").read_text().splitlines()
+    return sorted({json.loads(line)["patient_id"] for line in lines if line.strip()})
+
+
+@pytest.fixture(scope="module")
+def synced(seeded_sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncedSandbox]:
+    models = real_models_dir()
+    home = tmp_path_factory.mktemp("sync-home")
+    settings = load_settings(
+        home=home, fhir_base_url=seeded_sandbox.base_url, models_dir=models, state_db_url=f"sqlite:///{home}/state.db",
+        onnx_providers=["CPUExecutionProvider"], sync_batch_size=8, fhir_read_timeout_s=120.0,
+        cds_require_jwt=False, environment="development",
+    )
+    store = StateStore(str(settings.state_db_url))
+    state = SyncedSandbox(seeded_sandbox.base_url, seeded_sandbox.truth_dir, _truth_patients(seeded_sandbox.truth_dir),
+                          settings, store)
+    state.counts_before = _server(state.base_url, generated_counts)
+    state.sync()
+    yield state
+    store.close()
+
+
+def _ours(events: list[RecordedAdverseEvent]) -> dict[str, RecordedAdverseEvent]:
+    """Our AdverseEvents written from note findings (finding keys of kind ade / tox), by key."""
+    return {e.finding_key: e for e in events if e.finding_key and e.finding_key.startswith(("ade-", "tox-"))}
+
+
+def _expected(rows: list[FindingRow]) -> tuple[set[str], set[str]]:
+    """(keys that must be AdverseEvents, keys that must not): non-negated ADEs and present toxicities."""
+    must, must_not = set(), set()
+    for row in rows:
+        if row.kind == "ade":
+            (must_not if row.payload.get("negated") else must).add(row.key)
+        elif row.kind == "toxicity":
+            (must if row.payload.get("status") == "present" else must_not).add(row.key)
+    return must, must_not
+
+
+def test_first_sync_writes_one_adverse_event_per_non_negated_finding(synced: SyncedSandbox) -> None:
+    first = synced.reports[0]
+    assert first.status == "ok", first.errors
+    assert first.counts.get("notes_processed", 0) > 0
+    all_must, _ = _expected(synced.store.findings())
+    assert all_must, "the real extractors found no adverse event in the whole seeded sandbox"
+    assert {r.key for r in synced.store.findings() if r.written} >= all_must, "a finding was not confirmed written"
+    checked = 0
+    for patient in synced.patients:
+        rows = synced.store.findings(patient_id=patient)
+        must, must_not = _expected(rows)
+        on_server = _ours(_server(synced.base_url, lambda c, p=patient: fetch_adverse_events(c, p)))
+        assert must <= set(on_server), f"patient {patient}: a non-negated finding has no AdverseEvent"
+        assert not must_not & set(on_server), f"patient {patient}: a negated finding became an AdverseEvent"
+        by_key = {r.key: r for r in rows}
+        for key in must:
+            event, row = on_server[key], by_key[key]
+            assert event.patient_id == patient and event.note_id == row.note_id
+            assert event.generated_by_oncovigil
+            assert event.grade == row.payload["grade"]
+            assert event.ctcae_term == row.payload["ctcae_term"]
+            if row.kind == "ade":
+                assert event.drug_rxnorm == row.drug_rxnorm
+                assert event.medication_request_id == row.payload["medication_request_id"]
+        checked += len(must)
+    assert checked > 0, "the real extractors found no adverse event for any cohort patient"
+
+
+def test_second_sync_writes_nothing_and_processes_no_note(synced: SyncedSandbox) -> None:
+    after_first = _server(synced.base_url, generated_counts)
+    assert after_first["AdverseEvent"] > synced.counts_before["AdverseEvent"] or synced.reports[0].counts.get(
+        "AdverseEvent_existing", 0
+    ) > 0
+    second = synced.sync()
+    assert second.status == "ok", second.errors
+    assert second.counts.get("notes_processed", 0) == 0
+    assert second.counts.get("AdverseEvent_created", 0) == 0
+    assert second.counts.get("AdeSummary_created", 0) == 0
+    assert _server(synced.base_url, generated_counts) == after_first
+
+
+def _new_note_bundle() -> dict[str, Any]:
+    text = base64.b64encode(NEW_TEXT.encode()).decode()
+    patient = {"resourceType": "Patient", "id": NEW_PATIENT, "gender": "male", "birthDate": "1955-04-02"}
+    note = {
+        "resourceType": "DocumentReference", "id": NEW_NOTE, "status": "current", "docStatus": "final",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}]},
+        "subject": {"reference": f"Patient/{NEW_PATIENT}"}, "date": "2026-03-04T10:00:00Z",
+        "content": [{"attachment": {"contentType": "text/plain; charset=utf-8", "data": text}}],
+    }
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in (patient, note)
+    ]}
+
+
+def test_a_new_note_is_picked_up_by_the_next_sync_only(synced: SyncedSandbox) -> None:
+    _server(synced.base_url, lambda c: c.transaction(_new_note_bundle()))
+    third = synced.sync()
+    assert third.status == "ok", third.errors
+    assert third.counts.get("notes_processed", 0) == 1
+    rows = synced.store.findings(patient_id=NEW_PATIENT)
+    assert {r.note_id for r in rows} <= {NEW_NOTE}
+    must, _ = _expected(rows)
+    on_server = _ours(_server(synced.base_url, lambda c: fetch_adverse_events(c, NEW_PATIENT)))
+    assert set(on_server) == must
+    fourth = synced.sync()
+    assert fourth.status == "ok", fourth.errors
+    assert fourth.counts.get("notes_processed", 0) == 0
+
+
+def test_runs_command_lists_every_run(synced: SyncedSandbox) -> None:
+    env = cli_env(synced.settings.home, state_db_url=str(synced.settings.state_db_url))
+    done = run_cli(["runs", "--json", "--limit", "50"], env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    ids = [r.run_id for r in synced.reports]
+    assert [r["id"] for r in listed] == sorted(ids, reverse=True)
+    assert {r["status"] for r in listed} == {"ok"}
+    assert all(r["kind"] == "sync" and r["ended_at"] for r in listed)
+    text = run_cli(["runs"], env, timeout=120)
+    assert text.returncode == 0 and f"#{ids[-1]} sync" in text.stdout
+
+
+def test_healthz_reports_the_last_run(synced: SyncedSandbox) -> None:
+    from cds.app import create_app
+
+    app = create_app(synced.settings, store=synced.store)
+    with TestClient(app) as http:
+        body = http.get("/healthz").json()
+    last = synced.reports[-1]
+    assert body["status"] == "ok"
+    assert body["last_sync"]["id"] == last.run_id
+    assert body["last_sync"]["status"] == "ok"
+    assert body["last_sync"]["counts"]["notes_processed"] == 0
+
+
+def test_eval_e2e_scores_what_the_sync_wrote(synced: SyncedSandbox) -> None:
+    """`oncovigil eval e2e` against the same numbers computed here from the state store and the truth file."""
+    from cds.eval_e2e import drug_key, read_truth
+
+    env = cli_env(synced.settings.home)
+    done = run_cli(["eval", "e2e", "--truth", str(synced.truth_dir / "notes.jsonl"), "--url", synced.base_url,
+                    "--json"], env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)
+    for key in ("ade", "warning"):
+        for metric in ("precision", "recall", "f1"):
+            assert 0.0 <= metrics[f"{key}_{metric}"] <= 1.0
+    truth = read_truth(synced.truth_dir / "notes.jsonl")
+    predicted = {
+        (r.patient_id, drug_key(r.drug_rxnorm, r.payload.get("drug")),
+         " ".join(r.payload["ctcae_term"].lower().split()), r.payload["grade"])
+        for p in truth.patients for r in synced.store.findings(kind="ade", patient_id=p) if not r.payload["negated"]
+    }
+    assert metrics["patients"] == len(truth.patients)
+    assert metrics["ade_predicted"] == len(predicted)
+    assert metrics["ade_truth"] == len(truth.ades) > 0
+    assert metrics["ade_true_positives"] == len(predicted & truth.ades)
+    assert metrics["warning_truth"] == len(truth.warnings)
+    assert metrics["ade_f1"] > 0.0, f"the real extractors matched no ground-truth ADE: {metrics}"
