@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +34,7 @@ from adapters import (
 from cds.findings_map import identify_drug
 from cds.state import StateStore
 from hooks import (
+    BadHookRequest,
     Card,
     CdsResponse,
     FeedbackItem,
@@ -47,6 +50,7 @@ from hooks import (
 log = logging.getLogger(__name__)
 
 _PATIENT_KEYS = ("patient", "conditions", "medications", "allergies")
+_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,9 @@ class CdsDecisions:
 
     async def decide(self, call: HookCall) -> CdsResponse:
         patient_id = call.context.patientId
+        with _client_data("draftOrders"):
+            drafts = self._drafts(call)
         prepared = await self._prepare(call, patient_id)
-        drafts = self._drafts(call)
         cards: list[Card] = []
         for order in drafts:
             events = [e for e in prepared.prior if _matches(e, order)]
@@ -187,7 +192,14 @@ class CdsDecisions:
     def _drafts(self, call: HookCall) -> list[MedicationOrder]:
         ctx = call.context
         if isinstance(ctx, OrderSignContext | OrderSelectContext):
-            orders = parse_medication_requests(ctx.draftOrders)
+            orders = _well_typed(parse_medication_requests(ctx.draftOrders))
+            bad = [o.id for o in orders if not _FHIR_ID.match(o.id)]
+            if bad:
+                # A card's delete/update action must name the draft by its id; without one we cannot answer.
+                raise BadHookRequest(
+                    f"draftOrders has {len(bad)} MedicationRequest(s) whose id is not a FHIR id "
+                    "([A-Za-z0-9-.]{1,64}); give every draft order its id"
+                )
             if isinstance(ctx, OrderSelectContext):
                 selected = {s.split("/", 1)[1] for s in ctx.selections if s.startswith("MedicationRequest/")}
                 orders = [o for o in orders if o.id in selected] or orders
@@ -195,7 +207,10 @@ class CdsDecisions:
         return []
 
     async def _prepare(self, call: HookCall, patient_id: str) -> _Prepared:
-        parsed = parse_prefetch(call.prefetch)
+        with _client_data("prefetch"):
+            parsed = parse_prefetch(call.prefetch)
+            _well_typed(parsed.medications)
+            _well_typed_events(parsed.adverse_events)
         missing = call.missing_prefetch()
         server = call.fhir_server or ""
         need_patient = any(k in missing for k in _PATIENT_KEYS)
@@ -247,6 +262,37 @@ class CdsDecisions:
                 hook_instance=call.hook_instance,
             ))
         return cards
+
+
+@contextmanager
+def _client_data(what: str) -> Iterator[None]:
+    """Malformed FHIR JSON from the EHR is the EHR's error (400), not ours (500)."""
+    try:
+        yield
+    except (AdapterError, TypeError, AttributeError, ValueError, KeyError) as exc:
+        raise BadHookRequest(
+            f"{what} is not valid FHIR R4 JSON ({type(exc).__name__}); send resources as the R4 spec shapes them"
+        ) from exc
+
+
+def _text_or_none(*values: object) -> bool:
+    return all(v is None or isinstance(v, str) for v in values)
+
+
+def _well_typed(orders: list[MedicationOrder]) -> list[MedicationOrder]:
+    # The adapters map JSON leniently; a number where FHIR has a string must not reach the card code.
+    for o in orders:
+        if not _text_or_none(o.rxnorm_code, o.display, o.ingredient, o.status):
+            raise TypeError(f"MedicationRequest {o.id!r} has a non-string code, display or status")
+    return orders
+
+
+def _well_typed_events(events: Sequence[RecordedAdverseEvent]) -> None:
+    for e in events:
+        if not _text_or_none(e.drug_rxnorm, e.drug_display, e.ctcae_term, e.note_id) or not (
+            e.grade is None or (isinstance(e.grade, int) and not isinstance(e.grade, bool))
+        ):
+            raise TypeError(f"AdverseEvent {e.id!r} has a non-string drug, term or note, or a non-integer grade")
 
 
 async def _fetch(

@@ -106,6 +106,8 @@ def ade_inputs(
     for f in findings:
         drug = identify_drug(f.drug)
         term = f.ctcae_term or f.event.strip().capitalize()
+        if not any(c.isalnum() for c in drug.ingredient) or not any(c.isalnum() for c in term):
+            continue  # a span of punctuation or blanks names neither a drug nor an event
         key = finding_key(
             "ade", patient, note.id, drug.ingredient, term.lower(), str(f.grade), str(f.negated)
         )

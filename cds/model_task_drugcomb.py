@@ -3,7 +3,8 @@
 Training data: ``{data_dir}/drugcomb/final_train_set.jsonl`` split 80/20 by paper (PubMed URL, else doc id;
 ``models.drugcomb.data.is_dev``); the official test set is held out upstream and never used. Task options
 (``-o key=value``): dev_fraction, max_negatives, max_size, max_candidates, context_chars, threshold,
-epochs, batch_size, learning_rate, max_len, time_budget_s, max_steps, threads, seed.
+epochs, batch_size, learning_rate, head_learning_rate, top_layers, max_len, time_budget_s, max_steps,
+threads, seed.
 """
 
 from __future__ import annotations
@@ -42,15 +43,17 @@ DRUGS_FILE = Path("drugcomb") / "drugs.txt"
 INT8_MAX_F1_DROP = 0.01
 DEFAULTS: dict[str, float] = {
     "dev_fraction": 0.2,
-    "max_negatives": 8,
+    "max_negatives": 6,
     "max_size": 4,
     "max_candidates": 96,
     "context_chars": 0,
     "threshold": 0.5,
-    "epochs": 3,
-    "batch_size": 16,
+    "epochs": 8,
+    "batch_size": 32,
     "learning_rate": 1e-3,
-    "max_len": 192,
+    "head_learning_rate": 2e-3,
+    "top_layers": 2,
+    "max_len": 160,
     "time_budget_s": 660,
     "max_steps": 0,
     "threads": 0,
@@ -73,6 +76,8 @@ def _config(ctx: TaskContext) -> DrugCombTrainConfig:
         epochs=_option(ctx, "epochs"),
         batch_size=int(_option(ctx, "batch_size")),
         learning_rate=_option(ctx, "learning_rate"),
+        head_learning_rate=_option(ctx, "head_learning_rate"),
+        top_layers=int(_option(ctx, "top_layers")),
         seed=int(_option(ctx, "seed")),
         threads=int(_option(ctx, "threads")),
         time_budget_s=_option(ctx, "time_budget_s"),
@@ -110,8 +115,9 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
         training_data=_provenance(train_docs, dev_docs),
         hyperparameters={
             **config.as_dict(),
-            "lora_targets": "query, key, value, intermediate.dense, output.dense",
-            "fully_trained": ["pooler", "classifier"],
+            "architecture": "MiniLM encoder, LoRA (query, key, value, intermediate.dense, output.dense) in the "
+            "top layers only (frozen bottom cached during training); [CLS ; mean ; mean of the candidate's "
+            "drug tokens] -> tanh MLP -> NO_COMB / POS / COMB / NEG",
             "input": "sentence with the candidate's drugs marked '<< drug >>' (others unmarked)"
             + (", [SEP] paragraph context" if config.context_chars else ""),
             "candidates": "all drug subsets of size 2..max_size (pairs first) plus the full set, capped",

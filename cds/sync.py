@@ -30,6 +30,8 @@ from adapters import (
     MedicationOrder,
     Note,
     PullStats,
+    ResourceBuildError,
+    WriteFailure,
     WriteReport,
     pull_notes,
     pull_orders,
@@ -222,9 +224,7 @@ class SyncJob:
                 combos = combination_rows(note, found.combinations, self._extractors.model_label("drugcomb"))
                 self._store.replace_note_findings(note.id, "combination", combos)
             report.add("findings", len(rows))
-        written = None
-        if events:
-            written = await write_adverse_events(self._client, events, batch_size=self._options.write_batch_size)
+        written = await self._write_events(events) if events else None
         self._checkpoint("write")
         if written is not None:
             self._account(written, report, "AdverseEvent")
@@ -233,6 +233,25 @@ class SyncJob:
         for task, version in self._extractors.versions.items():
             self._store.mark_processed(task, version, [(n.id, _content_hash(n)) for n in notes])
         report.add("notes_processed", len(notes))
+
+    async def _write_events(self, events: list[AdverseEventInput]) -> WriteReport:
+        """Writes the batch; a finding we cannot turn into valid FHIR is a counted failure, not a failed run.
+
+        A failed run would fail again on the same note every night, so one bad finding would stop the sync.
+        """
+        size = self._options.write_batch_size
+        try:
+            return await write_adverse_events(self._client, events, batch_size=size)
+        except ResourceBuildError:
+            log.warning("a finding could not be built; writing the batch one by one", extra={"events": len(events)})
+        written = WriteReport()
+        for event in events:
+            try:
+                written.merge(await write_adverse_events(self._client, [event], batch_size=size))
+            except ResourceBuildError as exc:
+                written.failures.append(WriteFailure(key=event.finding_key, resource_type="AdverseEvent", status=0,
+                                                     code=exc.code, diagnostics=str(exc)))
+        return written
 
     def _account(self, written: WriteReport, report: SyncReport, what: str) -> None:
         report.add(f"{what}_created", written.total_created)

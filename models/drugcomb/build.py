@@ -45,9 +45,17 @@ def build_drugcomb_dir(
     """Merge + export + parity-check, add the drug name list, then write the card that hashes it all."""
     verify_dir(artifact_dir)
     if not (artifact_dir / DRUGS_FILE).is_file():
-        raise ModelLoadError("OV-2018", f"{artifact_dir / DRUGS_FILE} is missing; retrain with `oncovigil train drugcomb`")
+        raise ModelLoadError(
+            "OV-2018", f"{artifact_dir / DRUGS_FILE} is missing; retrain with `oncovigil train drugcomb`"
+        )
     report = build_pooled_dir(
-        artifact_dir, out_dir, base_dir or minilm_dir(), check_rows(), int8=int8, extra_files=(DRUGS_FILE,), threads=threads
+        artifact_dir,
+        out_dir,
+        base_dir or minilm_dir(),
+        check_rows(),
+        int8=int8,
+        extra_files=(DRUGS_FILE,),
+        threads=threads,
     )
     artifact = read_card(artifact_dir)
     export = {**artifact.export, **report.as_record(), **(export_extra or {})}

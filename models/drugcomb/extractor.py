@@ -18,14 +18,15 @@ import numpy as np
 from models.drugcomb.candidates import CandidateConfig, context_of, enumerate_candidates, mark_with_focus
 from models.drugcomb.data import DrugCombDoc, DrugSpan
 from models.drugcomb.decode import CandidateDecision, Strategy, decide
-from models.drugcomb.lexicon import DRUGS_FILE, DrugLexicon
+from models.drugcomb.lexicon import DRUGS_FILE, DrugLexicon, DrugMention
 from models.drugcomb.pooled import InputRow, PooledClassifier, load_pooled_classifier
 from models.encoder_infer import softmax
-from models.records import DrugCombination, pipe_batches
+from models.records import CombinationLabel, DrugCombination, pipe_batches
 from models.registry import Registry, RuntimeConfig
 from models.runtime import split_sentences_with_offsets
 
 REGISTRY_NAME = "drugcomb-extractor.v1"
+_LABELS: dict[str, CombinationLabel] = {"POS": "POS", "COMB": "COMB", "NEG": "NEG"}
 
 
 @dataclass(frozen=True)
@@ -122,11 +123,10 @@ class DrugCombExtractor:
                 drugs = tuple(sorted({names[i] for i in decision.members}))
                 if len(drugs) < 2:
                     continue
-                label = decision.label if decision.label in ("POS", "COMB", "NEG") else "COMB"
                 out[index].append(
                     DrugCombination(
                         drugs=drugs,
-                        label=label,  # type: ignore[arg-type]  # checked against the literal values above
+                        label=_LABELS[decision.label],
                         confidence=round(decision.confidence, 6),
                         sentence_span=(start, start + len(doc.sentence)),
                     )
@@ -137,10 +137,10 @@ class DrugCombExtractor:
         return pipe_batches(self.predict, stream, batch_size)
 
 
-def _distinct(mentions: Sequence[Any]) -> list[Any]:
+def _distinct(mentions: Sequence[DrugMention]) -> list[DrugMention]:
     """Drop repeated mentions of the same drug in a sentence (keep the first): a drug is not combined with itself."""
     seen: set[str] = set()
-    out = []
+    out: list[DrugMention] = []
     for mention in mentions:
         if mention.name not in seen:
             seen.add(mention.name)

@@ -52,7 +52,9 @@ class PooledTask:
     def read(cls, directory: Path) -> PooledTask:
         path = directory / TASK_FILE
         if not path.is_file():
-            raise ModelLoadError("OV-2006", f"{path} is missing; rebuild the model directory with `oncovigil models build`")
+            raise ModelLoadError(
+                "OV-2006", f"{path} is missing; rebuild the model directory with `oncovigil models build`"
+            )
         raw = json.loads(path.read_text(encoding="utf-8"))
         return cls(**raw)
 
@@ -136,7 +138,9 @@ class NumpyHead:
     def load(cls, model_dir: Path) -> NumpyHead:
         path = model_dir / HEAD_FILE
         if not path.is_file():
-            raise ModelLoadError("OV-2006", f"{path} is missing; rebuild the model directory with `oncovigil models build`")
+            raise ModelLoadError(
+                "OV-2006", f"{path} is missing; rebuild the model directory with `oncovigil models build`"
+            )
         with np.load(path, allow_pickle=False) as data:
             return cls({k: data[k] for k in data.files})
 
@@ -149,7 +153,9 @@ class NumpyHead:
 class PooledClassifier:
     """Runs encoder session + numpy head over input rows in length buckets; logits in input order."""
 
-    def __init__(self, session: LoadedSession, tokenizer: Any, head: NumpyHead, task: PooledTask, max_batch: int = 32) -> None:
+    def __init__(
+        self, session: LoadedSession, tokenizer: Any, head: NumpyHead, task: PooledTask, max_batch: int = 32
+    ) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.head = head
@@ -164,7 +170,9 @@ class PooledClassifier:
         for batch in bucket_by_length(encodings, lambda e: len(e.ids), self.max_batch, 8192):
             feeds = pad_batch([encodings[i] for i in batch], [rows[i].focus for i in batch])
             (hidden,) = self.session.run(feeds, [HIDDEN])
-            features = pool(np.asarray(hidden, dtype=np.float32), feeds["attention_mask"], feeds["focus_mask"], self.task.pooling)
+            features = pool(
+                np.asarray(hidden, dtype=np.float32), feeds["attention_mask"], feeds["focus_mask"], self.task.pooling
+            )
             out[batch] = self.head(features)
         return out
 
@@ -185,4 +193,6 @@ def load_pooled_classifier(
         verify_dir(model_dir)
     task = PooledTask.read(model_dir)
     session = load_model_dir_session(model_dir, providers, threads, allow_int8, require)
-    return PooledClassifier(session, load_tokenizer(model_dir, task.max_len), NumpyHead.load(model_dir), task, max_batch)
+    return PooledClassifier(
+        session, load_tokenizer(model_dir, task.max_len), NumpyHead.load(model_dir), task, max_batch
+    )

@@ -122,11 +122,16 @@ def build_pooled_dir(
         try:
             main_export(str(hf_dir), str(staging), task="feature-extraction", device="cpu", do_validation=False)
         except Exception as exc:  # optimum raises many plain exception types
-            raise TrainingError("OV-2052", f"ONNX export failed: {exc}; check the optimum / transformers versions") from exc
+            raise TrainingError(
+                "OV-2052", f"ONNX export failed: {exc}; check the optimum / transformers versions"
+            ) from exc
         shutil.rmtree(hf_dir)
         for name in (TASK_FILE, HEAD_FILE, *extra_files):
             shutil.copy2(artifact_dir / name, staging / name)
-        opset = max((o.version for o in onnx.load(str(staging / "model.onnx"), load_external_data=False).opset_import), default=0)
+        opset = max(
+            (o.version for o in onnx.load(str(staging / "model.onnx"), load_external_data=False).opset_import),
+            default=0,
+        )
         expected = torch_logits(model, base_dir, check_rows, task.max_len)
         runner = _runner(staging, staging / "model.onnx", task, threads)
         diff = float(np.abs(expected - runner.logits(check_rows)).max())

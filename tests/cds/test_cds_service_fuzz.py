@@ -5,6 +5,7 @@ every 200 follows the card rules."""
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=int(os.environ.get("ONCOVIGIL_FUZZ_EXAMPLES", "60")),  # a longer hunt: set it to 1000
     database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,12 @@ from test_drugcomb_tinybert import build_tiny_bert, build_tiny_model_dir
 
 from models.drugcomb import CLASS_LABELS, DrugCombDoc, load_drugcomb_extractor, parse_doc
 from models.drugcomb.build import build_drugcomb_dir
-from models.drugcomb.encoding import softmax
 from models.drugcomb.extractor import candidate_inputs
 from models.drugcomb.lexicon import DRUGS_FILE
-from models.drugcomb.lora_train import torch_logits
+from models.drugcomb.pooled import InputRow
+from models.drugcomb.pooled_train import torch_logits
 from models.drugcomb.train import _cross_entropy
+from models.encoder_infer import softmax
 from models.registry import RuntimeConfig, default_registry
 from models.runtime import CPU
 
@@ -61,18 +63,17 @@ DOCS = [
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("tiny-drugcomb")
     base = build_tiny_bert(root / "base")
-    texts = ["<< cisplatin >> plus << paclitaxel >> response", "<< gemcitabine >> and carboplatin", "no drugs here"]
-    targets = [(1,), (0,), (0,)]
+    rows = [
+        InputRow("<< cisplatin >> plus << paclitaxel >> response", "ctx one", ((3, 12), (24, 34))),
+        InputRow("<< gemcitabine >> and carboplatin", None, ((3, 14),)),
+        InputRow("no drugs here", "ctx"),
+    ]
     # context_chars > 0: the classifier reads (marked sentence, paragraph) pairs, so token types matter.
     extra = {"drugcomb": {"max_size": 3, "max_candidates": 10, "context_chars": 200, "max_length": 48}}
-    model_dir = root / "model"
-    merged = build_tiny_model_dir(
-        base, model_dir, CLASS_LABELS, texts, targets, _cross_entropy(), extra, 48, pairs=["ctx one", None, "ctx"]
+    drugs = {DRUGS_FILE: "Cisplatin\nPaclitaxel\nGemcitabine\nCarboplatin\n"}
+    model_dir, merged = build_tiny_model_dir(
+        base, root, CLASS_LABELS, rows, [(1,), (0,), (0,)], _cross_entropy(), "cls_mean_focus", extra, 48, drugs
     )
-    (model_dir / DRUGS_FILE).write_text("Cisplatin\nPaclitaxel\nGemcitabine\nCarboplatin\n", encoding="utf-8")
-    from models.card import read_card, write_card
-
-    write_card(model_dir, read_card(model_dir))  # re-hash with the drug list in place
     return {"base": base, "dir": model_dir, "merged": merged}
 
 
@@ -81,28 +82,28 @@ def test_onnx_probabilities_equal_torch_on_marked_pairs(tiny: dict[str, Any]) ->
     docs = [parse_doc(d) for d in DOCS]
     per_doc = extractor.probabilities(docs)
     assert [len(c) for c, _ in per_doc] == [1, 4]
-    texts: list[str] = []
-    pairs: list[str | None] = []
+    rows: list[InputRow] = []
     for d in docs:
-        _, marked, context = candidate_inputs(d, extractor.config.candidates)
-        assert context is not None and d.sentence not in context
-        texts += marked
-        pairs += [context] * len(marked)
-    expected = softmax(torch_logits(tiny["merged"], tiny["base"], texts, pairs, 48))
+        candidates, inputs = candidate_inputs(d, extractor.config.candidates)
+        for row, members in zip(inputs, candidates, strict=True):
+            # The context is the paragraph without the sentence; "a" has no paragraph beyond its sentence.
+            assert row.pair is None if d.doc_id == "a" else (row.pair is not None and d.sentence not in row.pair)
+            assert [row.text[a:b] for a, b in row.focus] == [d.spans[i].text for i in members]
+        rows += inputs
+    expected = softmax(torch_logits(tiny["merged"], tiny["base"], rows, 48))
     got = np.concatenate([p for _, p in per_doc])
     assert np.abs(expected - got).max() < 1e-5
     decisions = extractor.classify(docs)
-    assert all(set(k.label for k in d) <= {"POS", "COMB", "NEG"} for d in decisions)
+    assert all({k.label for k in d} <= {"POS", "COMB", "NEG"} for d in decisions)
 
 
 def test_predict_finds_drugs_in_raw_text_and_reports_sentence_spans(tiny: dict[str, Any]) -> None:
-    extractor = load_drugcomb_extractor(
-        tiny["dir"], RuntimeConfig(providers=(CPU,), extra={"drug_names": {"Taxol": "paclitaxel"}})
-    )
-    extractor.config = type(extractor.config)(extractor.config.candidates, 48, threshold=0.0)  # keep every candidate
+    runtime = RuntimeConfig(providers=(CPU,), extra={"drug_names": {"Taxol": "paclitaxel"}})
+    extractor = load_drugcomb_extractor(tiny["dir"], runtime)
+    extractor.config = replace(extractor.config, threshold=0.0)  # keep every candidate: the weights are random
     text = "No drugs in this sentence. Cisplatin plus Taxol was given. Only cisplatin here."
     (found,) = extractor.predict([text])
-    assert found and {c.drugs for c in found} == {("cisplatin", "paclitaxel")}
+    assert [c.drugs for c in found] == [("cisplatin", "paclitaxel")]
     start, end = found[0].sentence_span
     assert text[start:end] == "Cisplatin plus Taxol was given."
     assert extractor.predict(["Nothing to see."]) == [[]]
@@ -111,7 +112,12 @@ def test_predict_finds_drugs_in_raw_text_and_reports_sentence_spans(tiny: dict[s
 def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ONCOVIGIL_HOME": str(home), "ONCOVIGIL_ONNX_PROVIDERS": '["CPUExecutionProvider"]'}
     return subprocess.run(
-        [sys.executable, "-m", "cds.cli", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+        [sys.executable, "-c", "from cds.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
     )
 
 

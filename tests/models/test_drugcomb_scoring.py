@@ -162,7 +162,7 @@ def test_bad_records_raise_data_format_errors(tmp_path: Path) -> None:
         parse_doc({"sentence": "no id", "spans": []})
     broken = tmp_path / "broken.jsonl"
     broken.write_text(json.dumps(good) + "\n{not json\n", encoding="utf-8")
-    with pytest.raises(DataFormatError, match="broken.jsonl:2"):
+    with pytest.raises(DataFormatError, match=r"broken\.jsonl:2"):
         read_jsonl(broken)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n", encoding="utf-8")

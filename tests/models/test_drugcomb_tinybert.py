@@ -6,8 +6,6 @@ format, built in about a second. Random weights, so tests assert equivalences an
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,46 +52,54 @@ def build_tiny_bert(folder: Path, seed: int = 0) -> Path:
 
 def build_tiny_model_dir(
     base: Path,
-    out: Path,
+    root: Path,
     labels: Sequence[str],
-    texts: Sequence[str],
+    rows: Sequence[Any],
     targets: Sequence[tuple[int, ...]],
     loss: Any,
+    pooling: str,
     task_extra: dict[str, Any],
-    max_len: int = 128,
-    pairs: Sequence[str | None] | None = None,
-) -> Any:
-    """Train LoRA a few steps, merge, export with optimum, write encoder_task.json and the card.
+    max_len: int = 64,
+    extra_files: dict[str, str] | None = None,
+) -> tuple[Path, Any]:
+    """Train a few steps, save the artifact, build the ONNX directory (with its own parity check) and card.
 
-    Returns the merged torch model (for parity checks against the ONNX directory).
+    Returns the model directory and the merged torch model rebuilt from the artifact (for parity checks).
     """
-    from optimum.exporters.onnx import main_export
-
     from models.card import ModelCard, write_card
-    from models.drugcomb.lora_train import (
-        LoraHyperparameters,
+    from models.drugcomb.pooled import PooledTask
+    from models.drugcomb.pooled_build import build_pooled_dir, load_merged
+    from models.drugcomb.pooled_train import (
+        PooledHyperparameters,
         TrainExample,
-        build_lora_classifier,
-        train_lora_classifier,
+        build_model,
+        save_artifact,
+        train_pooled,
     )
 
-    hp = LoraHyperparameters(max_steps=4, batch_size=4, max_length=max_len, learning_rate=5e-3, lora_r=4)
-    model = build_lora_classifier(base, labels, hp)
-    examples = [
-        TrainExample(t, (pairs[i] if pairs else None), tuple(y)) for i, (t, y) in enumerate(zip(texts, targets))
-    ]
-    train_lora_classifier(model, base, examples, loss, hp)
-    merged = model.merge_and_unload()
-    merged.eval()
-    hf = out.parent / (out.name + "-hf")
-    merged.save_pretrained(str(hf))
-    shutil.copy2(base / "tokenizer.json", hf / "tokenizer.json")
-    main_export(str(hf), str(out), task="text-classification", device="cpu", do_validation=False)
-    shutil.copy2(base / "tokenizer.json", out / "tokenizer.json")
-    task = {"kind": "text-classification", "labels": list(labels), "max_len": max_len, **task_extra}
-    (out / "encoder_task.json").write_text(json.dumps(task), encoding="utf-8")
+    hp = PooledHyperparameters(
+        pooling=pooling,  # type: ignore[arg-type]
+        top_layers=1,
+        mlp_hidden=16,
+        lora_r=4,
+        max_steps=4,
+        batch_size=2,
+        max_length=max_len,
+        learning_rate=5e-3,
+        threads=1,
+    )
+    model = build_model(base, len(labels), hp)
+    train_pooled(model, base, [TrainExample(r, t) for r, t in zip(rows, targets, strict=True)], loss, hp)
+    artifact = root / "artifact"
+    save_artifact(model, artifact)
+    PooledTask(list(labels), hp.pooling, max_len, hp.mlp_hidden, hp.top_layers, "tiny-bert", task_extra).write(artifact)
+    for name, text in (extra_files or {}).items():
+        (artifact / name).write_text(text, encoding="utf-8")
     card = ModelCard(
         name="tiny", task="test", version="0", labels=list(labels), base_model="tiny-bert", base_model_source="test"
     )
+    write_card(artifact, card)
+    out = root / "model"
+    build_pooled_dir(artifact, out, base, list(rows), int8=False, extra_files=tuple(extra_files or ()))
     write_card(out, card)
-    return merged
+    return out, load_merged(artifact, base)

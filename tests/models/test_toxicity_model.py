@@ -16,7 +16,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_drugcomb_tinybert import build_tiny_bert, build_tiny_model_dir
 
-from models.drugcomb.lora_train import torch_logits
+from models.drugcomb.pooled import InputRow
+from models.drugcomb.pooled_train import torch_logits
 from models.registry import RuntimeConfig, default_registry
 from models.runtime import CPU
 from models.toxicity import HeadLayout, load_toxicity_extractor, predict_notes
@@ -38,7 +39,9 @@ NOTES = [
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("tiny-toxicity")
     base = build_tiny_bert(root / "base")
-    texts = ["reports grade 2 fatigue", "denies diarrhea", "hematuria grade 1", "no new complaints"]
+    rows = [
+        InputRow(t) for t in ("reports grade 2 fatigue", "denies diarrhea", "hematuria grade 1", "no new complaints")
+    ]
     targets = [
         (0, 2, 2, 2, -100, -100),
         (2, 1, 2, -100, -100, -100),
@@ -46,17 +49,18 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         (2, 2, 2, -100, -100, -100),
     ]
     extra = {"toxicity": {"symptoms": list(LAYOUT.symptoms)}}
-    model_dir = root / "model"
-    merged = build_tiny_model_dir(base, model_dir, LAYOUT.labels(), texts, targets, grouped_loss(LAYOUT), extra, 32)
+    model_dir, merged = build_tiny_model_dir(
+        base, root, LAYOUT.labels(), rows, targets, grouped_loss(LAYOUT), "cls_mean", extra, max_len=32
+    )
     return {"base": base, "dir": model_dir, "merged": merged}
 
 
 def test_onnx_logits_and_findings_equal_torch(tiny: dict[str, Any]) -> None:
     extractor = load_toxicity_extractor(tiny["dir"], RuntimeConfig(providers=(CPU,)))
-    assert extractor.symptoms == LAYOUT.symptoms and extractor.session.provider == CPU
+    assert extractor.symptoms == LAYOUT.symptoms and extractor.classifier.session.provider == CPU
 
     def reference(pieces: list[str]) -> np.ndarray:
-        return torch_logits(tiny["merged"], tiny["base"], pieces, [None] * len(pieces), 32)
+        return torch_logits(tiny["merged"], tiny["base"], [InputRow(p) for p in pieces], 32)
 
     windows: list[str] = []
 
@@ -64,7 +68,7 @@ def test_onnx_logits_and_findings_equal_torch(tiny: dict[str, Any]) -> None:
         windows.extend(pieces)
         return reference(pieces)
 
-    expected = predict_notes(NOTES, recorded, extractor._count, 30, LAYOUT)
+    expected = predict_notes(NOTES, recorded, extractor.count, extractor.window_tokens, LAYOUT)
     assert len(windows) > len(NOTES)  # the long note was split
     assert np.abs(extractor.logits(windows) - reference(windows)).max() < 1e-4
     got = extractor.predict(NOTES)
@@ -79,7 +83,12 @@ def test_onnx_logits_and_findings_equal_torch(tiny: dict[str, Any]) -> None:
 def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ONCOVIGIL_HOME": str(home), "ONCOVIGIL_ONNX_PROVIDERS": '["CPUExecutionProvider"]'}
     return subprocess.run(
-        [sys.executable, "-m", "cds.cli", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+        [sys.executable, "-c", "from cds.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
     )
 
 

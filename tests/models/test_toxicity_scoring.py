@@ -137,7 +137,7 @@ def test_bad_note_files_are_user_errors(tmp_path: Path) -> None:
         read_notes(tmp_path / "missing.jsonl", DEFAULT_SYMPTOMS)
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text("{oops\n", encoding="utf-8")
-    with pytest.raises(DataFormatError, match="garbage.jsonl:1"):
+    with pytest.raises(DataFormatError, match=r"garbage\.jsonl:1"):
         read_notes(garbage, DEFAULT_SYMPTOMS)
     with pytest.raises(DataFormatError, match="OV-2073"):
         notes_from_records([record(toxicities={"fatigue": {"status": "maybe"}})], DEFAULT_SYMPTOMS)
