@@ -7,6 +7,7 @@ created here and closed by the lifespan.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -46,7 +47,9 @@ class StoreReplayStore:
 
     async def first_use(self, key: str, expires_at: float) -> bool:
         ttl = max(self._ttl_s, expires_at - time.time())
-        return await asyncio.to_thread(self._store.remember_jti, "jwt", key, ttl)
+        # the key holds iss and jti, which an EHR may make long: a digest fits the column on every database
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return await asyncio.to_thread(self._store.remember_jti, "jwt", digest, ttl)
 
 
 def load_trusted_issuers(settings: Settings) -> dict[str, IssuerTrust]:

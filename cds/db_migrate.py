@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import io
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,9 @@ APSCHEDULER_TABLE = "ov_apscheduler_jobs"
 BASELINE = "0001"
 # pg_advisory_xact_lock key: any constant that other applications sharing the database are unlikely to use
 _PG_LOCK_KEY = 0x0F_C0_51_61
+# Alembic's ``context`` and ``op`` are module-level proxies set for the duration of one command, so two
+# threads of one process must never run commands at once (even on different databases)
+_ALEMBIC_COMMANDS = threading.Lock()
 
 
 def target_metadata() -> MetaData:
@@ -87,7 +91,7 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Brings the database to ``revision`` (head by default) under a lock; returns the revision it is at."""
     known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
     try:
-        with _migration_lock(engine) as conn:
+        with _ALEMBIC_COMMANDS, _migration_lock(engine) as conn:
             context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
             current = context.get_current_revision()
             if current is not None and current not in known:
@@ -112,7 +116,8 @@ def upgrade_sql(url: str, revision: str = "head") -> str:
     config = alembic_config(url=url)
     buffer = io.StringIO()
     config.output_buffer = buffer
-    command.upgrade(config, revision, sql=True)
+    with _ALEMBIC_COMMANDS:
+        command.upgrade(config, revision, sql=True)
     return buffer.getvalue()
 
 
@@ -152,6 +157,7 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
             yield conn
         return
     lock_path = Path(database + ".migrate.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its directory
     with lock_path.open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:

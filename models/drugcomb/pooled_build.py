@@ -9,6 +9,7 @@ writes the model card last (it hashes every file).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Sequence
@@ -143,9 +144,7 @@ def build_pooled_dir(
             )
         agreement = None
         if int8:
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantize_dynamic(str(staging / "model.onnx"), str(staging / "model_int8.onnx"), weight_type=QuantType.QInt8)
+            _quantize(staging / "model.onnx", staging / "model_int8.onnx")
             q8 = _runner(staging, staging / "model_int8.onnx", task, threads).logits(check_rows)
             agreement = float((q8.argmax(-1) == expected.argmax(-1)).mean())
     except BaseException:
@@ -154,6 +153,19 @@ def build_pooled_dir(
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return PooledExport(opset, diff, len(check_rows), int8, agreement, round(time.perf_counter() - started, 1))
+
+
+def _quantize(source: Path, target: Path) -> None:
+    """Dynamic int8 weights; onnxruntime's quantizer logs every tensor on the root logger, kept quiet here."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 def _runner(model_dir: Path, onnx_path: Path, task: PooledTask, threads: int) -> PooledClassifier:

@@ -222,6 +222,7 @@ def train_pooled(
             cache[i] = hidden[row, :n].clone()
             masks[i] = feeds["focus_mask"][row, :n].clone()
     cache_seconds = time.monotonic() - started
+    log.info("cached the frozen layers", extra={"examples": len(examples), "seconds": round(cache_seconds, 1)})
     rng = random.Random(hp.seed)
     order_batches = _epoch_batches(encodings, hp, random.Random(0))
     total = hp.max_steps or max(1, math.ceil(len(order_batches) * hp.epochs))

@@ -100,8 +100,9 @@ def render_prefix(patient: PatientSummary, fmt: PromptFormat) -> str:
     history = " ".join(patient.history.split())
     if len(history) > fmt.max_history_chars:
         history = history[: fmt.max_history_chars].rsplit(" ", 1)[0] + " ..."
+    who = f"{patient.age}-year-old {patient.sex}" if patient.age >= 0 else f"{patient.sex}, age unknown"
     return (
-        f"Patient: {patient.age}-year-old {patient.sex}.\n"
+        f"Patient: {who}.\n"
         f"Active conditions: {_listing(patient.conditions, fmt.max_conditions)}.\n"
         f"Previous medications: {_listing(patient.previous_medications, fmt.max_medications)}.\n"
         f"Allergies: {_listing(patient.allergies, fmt.max_allergies)}.\n"

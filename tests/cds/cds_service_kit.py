@@ -197,7 +197,7 @@ class DuplicateTherapyAssessor:
         active = {m.rxnorm_code: m for m in context.medications if m.is_active and m.rxnorm_code}
         warnings = []
         for draft in drafts:
-            current = active.get(draft.rxnorm_code)
+            current = active.get(draft.rxnorm_code) if draft.rxnorm_code else None
             if current is not None:
                 warnings.append(OrderWarning(
                     medication_request_id=draft.id,

@@ -269,3 +269,28 @@ def test_same_hook_instance_gives_same_card_ids(
     second = answer(post(client, ehr, service.url(SIGN), body))
     assert len(first["cards"]) == 3
     assert [c["uuid"] for c in first["cards"]] == [c["uuid"] for c in second["cards"]]
+
+
+@pytest.mark.parametrize(
+    "bad", [{"id": "has spaces"}, {"id": ["draft-1"]}, {"medicationCodeableConcept": {"coding": True}}]
+)
+def test_malformed_draft_orders_are_400(
+    service: Service, client: httpx.Client, ehr: MiniEhr, fhir: str, sc: Scenario, bad: dict[str, Any]
+) -> None:
+    """Found by fuzzing the real service: these were 500s (invalid card built, TypeError in the mapping)."""
+    body = sign_body(sc, prefetch=ehr_prefetch(fhir, sc.patient))
+    body["context"]["draftOrders"]["entry"][0]["resource"].update(bad)
+    r = post(client, ehr, service.url(SIGN), body)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "OV-3020" and "draftOrders" in r.json()["message"]
+
+
+@pytest.mark.xfail(strict=True, reason="adapters.order_from_request maps a missing id to the string 'None', "
+                   "so the card proposes deleting MedicationRequest/None; the adapters must keep it None")
+def test_draft_order_without_id_is_400(
+    service: Service, client: httpx.Client, ehr: MiniEhr, fhir: str, sc: Scenario
+) -> None:
+    body = sign_body(sc, prefetch=ehr_prefetch(fhir, sc.patient))
+    del body["context"]["draftOrders"]["entry"][1]["resource"]["id"]
+    r = post(client, ehr, service.url(SIGN), body)
+    assert r.status_code == 400, r.text

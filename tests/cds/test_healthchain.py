@@ -31,7 +31,8 @@ from cds_service_kit import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-HEALTHCHAIN = "healthchain[sandbox]==0.16.1"  # [sandbox] brings Faker for its synthetic requests
+HEALTHCHAIN_VERSION = "0.16.1"
+HEALTHCHAIN = f"healthchain[sandbox]=={HEALTHCHAIN_VERSION}"  # [sandbox] brings Faker for its synthetic requests
 
 CLIENT_SCRIPT = r'''
 import json, sys
@@ -62,9 +63,12 @@ def healthchain_venv() -> Path:
     """HealthChain in a virtualenv of its own, installed from PyPI when missing."""
     venv = Path(os.environ.get("ONCOVIGIL_HEALTHCHAIN_VENV", REPO / "var" / "healthchain-venv"))
     python = venv / "bin" / "python"
-    probe = [str(python), "-c", "import healthchain, faker; print(healthchain.__version__)"]
-    if python.exists() and subprocess.run(probe, capture_output=True, timeout=120).returncode == 0:
-        return venv
+    code = "import importlib.metadata as m, faker, healthchain.sandbox; print(m.version('healthchain'))"
+    probe = [str(python), "-c", code]
+    if python.exists():
+        found = subprocess.run(probe, capture_output=True, text=True, timeout=120)
+        if found.returncode == 0 and found.stdout.strip() == HEALTHCHAIN_VERSION:
+            return venv
     try:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True,
                        timeout=300)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -74,26 +75,52 @@ def test_the_initial_revision_downgrades_to_nothing_and_upgrades_again(state_url
         engine.dispose()
 
 
-def test_replicas_starting_together_migrate_once(state_url: str) -> None:
-    racers = 6
-    barrier = threading.Barrier(racers)
+FIRST_USE = """
+import sys, time
+from cds.state import StateStore
+from cds.db_migrate import current_revision
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all processes start migrating at the same instant
+store = StateStore(sys.argv[1])
+print(current_revision(store.engine))
+store.close()
+"""
 
-    def first_use(_: int) -> str | None:
+
+def test_replicas_starting_together_migrate_once(state_url: str) -> None:
+    # processes, not threads: the lock under test is the database's (advisory lock / file lock)
+    start_at = time.time() + 5.0
+    procs = [
+        subprocess.Popen([sys.executable, "-c", FIRST_USE, state_url, str(start_at)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outcomes = [proc.communicate(timeout=120) for proc in procs]
+    assert [(p.returncode, out.strip()) for p, (out, _) in zip(procs, outcomes, strict=True)] == [(0, "0001")] * 4, [
+        err[-600:] for _, err in outcomes
+    ]
+    engine = _engine(state_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0001"]
+        assert schema_diff(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_threads_of_one_process_migrating_different_databases_do_not_collide(tmp_path: Path) -> None:
+    urls = [f"sqlite:///{tmp_path / f'db{i}.sqlite'}" for i in range(4)]
+    barrier = threading.Barrier(len(urls))
+
+    def first_use(url: str) -> str | None:
         barrier.wait()
-        store = StateStore(state_url)
+        store = StateStore(url)
         try:
             return current_revision(store.engine)
         finally:
             store.close()
 
-    with ThreadPoolExecutor(racers) as pool:
-        assert list(pool.map(first_use, range(racers))) == ["0001"] * racers
-    engine = _engine(state_url)
-    try:
-        with engine.connect() as conn:
-            assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0001"]
-    finally:
-        engine.dispose()
+    with ThreadPoolExecutor(len(urls)) as pool:
+        assert list(pool.map(first_use, urls)) == ["0001"] * len(urls)
 
 
 def test_a_database_created_before_migrations_is_adopted(state_url: str) -> None:

@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_drugcomb_tinybert import build_tiny_bert, build_tiny_model_dir
+from test_drugcomb_tinybert import build_tiny_bert
 
-from models.drugcomb import CLASS_LABELS, DrugCombDoc, load_drugcomb_extractor, parse_doc
+from models.card import ModelCard, verify_dir, write_card
+from models.drugcomb import REGISTRY_NAME, load_drugcomb_extractor, parse_doc
 from models.drugcomb.build import build_drugcomb_dir
 from models.drugcomb.extractor import candidate_inputs
-from models.drugcomb.lexicon import DRUGS_FILE
-from models.drugcomb.pooled import InputRow
+from models.drugcomb.pooled import InputRow, PooledTask
+from models.drugcomb.pooled_build import load_merged
 from models.drugcomb.pooled_train import torch_logits
-from models.drugcomb.train import _cross_entropy
+from models.drugcomb.train import STRATEGIES, THRESHOLDS, DrugCombTrainConfig, train_drugcomb
 from models.encoder_infer import softmax
 from models.registry import RuntimeConfig, default_registry
 from models.runtime import CPU
@@ -61,24 +62,65 @@ DOCS = [
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The real training and build code on a tiny BERT: train a few steps, calibrate, export, write the card."""
     root = tmp_path_factory.mktemp("tiny-drugcomb")
     base = build_tiny_bert(root / "base")
-    rows = [
-        InputRow("<< cisplatin >> plus << paclitaxel >> response", "ctx one", ((3, 12), (24, 34))),
-        InputRow("<< gemcitabine >> and carboplatin", None, ((3, 14),)),
-        InputRow("no drugs here", "ctx"),
-    ]
+    drugs = root / "drugs.txt"
+    drugs.write_text("Cisplatin\nPaclitaxel\nGemcitabine\nCarboplatin\n", encoding="utf-8")
+    docs = [parse_doc(d) for d in DOCS]
     # context_chars > 0: the classifier reads (marked sentence, paragraph) pairs, so token types matter.
-    extra = {"drugcomb": {"max_size": 3, "max_candidates": 10, "context_chars": 200, "max_length": 48}}
-    drugs = {DRUGS_FILE: "Cisplatin\nPaclitaxel\nGemcitabine\nCarboplatin\n"}
-    model_dir, merged = build_tiny_model_dir(
-        base, root, CLASS_LABELS, rows, [(1,), (0,), (0,)], _cross_entropy(), "cls_mean_focus", extra, 48, drugs
+    config = DrugCombTrainConfig(
+        context_chars=200,
+        max_size=3,
+        max_length=48,
+        top_layers=1,
+        mlp_hidden=16,
+        lora_r=4,
+        batch_size=2,
+        max_steps=4,
+        threads=1,
     )
-    return {"base": base, "dir": model_dir, "merged": merged}
+    artifact = root / "artifact"
+    summary = train_drugcomb(docs, docs, base, drugs, artifact, config)
+    write_card(
+        artifact,
+        ModelCard(name=REGISTRY_NAME, task="drugcomb", version="0", base_model="tiny", base_model_source="test"),
+    )
+    model_dir = root / "model"
+    build_drugcomb_dir(artifact, model_dir, int8=True, base_dir=base)
+    return {
+        "base": base,
+        "dir": model_dir,
+        "merged": load_merged(artifact, base),
+        "summary": summary,
+        "artifact": artifact,
+    }
+
+
+def test_training_writes_a_small_artifact_and_calibrates_the_decoding(tiny: dict[str, Any]) -> None:
+    summary = tiny["summary"]
+    assert summary["steps"] == 4 and summary["train_examples"] == 2 + 3  # both gold relations + every other subset of doc b
+    assert set(summary["calibration_f1_pos_exact"]) == {f"{s}@{t}" for s in STRATEGIES for t in THRESHOLDS}
+    task = PooledTask.read(tiny["dir"])
+    assert task.extra["drugcomb"]["strategy"] == summary["decoding"]["strategy"]
+    assert task.extra["drugcomb"]["threshold"] == summary["decoding"]["threshold"]
+    names = {p.name for p in tiny["artifact"].iterdir()}
+    assert names == {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "head.npz",
+        "pooled_task.json",
+        "drugs.txt",
+        "model_card.json",
+    }
+    card = verify_dir(tiny["dir"])
+    assert {"model.onnx", "model_int8.onnx", "head.npz", "drugs.txt", "tokenizer.json"} <= set(card.files)
+    assert card.export["parity"]["max_abs_diff"] < 1e-4
 
 
 def test_onnx_probabilities_equal_torch_on_marked_pairs(tiny: dict[str, Any]) -> None:
-    extractor = load_drugcomb_extractor(tiny["dir"], RuntimeConfig(providers=(CPU,)))
+    extractor = load_drugcomb_extractor(tiny["dir"], RuntimeConfig(providers=(CPU,), allow_int8=False))
+    assert extractor.classifier.session.path.name == "model.onnx"
     docs = [parse_doc(d) for d in DOCS]
     per_doc = extractor.probabilities(docs)
     assert [len(c) for c, _ in per_doc] == [1, 4]
@@ -151,4 +193,3 @@ def test_committed_default_model_on_a_few_sentences(tmp_path_factory: pytest.Tem
     )
     (found,) = extractor.predict([text])
     assert [(c.drugs, c.label) for c in found] == [(("cisplatin", "gemcitabine"), "POS")]
-    assert isinstance(DrugCombDoc, type)

@@ -14,14 +14,24 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_drugcomb_tinybert import build_tiny_bert, build_tiny_model_dir
+from test_drugcomb_tinybert import build_tiny_bert
 
+from models.card import ModelCard, write_card
 from models.drugcomb.pooled import InputRow
+from models.drugcomb.pooled_build import load_merged
 from models.drugcomb.pooled_train import torch_logits
 from models.registry import RuntimeConfig, default_registry
 from models.runtime import CPU
-from models.toxicity import HeadLayout, load_toxicity_extractor, predict_notes
-from models.toxicity.train import grouped_loss
+from models.toxicity import (
+    REGISTRY_NAME,
+    HeadLayout,
+    SymptomTruth,
+    ToxicityNote,
+    load_toxicity_extractor,
+    predict_notes,
+)
+from models.toxicity.build import build_toxicity_dir
+from models.toxicity.train import ToxicityTrainConfig, train_toxicity
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACT = REPO / "models" / "artifacts" / "toxicity"
@@ -35,24 +45,47 @@ NOTES = [
 ]
 
 
+def note(text: str, **truth: tuple[str, int | None]) -> ToxicityNote:
+    statuses = {s: SymptomTruth(*truth.get(s, ("not_mentioned", None))) for s in LAYOUT.symptoms}
+    return ToxicityNote("n", text, statuses)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The real training and build code on a tiny BERT (3 symptoms, 32-token windows)."""
     root = tmp_path_factory.mktemp("tiny-toxicity")
     base = build_tiny_bert(root / "base")
-    rows = [
-        InputRow(t) for t in ("reports grade 2 fatigue", "denies diarrhea", "hematuria grade 1", "no new complaints")
+    notes = [
+        note("reports grade 2 fatigue", fatigue=("present", 2)),
+        note("denies diarrhea", diarrhea=("absent", None)),
+        note("hematuria", hematuria=("present", None)),
+        note("no new complaints"),
+        note("radiation oncology weekly visit " * 12),  # longer than the window: left out of training
     ]
-    targets = [
-        (0, 2, 2, 2, -100, -100),
-        (2, 1, 2, -100, -100, -100),
-        (2, 2, 0, -100, -100, 1),
-        (2, 2, 2, -100, -100, -100),
-    ]
-    extra = {"toxicity": {"symptoms": list(LAYOUT.symptoms)}}
-    model_dir, merged = build_tiny_model_dir(
-        base, root, LAYOUT.labels(), rows, targets, grouped_loss(LAYOUT), "cls_mean", extra, max_len=32
+    config = ToxicityTrainConfig(
+        symptoms=LAYOUT.symptoms,
+        max_length=32,
+        top_layers=1,
+        mlp_hidden=16,
+        lora_r=4,
+        batch_size=2,
+        max_steps=4,
+        threads=1,
     )
-    return {"base": base, "dir": model_dir, "merged": merged}
+    artifact = root / "artifact"
+    summary = train_toxicity(notes, base, artifact, config)
+    write_card(
+        artifact,
+        ModelCard(name=REGISTRY_NAME, task="toxicity", version="0", base_model="tiny", base_model_source="test"),
+    )
+    model_dir = root / "model"
+    build_toxicity_dir(artifact, model_dir, int8=False, base_dir=base)
+    return {"base": base, "dir": model_dir, "merged": load_merged(artifact, base), "summary": summary}
+
+
+def test_training_summary_counts_the_notes_it_could_use(tiny: dict[str, Any]) -> None:
+    assert tiny["summary"]["train_notes"] == 4 and tiny["summary"]["train_notes_too_long"] == 1
+    assert tiny["summary"]["steps"] == 4
 
 
 def test_onnx_logits_and_findings_equal_torch(tiny: dict[str, Any]) -> None:
@@ -118,8 +151,6 @@ def test_eval_command_rejects_a_bad_file_with_exit_code_2(tiny: dict[str, Any], 
 
 @pytest.mark.slow
 def test_committed_default_model_reads_a_few_notes(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from models.toxicity.build import build_toxicity_dir
-
     model_dir = tmp_path_factory.mktemp("toxicity-default") / "toxicity"
     card = build_toxicity_dir(ARTIFACT, model_dir, int8=False)
     assert card.name == "toxicity-extractor.v1" and card.dev_metrics["notes_dev"]["macro_f1"] >= 0.9
