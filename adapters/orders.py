@@ -14,7 +14,7 @@ from typing import Any
 
 from adapters.bundle import included, matches
 from adapters.client import FhirClient
-from adapters.errors import FhirNotFoundError
+from adapters.errors import FhirNotFoundError, MappingError
 from adapters.fhirjson import coding_in, concept_text, first_code, reference_id, reference_text
 from adapters.fhirtime import parse_datetime
 from adapters.identifiers import RXNORM
@@ -113,8 +113,12 @@ def order_from_request(request: Resource, medications: Mapping[str, Resource] | 
     _, _, fallback_display = first_code(concept)
     display = (rxnorm or {}).get("display") or concept_text(concept) or fallback_display
     meta = request.get("meta") or {}
+    request_id = request.get("id")
+    if not isinstance(request_id, str) or not request_id:
+        # a card would otherwise propose deleting "MedicationRequest/None"
+        raise MappingError("OV-1096", "a MedicationRequest without an id cannot be mapped; give every order an id")
     return MedicationOrder(
-        id=str(request.get("id")),
+        id=request_id,
         patient_id=reference_id(request.get("subject"), "Patient"),
         encounter_id=reference_id(request.get("encounter"), "Encounter"),
         rxnorm_code=(rxnorm or {}).get("code"),

@@ -285,8 +285,6 @@ def test_malformed_draft_orders_are_400(
     assert r.json()["code"] == "OV-3020" and "draftOrders" in r.json()["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="adapters.order_from_request maps a missing id to the string 'None', "
-                   "so the card proposes deleting MedicationRequest/None; the adapters must keep it None")
 def test_draft_order_without_id_is_400(
     service: Service, client: httpx.Client, ehr: MiniEhr, fhir: str, sc: Scenario
 ) -> None:

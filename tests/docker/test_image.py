@@ -129,7 +129,7 @@ def test_everything_the_image_copies_exists_and_passes_the_dockerignore(instrs: 
 
 
 SMOKE = """
-import importlib, sys
+import importlib.util, sys
 sys.path[:0] = sys.argv[1:3]
 assert importlib.util.find_spec("torch") is None, "the isolation leaks: torch is importable"
 from fastapi.testclient import TestClient
