@@ -116,7 +116,7 @@ def order_from_request(request: Resource, medications: Mapping[str, Resource] | 
     request_id = request.get("id")
     if not isinstance(request_id, str) or not request_id:
         # a card would otherwise propose deleting "MedicationRequest/None"
-        raise MappingError("OV-1096", "a MedicationRequest without an id cannot be mapped; give every order an id")
+        raise MappingError("OV-1070", "a MedicationRequest without an id cannot be mapped; give every order an id")
     return MedicationOrder(
         id=request_id,
         patient_id=reference_id(request.get("subject"), "Patient"),
