@@ -7,7 +7,7 @@ HAPI_SOURCES := $(shell find docker/hapi/src docker/hapi/pom.xml -type f 2>/dev/
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint sandbox models venv clean
+.PHONY: demo test lint sandbox models venv clean system-deps
 
 venv: $(VENV)/.installed
 
@@ -38,8 +38,13 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv sandbox models lint
-	ONCOVIGIL_REQUIRE_SANDBOX=1 $(BIN)/pytest -q -p no:cacheprovider tests
+# PostgreSQL (Debian's package) for the state-store suite; docker-compose only parses docker/compose.yaml
+system-deps:
+	bash scripts/postgres.sh install
+	command -v docker-compose >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose)
+
+test: venv sandbox models lint system-deps
+	ONCOVIGIL_REQUIRE_SANDBOX=1 ONCOVIGIL_REQUIRE_POSTGRES=1 $(BIN)/pytest -q -p no:cacheprovider tests
 
 clean:
 	rm -rf $(VENV) var docker/hapi/target

@@ -60,8 +60,9 @@ def _root(
 def settings_of(ctx: typer.Context) -> Settings:
     """The settings of this invocation (loaded lazily so that --help never needs a valid config)."""
     state = ctx.find_root().obj
-    assert isinstance(state, CliState)
-    return state.settings
+    # duck-typed: under `python -m cds.cli` this module is loaded twice, so the class differs
+    settings: Settings = state.settings
+    return settings
 
 
 def _register_groups() -> None:

@@ -46,5 +46,5 @@ def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "urllib3", "transformers", "optimum", "apscheduler.scheduler"):
+    for noisy in ("httpx", "httpcore", "urllib3", "transformers", "optimum", "apscheduler.scheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

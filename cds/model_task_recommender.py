@@ -38,10 +38,10 @@ from models.recommender.visits import TrainingVisit, read_visits
 log = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, float] = {
-    "max_steps": 420,
-    "max_seconds": 840,
+    "max_steps": 300,
+    "max_seconds": 3600,
     "learning_rate": 3e-4,
-    "max_candidates": 10,
+    "max_candidates": 8,
     "negative_ratio": 1.0,
     "lora_r": 8,
     "cohort_patients": 240,

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -20,19 +21,29 @@ from apscheduler.triggers.cron import CronTrigger
 from cds.db_migrate import APSCHEDULER_TABLE
 from cds.errors import ConfigError, SyncError
 from cds.runner import run_sync_once
-from cds.settings import Settings
+from cds.settings import Settings, load_settings
 from cds.state import StateStore
 
 log = logging.getLogger(__name__)
 JOB_ID = "oncovigil-nightly-sync"
 
 
-def nightly_sync(settings: Settings, holder: str | None = None) -> None:
-    """The scheduled callable (its arguments are pickled into the job store, so: plain data only).
+SECRET_SETTINGS = frozenset({"fhir_bearer_token", "state_db_url"})
 
-    The job row is shared by every replica, so the holder is this process unless a caller names one.
+
+def job_arguments(settings: Settings) -> dict[str, Any]:
+    """What goes into the (shared, pickled) job row: the settings minus secrets, as plain JSON data."""
+    return settings.model_dump(mode="json", exclude=set(SECRET_SETTINGS))
+
+
+def nightly_sync(arguments: dict[str, Any] | Settings, holder: str | None = None) -> None:
+    """The scheduled callable.
+
+    Its arguments are pickled into the job row shared by every replica, so they hold no secrets: those
+    come back from this process's environment or config file. The holder is this process unless named.
     Failures are logged and recorded in the run table, never raised into APScheduler.
     """
+    settings = arguments if isinstance(arguments, Settings) else load_settings(**arguments)
     who = holder or f"{socket.gethostname()}:{os.getpid()}"
     store = StateStore(str(settings.state_db_url))
     try:
@@ -41,7 +52,7 @@ def nightly_sync(settings: Settings, holder: str | None = None) -> None:
             store.purge_expired_leases()
             # held past the misfire grace, after which no replica can still fire this time
             claim_ttl_s = settings.sync_misfire_grace_s + settings.sync_lease_ttl_s
-            if not store.acquire_lease(slot_lease(slot), who, claim_ttl_s):
+            if not store.claim_once(slot_lease(slot), who, claim_ttl_s):
                 log.info("scheduled sync already run by another replica", extra={"slot": slot.isoformat()})
                 return
         asyncio.run(run_sync_once(settings, store, holder=who))
@@ -86,7 +97,7 @@ def start_scheduler(settings: Settings, store: StateStore, holder: str) -> Backg
     scheduler.add_job(
         nightly_sync,
         trigger=cron_trigger(settings),
-        args=[settings],  # no holder: whichever replica fires the job runs it as itself
+        args=[job_arguments(settings)],  # no holder: whichever replica fires the job runs it as itself
         id=JOB_ID,
         name="nightly pharmacovigilance sync",
         replace_existing=True,

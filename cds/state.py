@@ -346,6 +346,21 @@ class StateStore:
         with self.session() as s:
             return s.execute(stmt).first() is not None
 
+    def claim_once(self, name: str, holder: str, ttl_s: float) -> bool:
+        """True for the first caller only (the holder too is refused a second time) until ``ttl_s`` passes.
+
+        A lease row that is never released: how replicas agree on who runs one scheduled fire time.
+        """
+        now = utcnow()
+        insert = self._insert(LeaseRow).values(name=name, holder=holder, expires_at=now + timedelta(seconds=ttl_s))
+        stmt = insert.on_conflict_do_update(
+            index_elements=[LeaseRow.name],
+            set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at},
+            where=LeaseRow.expires_at < now,
+        ).returning(LeaseRow.name)
+        with self.session() as s:
+            return s.execute(stmt).first() is not None
+
     def purge_expired_leases(self) -> int:
         """Drops leases past their expiry (an expired lease is free anyway); returns how many."""
         return self._purge(delete(LeaseRow).where(LeaseRow.expires_at < utcnow()))

@@ -112,9 +112,7 @@ def expose_hidden_state(onnx_path: Path) -> bool:
         return False
     graph.node.append(helper.make_node("Identity", [node.input[0]], [HIDDEN_OUTPUT], name="expose_hidden"))
     graph.output.append(
-        helper.make_tensor_value_info(
-            HIDDEN_OUTPUT, TensorProto.FLOAT, ["batch_size", "sequence_length", None]
-        )
+        helper.make_tensor_value_info(HIDDEN_OUTPUT, TensorProto.FLOAT, ["batch_size", "sequence_length", None])
     )
     onnx.save(model, str(onnx_path))
     return True
@@ -201,10 +199,13 @@ def build_encoder_dir(
     int8_gate: Int8Gate | None = None,
     threads: int = 0,
     base_dir: Path | None = None,
+    int8_min_agreement: float = INT8_MIN_AGREEMENT,
 ) -> tuple[ExportReport, dict[str, Any]]:
     """Merge, export, check parity, maybe quantise; leaves ``out_dir`` without a card (the caller writes it).
 
     Returns the report and the artifact's task record. ``out_dir`` is replaced only when everything passed.
+    ``int8_min_agreement`` is the token-label agreement the int8 model needs on ``check_texts``; a task that
+    already decided on its dev metrics passes 0.
     ``base_dir`` overrides the PyPI backbone (tests use a tiny random BERT).
     """
     import torch
@@ -236,12 +237,10 @@ def build_encoder_dir(
                 f"ONNX export differs from torch by {diff:.2e} (limit {PARITY_ATOL:.0e}); "
                 "do not use this export, report the versions of torch / optimum / onnxruntime",
             )
-        report = ExportReport(
-            opset=opset, parity_max_abs_diff=diff, parity_texts=len(check_texts), int8=False
-        )
+        report = ExportReport(opset=opset, parity_max_abs_diff=diff, parity_texts=len(check_texts), int8=False)
         report.hidden_output = has_hidden
         if int8:
-            _try_int8(staging, feeds, report, int8_gate)
+            _try_int8(staging, feeds, report, int8_gate, int8_min_agreement)
         report.seconds = round(time.perf_counter() - started, 1)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -251,11 +250,13 @@ def build_encoder_dir(
     return report, task
 
 
-def _try_int8(staging: Path, feeds: dict[str, Any], report: ExportReport, gate: Int8Gate | None) -> None:
+def _try_int8(
+    staging: Path, feeds: dict[str, Any], report: ExportReport, gate: Int8Gate | None, min_agreement: float
+) -> None:
     fp32, q8 = staging / "model.onnx", staging / "model_int8.onnx"
     quantize_int8(fp32, q8)
     report.int8_token_agreement = round(token_agreement(fp32, q8, feeds), 4)
-    keep = report.int8_token_agreement >= INT8_MIN_AGREEMENT
+    keep = report.int8_token_agreement >= min_agreement
     if keep and gate is not None:
         keep, report.int8_gate = gate(fp32, q8)
     report.int8 = keep
@@ -274,14 +275,8 @@ def export_user_hf_dir(hf_dir: Path, out_dir: Path, hf_task: str, check_texts: S
             "directory (config.json + weights); pass a directory that has one of them",
         )
     if not (hf_dir / "tokenizer.json").is_file():
-        raise ModelLoadError(
-            "OV-2008", f"{hf_dir} has no tokenizer.json (a fast tokenizer); save it with the model"
-        )
-    auto = (
-        AutoModelForTokenClassification
-        if hf_task == "token-classification"
-        else AutoModelForSequenceClassification
-    )
+        raise ModelLoadError("OV-2008", f"{hf_dir} has no tokenizer.json (a fast tokenizer); save it with the model")
+    auto = AutoModelForTokenClassification if hf_task == "token-classification" else AutoModelForSequenceClassification
     model = auto.from_pretrained(str(hf_dir))
     model.eval()
     staging = out_dir.with_name(out_dir.name + ".staging")
@@ -298,6 +293,43 @@ def export_user_hf_dir(hf_dir: Path, out_dir: Path, hf_task: str, check_texts: S
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
     return ExportReport(opset=opset, parity_max_abs_diff=diff, parity_texts=len(check_texts), int8=False)
+
+
+EMBEDDER_FILE = "embedder.onnx"
+EMBEDDER_MIN_COSINE = 0.98
+
+
+def export_embedder(out_path: Path, check_texts: Sequence[str], base_dir: Path | None = None) -> dict[str, Any]:
+    """The *untuned* backbone as a feature extractor (``last_hidden_state``), dynamic int8 when it holds.
+
+    Fine-tuning for tagging bends the hidden states away from sentence similarity, so mention-to-term
+    matching uses the backbone as published (sentence-transformers mean pooling). int8 is kept when every
+    check text's pooled vector keeps a cosine of at least ``EMBEDDER_MIN_COSINE`` with fp32.
+    """
+    import tempfile
+
+    import numpy as np
+
+    from models.runtime import CPU, load_session
+
+    base = base_dir or minilm_dir()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        _onnx_export(base, folder, "feature-extraction")
+        q8 = folder / "model_int8.onnx"
+        quantize_int8(folder / "model.onnx", q8)
+        feeds = _encode(folder, check_texts, 128)
+        mask = feeds["attention_mask"][..., None].astype(np.float32)
+
+        def pooled(path: Path) -> Any:
+            states = load_session(path, [CPU]).run(feeds, [HIDDEN_OUTPUT])[0]
+            vectors = (states * mask).sum(axis=1) / mask.sum(axis=1)
+            return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+        cosine = float((pooled(folder / "model.onnx") * pooled(q8)).sum(axis=1).min())
+        keep_int8 = cosine >= EMBEDDER_MIN_COSINE
+        shutil.copy2(q8 if keep_int8 else folder / "model.onnx", out_path)
+    return {"file": out_path.name, "int8": keep_int8, "min_cosine_vs_fp32": round(cosine, 4), "pooling": "mean"}
 
 
 def finish_model_dir(out_dir: Path, card: ModelCard) -> ModelCard:

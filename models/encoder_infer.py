@@ -29,9 +29,7 @@ class EncoderTokenizer:
         from tokenizers import Tokenizer
 
         if not tokenizer_json.is_file():
-            raise ModelLoadError(
-                "OV-2008", f"{tokenizer_json} is missing; the model directory needs tokenizer.json"
-            )
+            raise ModelLoadError("OV-2008", f"{tokenizer_json} is missing; the model directory needs tokenizer.json")
         self._tokenizer = Tokenizer.from_file(str(tokenizer_json))
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_len)
@@ -62,9 +60,7 @@ def read_labels(model_dir: Path) -> list[str]:
     """Labels in model order from config.json's ``id2label``."""
     path = model_dir / "config.json"
     if not path.is_file():
-        raise ModelLoadError(
-            "OV-2009", f"{path} is missing; the model directory needs config.json with id2label"
-        )
+        raise ModelLoadError("OV-2009", f"{path} is missing; the model directory needs config.json with id2label")
     config = json.loads(path.read_text(encoding="utf-8"))
     id2label = config.get("id2label") or {}
     return [str(id2label[k]) for k in sorted(id2label, key=int)]
@@ -149,13 +145,38 @@ class EntitySpan:
     confidence: float
 
 
-def decode_bio(text: str, output: TokenOutput, labels: Sequence[str]) -> list[EntitySpan]:
+def viterbi_bio(probs: FloatArray, labels: Sequence[str]) -> list[int]:
+    """Most likely label sequence in which every ``I-X`` follows ``B-X`` or ``I-X`` (no orphan insides)."""
+    count = len(labels)
+    allowed = np.ones((count, count), dtype=bool)  # allowed[previous, current]
+    start_ok = np.ones(count, dtype=bool)
+    for j, label in enumerate(labels):
+        if label.startswith("I-"):
+            kind = label[2:]
+            start_ok[j] = False
+            allowed[:, j] = [lab in (f"B-{kind}", f"I-{kind}") for lab in labels]
+    log_probs = np.log(np.maximum(probs, 1e-12))
+    penalty = np.where(allowed, 0.0, -1e9)
+    score = np.where(start_ok, log_probs[0], -1e9) if len(probs) else np.zeros(count)
+    back = np.zeros((len(probs), count), dtype=np.int64)
+    for t in range(1, len(probs)):
+        candidates = score[:, None] + penalty
+        back[t] = candidates.argmax(axis=0)
+        score = candidates.max(axis=0) + log_probs[t]
+    path = [int(score.argmax())] if len(probs) else []
+    for t in range(len(probs) - 1, 0, -1):
+        path.append(int(back[t, path[-1]]))
+    return path[::-1]
+
+
+def decode_bio(text: str, output: TokenOutput, labels: Sequence[str], constrained: bool = True) -> list[EntitySpan]:
     """Group BIO token labels into character spans, snapped to whole words.
 
-    An ``I-X`` after anything but ``X`` opens a new entity (lenient decoding); a word piece continuing a
-    word that is inside an entity joins it, so spans never cut a word in two.
+    With ``constrained`` the labels come from a BIO-valid Viterbi path, else from the per-token argmax
+    (then an ``I-X`` after anything but ``X`` opens a new entity). A word piece continuing a word that is
+    inside an entity joins it, so spans never cut a word in two.
     """
-    best = output.probs.argmax(axis=-1)
+    best = viterbi_bio(output.probs, labels) if constrained else [int(i) for i in output.probs.argmax(axis=-1)]
     spans: list[list[Any]] = []  # [start, end, kind, [probabilities]]
     current: list[Any] | None = None
     for (start, end), label_id, probs in zip(output.offsets, best, output.probs, strict=True):

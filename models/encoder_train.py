@@ -61,6 +61,8 @@ class EncoderTrainConfig:
     target_modules: tuple[str, ...] = ("query", "key", "value", "dense")
     # Adapting only the upper layers stops backpropagation there: about a third less compute per step.
     layers_to_transform: tuple[int, ...] | None = None
+    # Continue training an earlier adapter of the same shape instead of starting from a fresh one.
+    init_adapter: Path | None = None
     seed: int = 13
     max_steps: int = -1
     threads: int = 0
@@ -69,6 +71,7 @@ class EncoderTrainConfig:
     def as_record(self) -> dict[str, Any]:
         record = asdict(self)
         record["base_dir"] = "<backbone package>"  # the path differs per machine; the name says what it is
+        record["init_adapter"] = "<earlier adapter, see warm_start>" if self.init_adapter else None
         record["target_modules"] = list(self.target_modules)
         record["layers_to_transform"] = list(self.layers_to_transform) if self.layers_to_transform else "all"
         record.pop("show_progress")
@@ -124,19 +127,15 @@ def _set_threads(threads: int) -> None:
 
 
 def _lora_model(kind: EncoderKind, config: EncoderTrainConfig, labels: Sequence[str]) -> Any:
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import LoraConfig, PeftModel, TaskType, get_peft_model
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     id2label = dict(enumerate(labels))
     label2id = {v: k for k, v in id2label.items()}
-    auto = (
-        AutoModelForTokenClassification
-        if kind == "token-classification"
-        else AutoModelForSequenceClassification
-    )
-    base = auto.from_pretrained(
-        str(config.base_dir), num_labels=len(labels), id2label=id2label, label2id=label2id
-    )
+    auto = AutoModelForTokenClassification if kind == "token-classification" else AutoModelForSequenceClassification
+    base = auto.from_pretrained(str(config.base_dir), num_labels=len(labels), id2label=id2label, label2id=label2id)
+    if config.init_adapter is not None:
+        return PeftModel.from_pretrained(base, str(config.init_adapter), is_trainable=True)
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -283,9 +282,7 @@ def train_token_classifier(
     label_ids = {label: i for i, label in enumerate(labels)}
     features: list[dict[str, Any]] = []
     for example in examples:
-        encoded = tokenizer(
-            example.text, truncation=True, max_length=config.max_len, return_offsets_mapping=True
-        )
+        encoded = tokenizer(example.text, truncation=True, max_length=config.max_len, return_offsets_mapping=True)
         features.append(
             {
                 "input_ids": encoded["input_ids"],

@@ -25,7 +25,7 @@ from models.errors import DataFormatError
 
 TERMS_FILE = "ctcae_terms.csv"
 VECTORS_FILE = "ctcae_vectors.npy"
-DEFAULT_THRESHOLD = 0.6
+DEFAULT_THRESHOLD = 0.55
 
 SYNONYMS: dict[str, str] = {
     "neutropenia": "Neutrophil count decreased",
@@ -62,6 +62,10 @@ SYNONYMS: dict[str, str] = {
     "hair loss": "Alopecia",
     "emesis": "Vomiting",
     "tiredness": "Fatigue",
+    "low energy": "Fatigue",
+    "lack of energy": "Fatigue",
+    "ringing in the ears": "Tinnitus",
+    "breast enlargement": "Gynecomastia",
     "rash": "Rash maculo-papular",
     "maculopapular rash": "Rash maculo-papular",
     "acneiform rash": "Rash acneiform",
@@ -129,8 +133,7 @@ def read_terms(path: Path) -> list[CtcaeTerm]:
         if term_col is None or code_col is None:
             raise DataFormatError(
                 "OV-2065",
-                f"{path} needs a term column (term / CTCAE Term) and a code column "
-                "(meddra_code / MedDRA Code)",
+                f"{path} needs a term column (term / CTCAE Term) and a code column (meddra_code / MedDRA Code)",
             )
         terms = [
             CtcaeTerm(" ".join(row[term_col].split()), row[code_col].strip())
@@ -164,9 +167,7 @@ class CtcaeIndex:
         threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
         if vectors is not None and len(vectors) != len(terms):
-            raise DataFormatError(
-                "OV-2067", "CTCAE vectors and terms differ in length; rebuild the model directory"
-            )
+            raise DataFormatError("OV-2067", "CTCAE vectors and terms differ in length; rebuild the model directory")
         self.terms = list(terms)
         self._by_name = {normalise(t.term): t for t in self.terms}
         self._vectors = vectors

@@ -65,9 +65,7 @@ SEVERITY_GRADES: dict[str, int] = {
 }
 _SEVERITY = r"(mild|moderate|severe|life[- ]threatening|fatal)"
 _SEV_BEFORE = re.compile(rf"\b{_SEVERITY}(?:ly)?\s+(?:[a-z\-]+\s+)?$", re.IGNORECASE)
-_SEV_AFTER = re.compile(
-    rf"^\s*(?:,|\(|-|,?\s*(?:which\s+was|that\s+was|was|is))\s*{_SEVERITY}\b", re.IGNORECASE
-)
+_SEV_AFTER = re.compile(rf"^\s*(?:,|\(|-|,?\s*(?:which\s+was|that\s+was|was|is))\s*{_SEVERITY}\b", re.IGNORECASE)
 
 
 def is_negated(sentence: str, event_start: int, event_end: int) -> bool:
@@ -94,9 +92,7 @@ class Severity:
     severity_word: str | None
 
 
-def severity(
-    sentence: str, start: int, end: int, window_start: int = 0, window_end: int | None = None
-) -> Severity:
+def severity(sentence: str, start: int, end: int, window_start: int = 0, window_end: int | None = None) -> Severity:
     """Grade and severity word of the event at ``[start, end)``.
 
     ``window_start`` / ``window_end`` bound the search at the neighbouring events so that a phrase is not

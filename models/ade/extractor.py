@@ -6,7 +6,8 @@ Pipeline per note (numpy + onnxruntime only):
 3. pair every event with every drug of its sentence (ADE-Corpus-V2 pairs 98% of its positive sentences
    this way); an event in a sentence without a drug takes the drugs of the nearest previous sentence
    that has one, at most ``drug_lookback`` sentences back;
-4. negation and grade from cue rules (``models.ade.cues``), CTCAE term from ``models.ade.ctcae``.
+4. negation and grade from cue rules (``models.ade.cues``), CTCAE term from ``models.ade.ctcae``
+   (term vectors from the untuned backbone, ``embedder.onnx``: tagging fine-tunes away similarity).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import numpy as np
 
 from models.ade.ctcae import TERMS_FILE, VECTORS_FILE, CtcaeIndex, CtcaeMatch, CtcaeTerm, read_terms
 from models.ade.cues import is_negated, severity
+from models.ade.decode import tidy
 from models.card import CARD_FILE, verify_dir
+from models.encoder_export import EMBEDDER_FILE
 from models.encoder_infer import EncoderTokenizer, EntitySpan, TokenClassifierRunner, decode_bio, read_labels
 from models.encoder_train import TASK_FILE
 from models.errors import ModelLoadError
 from models.records import AdeFinding, pipe_batches
 from models.registry import RuntimeConfig
-from models.runtime import load_model_dir_session, split_sentences_with_offsets, window_spans
+from models.runtime import CPU, load_model_dir_session, load_session, split_sentences_with_offsets, window_spans
 
 NAME = "ade-extractor.v1"
 DRUG, AE = "DRUG", "AE"
@@ -36,7 +39,8 @@ DRUG, AE = "DRUG", "AE"
 class AdeConfig:
     drug_lookback: int = 1
     min_confidence: float = 0.0
-    ctcae_threshold: float = 0.6
+    min_entity_confidence: float = 0.0
+    ctcae_threshold: float = 0.55
     max_batch: int = 32
     max_tokens: int = 4096
 
@@ -87,9 +91,13 @@ class AdeExtractor:
         the term list (terms are matched lexically, or by embedding when the model exposes hidden states).
         """
         runtime = runtime or RuntimeConfig()
-        config = config or AdeConfig(max_batch=runtime.max_batch)
+        decoding: dict[str, float] = {}
         if verify or (model_dir / CARD_FILE).is_file():
-            verify_dir(model_dir)
+            decoding = dict(verify_dir(model_dir).hyperparameters.get("decoding") or {})
+        if config is None:
+            # The threshold chosen on the dev split travels in the model card.
+            threshold = float(decoding.get("min_entity_confidence", 0.0))
+            config = AdeConfig(max_batch=runtime.max_batch, min_entity_confidence=threshold)
         max_len = 128
         if (model_dir / TASK_FILE).is_file():
             max_len = int(json.loads((model_dir / TASK_FILE).read_text(encoding="utf-8")).get("max_len", 128))
@@ -99,17 +107,18 @@ class AdeExtractor:
         tokenizer = EncoderTokenizer(model_dir / "tokenizer.json", max_len)
         runner = TokenClassifierRunner(session, tokenizer, config.max_batch, config.max_tokens)
         index: CtcaeIndex | None = None
+        embed = None
+        if (model_dir / EMBEDDER_FILE).is_file():
+            embedder_session = load_session(model_dir / EMBEDDER_FILE, [CPU], runtime.threads)
+            embed = TokenClassifierRunner(embedder_session, tokenizer, config.max_batch, config.max_tokens).embed
         if (model_dir / TERMS_FILE).is_file():
             terms = read_terms(model_dir / TERMS_FILE)
             vectors_path = model_dir / VECTORS_FILE
-            vectors = np.load(vectors_path).astype(np.float32) if vectors_path.is_file() else None
-            index = CtcaeIndex(
-                terms, vectors, runner.embed if runner.has_hidden else None, config.ctcae_threshold
-            )
+            vectors = np.load(vectors_path).astype(np.float32) if vectors_path.is_file() and embed else None
+            index = CtcaeIndex(terms, vectors, embed, config.ctcae_threshold)
         elif ctcae_terms is not None:
-            vectors = runner.embed([t.term for t in ctcae_terms]) if runner.has_hidden else None
-            embed = runner.embed if runner.has_hidden else None
-            index = CtcaeIndex(ctcae_terms, vectors, embed, config.ctcae_threshold)
+            # A user's own directory: terms matched lexically (no embedder of ours to compare with).
+            index = CtcaeIndex(ctcae_terms, None, None, config.ctcae_threshold)
         return cls(runner, read_labels(model_dir), index, config)
 
     @property
@@ -169,12 +178,9 @@ class AdeExtractor:
         outputs = self.runner.run(texts)
         tagged: list[list[EntitySpan]] = []
         for segment, text, output in zip(segments, texts, outputs, strict=True):
-            spans = decode_bio(text, output, self.labels)
+            spans = tidy(text, decode_bio(text, output, self.labels), self.config.min_entity_confidence)
             tagged.append(
-                [
-                    EntitySpan(s.start + segment.start, s.end + segment.start, s.kind, s.confidence)
-                    for s in spans
-                ]
+                [EntitySpan(s.start + segment.start, s.end + segment.start, s.kind, s.confidence) for s in spans]
             )
         return tagged
 

@@ -45,9 +45,7 @@ def _relaxed_matches(pred: Sequence[tuple[Span, Span]], gold: Sequence[tuple[Spa
     return matched
 
 
-def corpus_metrics(
-    sentences: Sequence[AdeSentence], predictions: Sequence[Sequence[AdeFinding]]
-) -> dict[str, float]:
+def corpus_metrics(sentences: Sequence[AdeSentence], predictions: Sequence[Sequence[AdeFinding]]) -> dict[str, float]:
     counts = {k: [0, 0, 0] for k in ("drug", "ade", "pair", "relaxed")}  # tp, predicted, gold
     for sentence, findings in zip(sentences, predictions, strict=True):
         kept = [f for f in findings if not f.negated]
@@ -74,9 +72,7 @@ def corpus_metrics(
     return {k: result[k] for k in METRIC_KEYS}
 
 
-def note_metrics(
-    records: Sequence[dict[str, Any]], predictions: Sequence[Sequence[AdeFinding]]
-) -> dict[str, float]:
+def note_metrics(records: Sequence[dict[str, Any]], predictions: Sequence[Sequence[AdeFinding]]) -> dict[str, float]:
     """Synthetic-note checks against truth records (``text`` and ``ades`` as in the cohort's notes.jsonl).
 
     Pairs match on exact drug and event spans, negated or not; for matched pairs: negation accuracy,

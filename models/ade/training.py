@@ -18,7 +18,14 @@ from models.ade.corpus import AdeSentence
 from models.ade.ctcae import TERMS_FILE, VECTORS_FILE, CtcaeTerm, write_terms
 from models.ade.extractor import AE, DRUG, NAME
 from models.card import ModelCard, read_card
-from models.encoder_export import ExportReport, Int8Gate, build_encoder_dir, finish_model_dir
+from models.encoder_export import (
+    EMBEDDER_FILE,
+    ExportReport,
+    Int8Gate,
+    build_encoder_dir,
+    export_embedder,
+    finish_model_dir,
+)
 from models.encoder_infer import EncoderTokenizer, TokenClassifierRunner
 from models.encoder_train import SpanExample
 from models.runtime import CPU, load_session, split_sentences_with_offsets
@@ -54,9 +61,7 @@ def note_examples(records: Sequence[dict[str, Any]]) -> list[SpanExample]:
             marks.append((int(ade["drug_span"][0]), int(ade["drug_span"][1]), DRUG))
             marks.append((int(ade["event_span"][0]), int(ade["event_span"][1]), AE))
         for start, end in split_sentences_with_offsets(text):
-            inside = tuple(
-                sorted({(a - start, b - start, kind) for a, b, kind in marks if start <= a and b <= end})
-            )
+            inside = tuple(sorted({(a - start, b - start, kind) for a, b, kind in marks if start <= a and b <= end}))
             key = (text[start:end], inside)
             if key not in seen:
                 seen.add(key)
@@ -80,24 +85,33 @@ def build_ade_dir(
     int8_gate: Int8Gate | None = None,
     export_extra: dict[str, Any] | None = None,
     threads: int = 0,
+    check_texts: Sequence[str] = CHECK_TEXTS,
+    int8_min_agreement: float = 0.0,
 ) -> ModelCard:
-    """Materialise the ADE artifact: ONNX (+ hidden-state output), CTCAE terms and vectors, model card."""
+    """Materialise the ADE artifact: tagger ONNX, term embedder ONNX, CTCAE terms and vectors, model card.
+
+    int8 is decided on dev pair F1 at training time (recorded in the artifact card); the token agreement
+    on ``check_texts`` is recorded, and gates only when ``int8_min_agreement`` is above 0.
+    """
     report, task = build_encoder_dir(
         artifact_dir,
         out_dir,
-        CHECK_TEXTS,
-        hidden_output=True,
+        check_texts,
+        hidden_output=False,
         int8=int8,
         int8_gate=int8_gate,
         threads=threads,
+        int8_min_agreement=int8_min_agreement,
     )
     write_terms(out_dir / TERMS_FILE, terms)
-    session = load_session(out_dir / "model.onnx", [CPU], threads)
-    runner = TokenClassifierRunner(
-        session, EncoderTokenizer(out_dir / "tokenizer.json", int(task["max_len"]))
+    embedder_record = export_embedder(out_dir / EMBEDDER_FILE, [*CHECK_TEXTS, *(t.term for t in terms[:64])])
+    embedder = TokenClassifierRunner(
+        load_session(out_dir / EMBEDDER_FILE, [CPU], threads),
+        EncoderTokenizer(out_dir / "tokenizer.json", int(task["max_len"])),
     )
-    np.save(out_dir / VECTORS_FILE, runner.embed([t.term for t in terms]))
-    return finish_model_dir(out_dir, model_card(artifact_dir, report, export_extra))
+    np.save(out_dir / VECTORS_FILE, embedder.embed([t.term for t in terms]))
+    extra = {**(export_extra or {}), "ctcae_embedder": embedder_record}
+    return finish_model_dir(out_dir, model_card(artifact_dir, report, extra))
 
 
 def model_card(artifact_dir: Path, report: ExportReport, export_extra: dict[str, Any] | None) -> ModelCard:

@@ -45,13 +45,13 @@ class RecommenderTrainConfig:
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     learning_rate: float = 3e-4
     warmup_steps: int = 20
-    max_steps: int = 400
-    max_candidates: int = 12
+    max_steps: int = 300
+    max_candidates: int = 8
     negative_ratio: float = 1.0
     min_negatives: int = 3
     seed: int = 13
     threads: int = 0
-    max_seconds: float = 840.0
+    max_seconds: float = 3600.0  # a safety net; max_steps decides (time cut-offs would make runs irreproducible)
     max_size_ratio: float = 1.2
     show_progress: bool = False
 

@@ -18,8 +18,11 @@ from models.toxicity.labels import STATUSES
 
 @dataclass(frozen=True)
 class SymptomTruth:
+    """A symptom's status and grade in a note; ``span`` locates the mention (training uses it)."""
+
     status: str
     grade: int | None
+    span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,11 @@ def parse_note(obj: Any, symptoms: Sequence[str], where: str = "record") -> Toxi
         grade = entry.get("grade")
         if grade is not None and (not isinstance(grade, int) or isinstance(grade, bool)):
             raise DataFormatError("OV-2073", f"{where}: toxicities[{symptom!r}].grade must be an integer or null")
-        truth[symptom] = SymptomTruth(str(entry["status"]), grade)
+        raw_span = entry.get("span")
+        span = None
+        if isinstance(raw_span, list) and len(raw_span) == 2 and all(isinstance(v, int) for v in raw_span):
+            span = (int(raw_span[0]), int(raw_span[1]))
+        truth[symptom] = SymptomTruth(str(entry["status"]), grade, span)
     return ToxicityNote(str(obj.get("note_id", where)), text, truth)
 
 

@@ -1,9 +1,10 @@
-"""From the classifier's logit rows (one per note window) to one finding per symptom.
+"""From the classifier's logit rows (one per sentence of a note) to one finding per symptom.
 
-A note longer than the model's window is read in sentence-aligned windows. The note-level score of
-"present" is the best window's, of "absent" likewise, of "not_mentioned" the worst window's (a symptom
-mentioned anywhere is mentioned); the status is the highest of the three, the grade comes from the window
-most sure the symptom is present.
+The classifier reads a note sentence by sentence (a sentence longer than the window is cut on
+whitespace): short inputs are cheap, and each symptom is stated in one sentence. The note-level score of
+"present" is the best sentence's, of "absent" likewise, of "not_mentioned" the worst sentence's (a symptom
+mentioned anywhere is mentioned); the status is the highest of the three, the grade comes from the
+sentence most sure the symptom is present.
 """
 
 from __future__ import annotations
@@ -48,12 +49,10 @@ def decode_note(rows: np.ndarray, layout: HeadLayout) -> list[ToxicityFinding]:
 
 
 def note_windows(text: str, count: TokenCount, max_tokens: int) -> list[tuple[int, int]]:
-    """The whole note when it fits, else sentence-packed windows of at most ``max_tokens`` tokens (none if blank)."""
+    """Sentence windows of at most ``max_tokens`` tokens (none for a blank note)."""
     if not text.strip():
         return []
-    if count(text) <= max_tokens:
-        return [(0, len(text))]
-    return window_spans(text, count, max_tokens) or [(0, len(text))]
+    return window_spans(text, count, max_tokens, pack=False)
 
 
 def predict_notes(

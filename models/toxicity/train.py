@@ -1,8 +1,10 @@
-"""Train the radiotherapy toxicity classifier: MiniLM + LoRA (top layers) + pooled MLP, one row per note.
+"""Train the radiotherapy toxicity classifier: MiniLM + LoRA (top layers) + pooled MLP, one row per sentence.
 
-Each note teaches every symptom of the list at once: a 3-way status softmax per symptom, and a grade
-softmax per symptom that only present symptoms train. Notes come in as plain records (the cohort generator
-lives in ``cds``). Training-time only (torch and peft come in through ``pooled_train``).
+Each sentence of a note teaches every symptom of the list at once: a 3-way status softmax per symptom
+(present / absent in the sentence that states it, as located by the truth's span; not mentioned elsewhere)
+and a grade softmax that only present symptoms train. Short sentences are cheap to encode and each holds
+its own evidence. Notes come in as plain records (the cohort generator lives in ``cds``). Training-time
+only (torch and peft come in through ``pooled_train``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from models.drugcomb.pooled_train import PooledHyperparameters, TrainExample, bu
 from models.errors import TrainingError
 from models.toxicity.data import ToxicityNote
 from models.toxicity.extractor import REGISTRY_NAME
-from models.toxicity.head import counter_from
+from models.toxicity.head import counter_from, note_windows
 from models.toxicity.labels import DEFAULT_SYMPTOMS, GRADE_CLASSES, IGNORE, STATUSES, HeadLayout, grade_target
 
 
@@ -26,11 +28,11 @@ class ToxicityTrainConfig:
     """What to learn (the symptom list) and how; recorded in the model card."""
 
     symptoms: tuple[str, ...] = DEFAULT_SYMPTOMS
-    max_length: int = 256
+    max_length: int = 96
     top_layers: int = 2
     mlp_hidden: int = 256
-    epochs: float = 10.0
-    batch_size: int = 16
+    epochs: float = 6.0
+    batch_size: int = 32
     learning_rate: float = 1e-3
     head_learning_rate: float = 2e-3
     lora_r: int = 16
@@ -64,11 +66,34 @@ class ToxicityTrainConfig:
         return record
 
 
-def note_targets(note: ToxicityNote, layout: HeadLayout) -> tuple[int, ...]:
-    """Status indices for every symptom, then grade-class indices (IGNORE unless present)."""
-    statuses = [STATUSES.index(note.truth[s].status) for s in layout.symptoms]
-    grades = [grade_target(note.truth[s].status, note.truth[s].grade) for s in layout.symptoms]
-    return tuple(statuses + grades)
+def sentence_examples(note: ToxicityNote, layout: HeadLayout, count: Any, max_tokens: int) -> list[TrainExample] | None:
+    """One example per sentence window of ``note``: a symptom is present / absent in the sentence holding its
+    span and not mentioned in the others. ``None`` when a mentioned symptom has no usable span."""
+    windows = note_windows(note.text, count, max_tokens)
+    owner: dict[str, int] = {}
+    for symptom in layout.symptoms:
+        truth = note.truth[symptom]
+        if truth.status == "not_mentioned":
+            continue
+        if truth.span is None:
+            return None
+        start, end = truth.span
+        hits = [i for i, (a, b) in enumerate(windows) if start < b and end > a]
+        if not hits:
+            return None
+        owner[symptom] = hits[0]
+    examples: list[TrainExample] = []
+    for index, (a, b) in enumerate(windows):
+        statuses: list[int] = []
+        grades: list[int] = []
+        for symptom in layout.symptoms:
+            truth = note.truth[symptom]
+            here = owner.get(symptom) == index
+            status = truth.status if here else "not_mentioned"
+            statuses.append(STATUSES.index(status))
+            grades.append(grade_target(status, truth.grade))
+        examples.append(TrainExample(InputRow(note.text[a:b]), tuple(statuses + grades)))
+    return examples
 
 
 def grouped_loss(layout: HeadLayout) -> Any:
@@ -91,12 +116,6 @@ def grouped_loss(layout: HeadLayout) -> Any:
     return loss
 
 
-def _fits(notes: Sequence[ToxicityNote], count: Any, max_tokens: int) -> tuple[list[ToxicityNote], int]:
-    """Notes short enough for one window (note-level labels cannot be split over windows)."""
-    kept = [n for n in notes if count(n.text) <= max_tokens]
-    return kept, len(notes) - len(kept)
-
-
 def train_toxicity(
     train_notes: Sequence[ToxicityNote],
     base_dir: Path,
@@ -117,10 +136,19 @@ def train_toxicity(
     counter_tok.no_truncation()
     counter_tok.no_padding()
     count = counter_from(counter_tok)
-    usable, dropped = _fits(train_notes, count, config.max_length - 2)
-    if not usable:
-        raise TrainingError("OV-2054", "no training note fits the window; raise max_length or check the notes")
-    examples = [TrainExample(InputRow(n.text), note_targets(n, layout)) for n in usable]
+    examples: list[TrainExample] = []
+    used = unusable = 0
+    for note in train_notes:
+        found = sentence_examples(note, layout, count, config.max_length - 2)
+        if found is None:
+            unusable += 1
+        else:
+            used += 1
+            examples += found
+    if not examples:
+        raise TrainingError(
+            "OV-2054", "no training note locates its symptoms (toxicities[*].span); regenerate the cohort"
+        )
     model = build_model(base_dir, layout.width, hp)
     stats = train_pooled(model, base_dir, examples, grouped_loss(layout), hp, show_progress)
     save_artifact(model, artifact_dir)
@@ -136,4 +164,9 @@ def train_toxicity(
             "toxicity": {"symptoms": list(layout.symptoms), "statuses": list(STATUSES), "grades": list(GRADE_CLASSES)},
         },
     ).write(artifact_dir)
-    return {"train_notes": len(usable), "train_notes_too_long": dropped, **asdict(stats)}
+    return {
+        "train_notes": used,
+        "train_notes_without_spans": unusable,
+        "train_sentences": len(examples),
+        **asdict(stats),
+    }

@@ -31,7 +31,8 @@ from sqlalchemy import select
 from cds.demo_ehr import draft_medication_request, order_sign_body
 from cds.runner import LEASE
 from cds.sandbox import free_port
-from cds.scheduling import slot_lease
+from cds.scheduling import JOB_ID, fire_time, nightly_sync, slot_lease, start_scheduler
+from cds.settings import Settings, load_settings
 from cds.state import LeaseRow, StateStore
 
 ISSUER = "https://ehr.replicas.test"
@@ -197,14 +198,66 @@ def test_two_replicas_share_the_replay_store_and_run_the_nightly_job_once(
     finally:
         store.close()
 
+    started_syncs = 0
     for replica in (a, b):
         records = replica.log()
         errors = [r for r in records if r["level"] in ("error", "critical")]
         assert errors == [], (replica.name, errors)
         assert any(r["msg"] == "scheduler started" for r in records)
+        started_syncs += sum(r["msg"] == "sync started" and r["ts"][:16] == target.isoformat()[:16] for r in records)
+    assert started_syncs == 1
 
 
 def _host() -> str:
     import socket
 
     return socket.gethostname()
+
+
+def _offline_settings(state_url: str, tmp_path: Path) -> Settings:
+    now = datetime.now(UTC)
+    (tmp_path / "no-models").mkdir(exist_ok=True)
+    return load_settings(
+        home=tmp_path, state_db_url=state_url, models_dir=tmp_path / "no-models",
+        fhir_base_url=f"http://127.0.0.1:{free_port()}/fhir", fhir_max_retries=0, fhir_connect_timeout_s=2.0,
+        # a daily cron whose fire time is the current minute: every call below falls in that one slot
+        sync_cron=f"{now.minute} {now.hour} * * *", sync_timezone="UTC",
+    )
+
+
+def test_a_fire_time_is_run_once_even_when_fired_twice(state_url: str, tmp_path: Path) -> None:
+    settings = _offline_settings(state_url, tmp_path)
+    nightly_sync(settings)  # claims the slot; no FHIR server listens, so the run fails (and is recorded)
+    nightly_sync(settings)  # same slot, as a second replica would: logs and returns
+    store = StateStore(state_url)
+    try:
+        assert [r.status for r in store.runs()] == ["failed"]
+        slot = fire_time(cron_trigger_of(settings), datetime.now(UTC), settings.sync_misfire_grace_s)
+        assert slot is not None and store.lease_holder(slot_lease(slot)) is not None
+        assert store.lease_holder(LEASE) is None
+    finally:
+        store.close()
+
+
+def test_the_scheduler_keeps_one_job_row_on_both_backends(state_url: str, tmp_path: Path) -> None:
+    settings = _offline_settings(state_url, tmp_path)
+    stores = [StateStore(state_url), StateStore(state_url)]
+    try:
+        schedulers = [start_scheduler(settings, store, f"replica-{i}") for i, store in enumerate(stores)]
+        jobs = [scheduler.get_job(JOB_ID) for scheduler in schedulers]
+        assert all(job is not None and job.args == (settings,) for job in jobs)  # no holder in the shared row
+        for scheduler in schedulers:
+            scheduler.shutdown(wait=False)
+        with stores[0].engine.connect() as conn:
+            from sqlalchemy import text
+
+            assert conn.execute(text("SELECT id FROM ov_apscheduler_jobs")).scalars().all() == [JOB_ID]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def cron_trigger_of(settings: Settings) -> Any:
+    from cds.scheduling import cron_trigger
+
+    return cron_trigger(settings)

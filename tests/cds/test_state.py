@@ -169,6 +169,17 @@ def test_concurrent_requests_for_an_expired_lease_grant_exactly_one(stores: Call
     assert results.count(True) == 1, results
 
 
+def test_a_claim_is_granted_once_even_to_its_holder_until_it_expires(stores: Callable[[], StateStore]) -> None:
+    racers = [stores() for _ in range(RACERS)]
+    results = _race(racers, lambda store, i: store.claim_once("slot@02:00", f"replica-{i}", 60))
+    assert results.count(True) == 1, results
+    winner = f"replica-{results.index(True)}"
+    assert not racers[0].claim_once("slot@02:00", winner, 60)
+    with racers[0].session() as s:
+        s.execute(update(LeaseRow).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert racers[1].claim_once("slot@02:00", "replica-1", 60)
+
+
 def test_run_records_and_feedback_counts(stores: Callable[[], StateStore]) -> None:
     store = stores()
     run = store.start_run("sync")

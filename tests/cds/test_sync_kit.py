@@ -50,14 +50,15 @@ def real_models_dir() -> Path:
 
 
 def cli_env(home: Path, **settings: str) -> dict[str, str]:
-    """A clean environment for `oncovigil`: no inherited ONCOVIGIL_ settings, CPU provider, quiet logs."""
+    """A clean environment for `oncovigil`: no inherited ONCOVIGIL_ settings, CPU provider.
+
+    Logs stay at the default INFO level, the one operators run, so that every log call really runs.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONCOVIGIL_")}
-    env.update({
-        "ONCOVIGIL_HOME": str(home),
-        "ONCOVIGIL_ONNX_PROVIDERS": '["CPUExecutionProvider"]',
-        "ONCOVIGIL_LOG_LEVEL": "WARNING",
-        "HF_HUB_OFFLINE": "1",
-    })
+    env.update({"ONCOVIGIL_HOME": str(home), "ONCOVIGIL_ONNX_PROVIDERS": '["CPUExecutionProvider"]',
+                "HF_HUB_OFFLINE": "1"})
+    if os.environ.get("ONCOVIGIL_TEST_LOG_LEVEL"):
+        env["ONCOVIGIL_LOG_LEVEL"] = os.environ["ONCOVIGIL_TEST_LOG_LEVEL"]
     env.update({f"ONCOVIGIL_{k.upper()}": v for k, v in settings.items()})
     return env
 

@@ -136,8 +136,15 @@ def test_corpus_metrics_exact_relaxed_and_negation() -> None:
 
 @pytest.fixture(scope="module")
 def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The committed artifact, materialised: reuse `oncovigil models build`'s directory when it is current."""
     if not (ARTIFACT / "model_card.json").is_file():
         pytest.skip("models/artifacts/ade is not committed in this checkout")
+    from cds.model_tasks import get_task, is_built
+    from cds.settings import load_settings
+
+    built = load_settings().resolved_models_dir / "ade"
+    if is_built(get_task("ade"), built):
+        return built
     out = tmp_path_factory.mktemp("models") / "ade"
     card = read_card(ARTIFACT)
     build_ade_dir(ARTIFACT, out, read_terms(TERMS), int8=bool(card.export.get("int8_keep")))
@@ -166,7 +173,11 @@ def test_default_model_directory_refuses_tampering(default_model: Path, tmp_path
     copy = tmp_path / "ade"
     copy.mkdir()
     for path in default_model.iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
+        if path.name in ("ctcae_terms.csv", "model_card.json"):
+            (copy / path.name).write_bytes(path.read_bytes())
+        else:
+            (copy / path.name).symlink_to(path)  # the big ONNX files are only read
+    AdeExtractor.load(copy, RuntimeConfig(providers=(CPU,)))  # intact copy loads
     terms = copy / "ctcae_terms.csv"
     terms.write_text(terms.read_text(encoding="utf-8") + "Made up,1\n", encoding="utf-8")
     with pytest.raises(ModelIntegrityError):
@@ -188,3 +199,42 @@ def test_long_note_is_windowed_with_offsets_kept(default_model: Path) -> None:
 def test_ctcae_index_without_vectors_is_allowed(default_model: Path) -> None:
     terms = [CtcaeTerm("Nausea", "10028813")]
     assert CtcaeIndex(terms).match(["nausea"])[0] is not None
+
+
+# -- span tidying and constrained decoding ---------------------------------------------------------
+
+
+def test_tidy_trims_function_words_merges_split_words_and_drops_unsure_spans() -> None:
+    from models.ade.decode import tidy
+    from models.encoder_infer import EntitySpan
+
+    text = "Aseptic meningitis and orthostatic hypotension after co-trimoxazole, maybe fever."
+    spans = [
+        EntitySpan(0, 7, "AE", 0.9),
+        EntitySpan(8, 18, "AE", 0.7),
+        EntitySpan(19, 46, "AE", 0.95),
+        EntitySpan(53, 67, "DRUG", 0.99),
+        EntitySpan(75, 80, "AE", 0.4),
+    ]
+    tidied = tidy(text, spans, min_confidence=0.5)
+    assert [(text[s.start : s.end], s.kind) for s in tidied] == [
+        ("Aseptic meningitis", "AE"),
+        ("orthostatic hypotension", "AE"),
+        ("co-trimoxazole", "DRUG"),
+    ]
+    assert tidied[0].confidence == pytest.approx((0.9 * 7 + 0.7 * 10) / 17)
+
+
+def test_viterbi_never_starts_an_entity_inside() -> None:
+    import numpy as np
+
+    from models.encoder_infer import TokenOutput, decode_bio, viterbi_bio
+
+    labels = ["O", "B-AE", "I-AE"]
+    # argmax would read O, I-AE, I-AE (an orphan inside); the valid path is O, B-AE, I-AE
+    probs = np.array([[0.9, 0.05, 0.05], [0.1, 0.4, 0.5], [0.1, 0.1, 0.8]], dtype=np.float32)
+    assert viterbi_bio(probs, labels) == [0, 1, 2]
+    text = "severe hand rash"
+    output = TokenOutput(offsets=[(0, 6), (7, 11), (12, 16)], probs=probs, hidden=None)
+    [span] = decode_bio(text, output, labels)
+    assert text[span.start : span.end] == "hand rash"

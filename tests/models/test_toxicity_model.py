@@ -45,8 +45,13 @@ NOTES = [
 ]
 
 
-def note(text: str, **truth: tuple[str, int | None]) -> ToxicityNote:
-    statuses = {s: SymptomTruth(*truth.get(s, ("not_mentioned", None))) for s in LAYOUT.symptoms}
+def note(text: str, **truth: tuple[str, int | None, str]) -> ToxicityNote:
+    """A note whose truth locates each mentioned symptom by the first occurrence of the given word."""
+    statuses = {}
+    for symptom in LAYOUT.symptoms:
+        status, grade, word = truth.get(symptom, ("not_mentioned", None, ""))
+        span = (text.index(word), text.index(word) + len(word)) if word else None
+        statuses[symptom] = SymptomTruth(status, grade, span)
     return ToxicityNote("n", text, statuses)
 
 
@@ -56,11 +61,14 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("tiny-toxicity")
     base = build_tiny_bert(root / "base")
     notes = [
-        note("reports grade 2 fatigue", fatigue=("present", 2)),
-        note("denies diarrhea", diarrhea=("absent", None)),
-        note("hematuria", hematuria=("present", None)),
-        note("no new complaints"),
-        note("radiation oncology weekly visit " * 12),  # longer than the window: left out of training
+        note(
+            "Weekly visit. Reports grade 2 fatigue. Denies diarrhea.",
+            fatigue=("present", 2, "fatigue"),
+            diarrhea=("absent", None, "diarrhea"),
+        ),
+        note("Hematuria noted.", hematuria=("present", None, "Hematuria")),
+        note("No new complaints."),
+        note("Fatigue grade 1.", fatigue=("present", 1, "")),  # a mention without a span cannot teach a sentence
     ]
     config = ToxicityTrainConfig(
         symptoms=LAYOUT.symptoms,
@@ -83,9 +91,30 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"base": base, "dir": model_dir, "merged": load_merged(artifact, base), "summary": summary}
 
 
-def test_training_summary_counts_the_notes_it_could_use(tiny: dict[str, Any]) -> None:
-    assert tiny["summary"]["train_notes"] == 4 and tiny["summary"]["train_notes_too_long"] == 1
-    assert tiny["summary"]["steps"] == 4
+def test_training_reads_notes_sentence_by_sentence(tiny: dict[str, Any]) -> None:
+    summary = tiny["summary"]
+    assert (summary["train_notes"], summary["train_notes_without_spans"]) == (3, 1)
+    assert summary["train_sentences"] == 3 + 1 + 1 and summary["steps"] == 4
+
+
+def test_sentence_targets_put_each_status_in_the_sentence_that_states_it() -> None:
+    from models.toxicity.train import sentence_examples
+
+    text = "Weekly visit. Reports grade 2 fatigue. Denies diarrhea."
+    examples = sentence_examples(
+        note(text, fatigue=("present", 2, "fatigue"), diarrhea=("absent", None, "diarrhea")),
+        LAYOUT,
+        lambda t: len(t.split()),
+        30,
+    )
+    assert examples is not None
+    assert [e.row.text for e in examples] == ["Weekly visit.", "Reports grade 2 fatigue.", "Denies diarrhea."]
+    #  statuses (fatigue, diarrhea, hematuria), then grade classes (-100: not taught)
+    assert [e.targets for e in examples] == [
+        (2, 2, 2, -100, -100, -100),
+        (0, 2, 2, 2, -100, -100),
+        (2, 1, 2, -100, -100, -100),
+    ]
 
 
 def test_onnx_logits_and_findings_equal_torch(tiny: dict[str, Any]) -> None:

@@ -68,26 +68,28 @@ def test_windows_combine_so_a_mention_anywhere_wins_over_silence() -> None:
     assert [(f.status, f.grade) for f in findings] == [("present", 3), ("absent", None)]
 
 
-def test_long_notes_are_cut_into_sentence_windows_and_reassembled() -> None:
+def test_notes_are_read_sentence_by_sentence_and_reassembled() -> None:
     def count(text: str) -> int:
         return len(text.split())
 
-    text = "Fatigue grade 2 today. " * 3 + "Denies diarrhea."
-    assert note_windows(text, count, 100) == [(0, len(text))]
+    text = "Fatigue grade 2 today.\nGI: denies diarrhea. Plan " + "word " * 12 + "end."
     windows = note_windows(text, count, 8)
-    assert len(windows) > 1 and all(count(text[a:b]) <= 8 for a, b in windows)
+    pieces = [text[a:b] for a, b in windows]
+    assert pieces[:2] == ["Fatigue grade 2 today.", "GI: denies diarrhea."]
+    assert len(pieces) == 4 and all(count(p) <= 8 for p in pieces)  # the long sentence is cut on whitespace
+    assert note_windows("  \n ", count, 8) == []
     seen: list[str] = []
 
     def logits(pieces: list[str]) -> np.ndarray:
         seen.extend(pieces)
-        return np.stack(
-            [row({"fatigue": 0 if "Fatigue" in p else 2, "diarrhea": 1 if "diarrhea" in p else 2}) for p in pieces]
-        )
+        rows = [row({"fatigue": 0 if "Fatigue" in p else 2, "diarrhea": 1 if "diarrhea" in p else 2}) for p in pieces]
+        return np.stack(rows)
 
     out = predict_notes([text, "", "No new complaints."], logits, count, 8, LAYOUT)
-    assert [(f.status) for f in out[0]] == ["present", "absent"]
-    assert [(f.status) for f in out[1]] == ["not_mentioned", "not_mentioned"]
-    assert len(seen) == len(windows) + 1  # the empty note costs no model call
+    assert [f.status for f in out[0]] == ["present", "absent"]
+    assert [f.status for f in out[1]] == ["not_mentioned", "not_mentioned"]
+    assert [f.status for f in out[2]] == ["not_mentioned", "not_mentioned"]
+    assert len(seen) == len(windows) + 1  # the blank note costs no model call
 
 
 def test_macro_f1_and_the_contract_keys() -> None:

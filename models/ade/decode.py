@@ -1,0 +1,54 @@
+"""Tidy tagged spans before pairing: the tagger's common slips, fixed by rule.
+
+- a span that starts or ends with a function word or punctuation ("and orthostatic hypotension",
+  "melanonychia and") is trimmed to its content;
+- then two spans of the same kind separated only by a space or a hyphen ("Aseptic" + "meningitis") are one;
+- a span whose mean token probability is below ``min_confidence`` is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from models.encoder_infer import EntitySpan
+
+EDGE_WORDS = frozenset(
+    {"and", "or", "of", "the", "a", "an", "with", "in", "on", "to", "by", "for", "as", "at", "from", "after"}
+)
+_EDGE_PUNCT = " \t\n,;:.()[]\"'"
+_JOINABLE_GAP = re.compile(r"^[ \-]?$")
+
+
+def _trim(text: str, span: EntitySpan) -> EntitySpan | None:
+    start, end = span.start, span.end
+    changed = True
+    while changed and start < end:
+        changed = False
+        while start < end and text[start] in _EDGE_PUNCT:
+            start, changed = start + 1, True
+        while end > start and text[end - 1] in _EDGE_PUNCT:
+            end, changed = end - 1, True
+        first = re.match(r"[A-Za-z]+(?=\s)", text[start:end])
+        if first and first.group(0).lower() in EDGE_WORDS:
+            start, changed = start + first.end(), True
+        last = re.search(r"(?<=\s)[A-Za-z]+$", text[start:end])
+        if last and last.group(0).lower() in EDGE_WORDS:
+            end, changed = start + last.start(), True
+    if end <= start:
+        return None
+    return EntitySpan(start, end, span.kind, span.confidence)
+
+
+def tidy(text: str, spans: Sequence[EntitySpan], min_confidence: float = 0.0) -> list[EntitySpan]:
+    trimmed = [t for t in (_trim(text, s) for s in spans) if t is not None]
+    merged: list[EntitySpan] = []
+    for span in sorted(trimmed, key=lambda s: s.start):
+        previous = merged[-1] if merged else None
+        if previous is not None and previous.kind == span.kind and _JOINABLE_GAP.match(text[previous.end : span.start]):
+            weight = (previous.end - previous.start, span.end - span.start)
+            confidence = (previous.confidence * weight[0] + span.confidence * weight[1]) / sum(weight)
+            merged[-1] = EntitySpan(previous.start, span.end, span.kind, confidence)
+        else:
+            merged.append(span)
+    return [s for s in merged if s.confidence >= min_confidence]
