@@ -151,3 +151,42 @@ def split_docs(
 def docs_fingerprint(docs: Sequence[DrugCombDoc]) -> str:
     """A short hash of the doc ids, recorded in the model card so a split can be checked later."""
     return hashlib.sha256("\n".join(d.doc_id for d in docs).encode()).hexdigest()[:16]
+
+
+def docs_from_note_records(records: Iterable[Any]) -> list[DrugCombDoc]:
+    """DrugComb-style sentences from the synthetic cohort's notes (``combinations`` with ``drug_spans``).
+
+    Every sentence that states a combination becomes one doc; its drug spans are those of its combinations
+    (offsets rebased to the sentence) and the note text is the paragraph. Records without combinations
+    give nothing; a combination without drug spans is skipped (it cannot be marked).
+    """
+    docs: list[DrugCombDoc] = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise DataFormatError("OV-2071", f"note record {index}: expected a JSON object")
+        text = record.get("text")
+        if not isinstance(text, str):
+            continue
+        by_sentence: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        for combo in record.get("combinations") or []:
+            spans = combo.get("drug_spans")
+            if not spans or combo.get("label") not in RELATION_LABELS:
+                continue
+            start, end = combo["sentence_span"]
+            by_sentence.setdefault((int(start), int(end)), []).append(combo)
+        for (start, end), combos in sorted(by_sentence.items()):
+            ids: dict[tuple[int, int], int] = {}
+            for combo in combos:
+                for a, b in combo["drug_spans"]:
+                    ids.setdefault((int(a) - start, int(b) - start), len(ids))
+            sentence = text[start:end]
+            spans = tuple(DrugSpan(i, sentence[a:b], a, b) for (a, b), i in sorted(ids.items(), key=lambda x: x[1]))
+            relations = tuple(
+                GoldRelation(
+                    tuple(sorted(ids[(int(a) - start, int(b) - start)] for a, b in c["drug_spans"])), c["label"]
+                )
+                for c in combos
+            )
+            note_id = str(record.get("note_id", index))
+            docs.append(DrugCombDoc(f"{note_id}:{start}", sentence, spans, relations, text, source=note_id))
+    return docs
