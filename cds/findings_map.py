@@ -90,8 +90,12 @@ def suspect_order(
         a = o.authored_on or datetime.min.replace(tzinfo=UTC)
         return a if a.tzinfo else a.replace(tzinfo=UTC)
 
+    def rank(o: MedicationOrder) -> tuple[datetime, str]:
+        # the id breaks ties, so the choice never depends on the order the server listed the orders in
+        return authored(o), o.id
+
     before = [o for o in matching if authored(o) <= when]
-    return max(before, key=authored) if before else min(matching, key=authored)
+    return max(before, key=rank) if before else min(matching, key=rank)
 
 
 def ade_inputs(

@@ -3,9 +3,10 @@
 Training data: ``{data_dir}/drugcomb/final_train_set.jsonl`` split 80/20 by paper (PubMed URL, else doc id;
 ``models.drugcomb.data.is_dev``); the official test set is held out upstream and never used. Task options
 (``-o key=value``): dev_fraction, calibration_fraction (held-out training papers that pick the decoding
-strategy and threshold), max_negatives, max_size, max_candidates, context_chars, threshold,
-epochs, batch_size, learning_rate, head_learning_rate, top_layers, max_len, time_budget_s, max_steps,
-threads, seed.
+strategy and threshold), note_patients / notes_seed (synthetic note sentences stating combinations, added to
+training so the model knows clinical phrasing), dev_note_patients / dev_notes_seed, max_negatives, max_size,
+max_candidates, context_chars, threshold, epochs, batch_size, learning_rate, head_learning_rate, top_layers,
+max_len, time_budget_s, max_steps, threads, seed.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from models.drugcomb import (
     split_docs,
 )
 from models.drugcomb.build import build_drugcomb_dir
-from models.drugcomb.data import docs_fingerprint
-from models.drugcomb.evaluate import score_docs
+from models.drugcomb.data import docs_fingerprint, docs_from_note_records
+from models.drugcomb.evaluate import score_docs, score_notes
 from models.drugcomb.train import DrugCombTrainConfig, train_drugcomb
 from models.errors import DataFormatError
 from models.runtime import CPU
@@ -46,6 +47,10 @@ CALIBRATION_SALT = "drugcomb-calibration"
 DEFAULTS: dict[str, float] = {
     "dev_fraction": 0.2,
     "calibration_fraction": 0.1,
+    "note_patients": 40,
+    "notes_seed": 5101,
+    "dev_note_patients": 40,
+    "dev_notes_seed": 5202,
     "max_negatives": 5,
     "max_size": 4,
     "max_candidates": 96,
@@ -88,11 +93,27 @@ def _config(ctx: TaskContext) -> DrugCombTrainConfig:
     )
 
 
+def brand_names() -> dict[str, str]:
+    """Brand -> ingredient for the cohort's drugs: notes name drugs by brand too (Taxol, Eloxatin)."""
+    from cds.cohort.codes import DRUGS
+
+    return {brand: drug for drug, info in DRUGS.items() for brand in info.brands}
+
+
+def synthetic_notes(patients: int, seed: int) -> list[dict[str, Any]]:
+    """Plain truth records of generated notes (the cohort's notes.jsonl format)."""
+    if patients <= 0:
+        return []
+    from cds.cohort import generate_cohort
+
+    return [note.to_json() for note in generate_cohort(patients, seed).notes]
+
+
 def _extractor(ctx: TaskContext, model_dir: Path, allow_int8: bool, cpu_only: bool = False) -> DrugCombExtractor:
     runtime = RuntimeConfig(
         providers=(CPU,) if cpu_only else ctx.runtime.providers, threads=ctx.runtime.threads, allow_int8=allow_int8
     )
-    return load_drugcomb_extractor(model_dir, runtime)
+    return load_drugcomb_extractor(model_dir, runtime, brand_names())
 
 
 def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any]:
@@ -102,12 +123,21 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
         raise DataFormatError("OV-2070", f"{source} does not exist; pass --data-dir with the drugcomb/ folder")
     train_docs, dev_docs = split_docs(read_jsonl(source), _option(ctx, "dev_fraction"))
     fit_docs, calibration_docs = split_docs(train_docs, _option(ctx, "calibration_fraction"), CALIBRATION_SALT)
+    note_seeds = (int(_option(ctx, "notes_seed")), int(_option(ctx, "dev_notes_seed")))
+    note_docs = docs_from_note_records(synthetic_notes(int(_option(ctx, "note_patients")), note_seeds[0]))
+    dev_notes = synthetic_notes(int(_option(ctx, "dev_note_patients")), note_seeds[1])
     config = _config(ctx)
     staging = artifact_out.with_name(artifact_out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     log.info("training drugcomb", extra={"sentences": len(train_docs), "dev_sentences": len(dev_docs)})
     summary = train_drugcomb(
-        fit_docs, calibration_docs, minilm_dir(), data_dir / DRUGS_FILE, staging, config, show_progress=ctx.progress
+        fit_docs + note_docs,
+        calibration_docs,
+        minilm_dir(),
+        data_dir / DRUGS_FILE,
+        staging,
+        config,
+        show_progress=ctx.progress,
     )
     card = ModelCard(
         name=REGISTRY_NAME,
@@ -116,7 +146,7 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
         labels=list(CLASS_LABELS),
         base_model=MINILM_NAME,
         base_model_source=MINILM_SOURCE,
-        training_data=_provenance(train_docs, dev_docs),
+        training_data=_provenance(train_docs, dev_docs, len(note_docs), note_seeds, len(dev_notes)),
         hyperparameters={
             **config.as_dict(),
             "architecture": "MiniLM encoder, LoRA (query, key, value, intermediate.dense, output.dense) in the "
@@ -131,7 +161,7 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
     )
     write_card(staging, card)
     model_dir = ctx.models_dir / "drugcomb"
-    checked = _dev_metrics(ctx, staging, model_dir, dev_docs)
+    checked = _dev_metrics(ctx, staging, model_dir, dev_docs, dev_notes)
     card = card.model_copy(update={"dev_metrics": checked["dev_metrics"], "export": checked["export"]})
     write_card(staging, card)
     shutil.rmtree(artifact_out, ignore_errors=True)
@@ -150,10 +180,15 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
     }
 
 
-def _dev_metrics(ctx: TaskContext, artifact: Path, model_dir: Path, dev_docs: list[DrugCombDoc]) -> dict[str, Any]:
+def _dev_metrics(
+    ctx: TaskContext, artifact: Path, model_dir: Path, dev_docs: list[DrugCombDoc], dev_notes: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Build with an int8 candidate, score fp32 and int8 on the dev split, keep int8 only if it holds."""
     build_drugcomb_dir(artifact, model_dir, int8=True, threads=ctx.runtime.threads)
-    metrics: dict[str, Any] = {"dev": score_docs(_extractor(ctx, model_dir, allow_int8=False), dev_docs)}
+    fp32 = _extractor(ctx, model_dir, allow_int8=False)
+    metrics: dict[str, Any] = {"dev": score_docs(fp32, dev_docs)}
+    if dev_notes:
+        metrics["notes_dev"] = score_notes(fp32, dev_notes)
     record: dict[str, Any] = {"int8_keep": False}
     if (model_dir / "model_int8.onnx").is_file():
         metrics["dev_int8"] = score_docs(_extractor(ctx, model_dir, allow_int8=True, cpu_only=True), dev_docs)
@@ -162,7 +197,13 @@ def _dev_metrics(ctx: TaskContext, artifact: Path, model_dir: Path, dev_docs: li
     return {"dev_metrics": metrics, "export": record}
 
 
-def _provenance(train_docs: list[DrugCombDoc], dev_docs: list[DrugCombDoc]) -> list[TrainingData]:
+def _provenance(
+    train_docs: list[DrugCombDoc],
+    dev_docs: list[DrugCombDoc],
+    note_sentences: int,
+    seeds: tuple[int, int],
+    dev_notes: int,
+) -> list[TrainingData]:
     return [
         TrainingData(
             name="DrugComb n-ary drug combination extraction (Tiktinsky et al., NAACL 2022)",
@@ -172,6 +213,13 @@ def _provenance(train_docs: list[DrugCombDoc], dev_docs: list[DrugCombDoc]) -> l
             f"'{CALIBRATION_SALT}', picks the decoding), dev: {len(dev_docs)} sentences; by paper, "
             "sha256('drugcomb-dev:'+(source URL or doc_id)) < 0.2 is dev (models/drugcomb/data.py is_dev); "
             f"dev doc-id fingerprint {docs_fingerprint(dev_docs)}",
+        ),
+        TrainingData(
+            name="OncoVigil synthetic oncology notes: sentences stating a drug combination",
+            source=f"cds.cohort.generate_cohort (this repository), seed {seeds[0]}",
+            licence="Apache-2.0 (generated)",
+            split=f"train: {note_sentences} sentences (seed {seeds[0]}); dev: {dev_notes} notes (seed {seeds[1]}), "
+            "scored on raw note text as notes_dev",
         ),
     ]
 

@@ -12,24 +12,33 @@ from models.drugcomb.pooled import InputRow
 from models.drugcomb.pooled_build import build_pooled_dir
 from models.errors import ModelLoadError
 
-# Parity inputs in the classifier's own format: candidate drugs marked << >> and given as focus spans.
-_SENTENCES = (
-    ("The combination of << cisplatin >> and << paclitaxel >> produced a partial response in 12 of 30 patients.", None),
-    ("<< Gemcitabine >> plus << carboplatin >> was given every 21 days; docetaxel was second line.", "Context."),
-    ("Co-administration of << rifampin >> markedly reduced << midazolam >> exposure and its sedative effect.", None),
-    ("Restaging shows progression despite << fluorouracil >>, << leucovorin >> and << oxaliplatin >>.", None),
+# Parity inputs in the classifier's own format: candidate drugs marked << >> (the focus), other drugs plain.
+_SENTENCES: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
+    ("The combination of << cisplatin >> and << paclitaxel >> produced a partial response in 12 of 30.", None, ()),
+    (
+        "<< Gemcitabine >> plus << carboplatin >> was given every 21 days; docetaxel was second line.",
+        "Context.",
+        ("docetaxel",),
+    ),
+    ("Co-administration of << rifampin >> markedly reduced << midazolam >> exposure and its sedation.", None, ()),
+    (
+        "Restaging shows progression despite << fluorouracil >>, << leucovorin >> and oxaliplatin.",
+        None,
+        ("oxaliplatin",),
+    ),
 )
 
 
 def check_rows() -> list[InputRow]:
     rows = []
-    for text, pair in _SENTENCES:
+    for text, pair, others in _SENTENCES:
         focus, at = [], 0
         while (start := text.find("<< ", at)) >= 0:
             end = text.index(" >>", start)
             focus.append((start + 3, end))
             at = end
-        rows.append(InputRow(text, pair, tuple(focus)))
+        other = tuple((text.index(name), text.index(name) + len(name)) for name in others)
+        rows.append(InputRow(text, pair, tuple(focus), other))
     return rows
 
 

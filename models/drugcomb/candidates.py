@@ -52,25 +52,32 @@ def mark_sentence(sentence: str, spans: Sequence[DrugSpan], chosen: Sequence[int
     return mark_with_focus(sentence, spans, chosen)[0]
 
 
-def mark_with_focus(
-    sentence: str, spans: Sequence[DrugSpan], chosen: Sequence[int]
-) -> tuple[str, tuple[tuple[int, int], ...]]:
-    """The marked sentence and the character spans of the chosen drug names inside it (the focus)."""
-    picked = sorted((spans[i] for i in chosen), key=lambda s: s.start)
+Spans = tuple[tuple[int, int], ...]
+
+
+def mark_with_focus(sentence: str, spans: Sequence[DrugSpan], chosen: Sequence[int]) -> tuple[str, Spans, Spans]:
+    """The marked sentence, the chosen drug names' spans in it (focus) and the other drugs' spans (other)."""
+    picked = set(chosen)
     parts: list[str] = []
     focus: list[tuple[int, int]] = []
-    cursor = length = 0
-    for span in picked:
-        if span.start < cursor:  # overlapping mentions: mark the first only
+    other: list[tuple[int, int]] = []
+    cursor = shift = 0
+    for index, span in sorted(enumerate(spans), key=lambda x: x[1].start):
+        if span.start < cursor:  # overlapping mentions: the first one wins
             continue
-        lead = sentence[cursor : span.start] + f"{OPEN_MARK} "
         name = sentence[span.start : span.end]
-        parts += [lead, name, f" {CLOSE_MARK}"]
-        focus.append((length + len(lead), length + len(lead) + len(name)))
-        length += len(lead) + len(name) + len(CLOSE_MARK) + 1
+        if index in picked:
+            lead = sentence[cursor : span.start] + f"{OPEN_MARK} "
+            parts += [lead, name, f" {CLOSE_MARK}"]
+            start = span.start + shift + len(OPEN_MARK) + 1
+            focus.append((start, start + len(name)))
+            shift += len(OPEN_MARK) + len(CLOSE_MARK) + 2
+        else:
+            parts += [sentence[cursor : span.start], name]
+            other.append((span.start + shift, span.end + shift))
         cursor = span.end
     parts.append(sentence[cursor:])
-    return "".join(parts), tuple(focus)
+    return "".join(parts), tuple(focus), tuple(other)
 
 
 def context_of(doc: DrugCombDoc, context_chars: int) -> str | None:

@@ -36,3 +36,43 @@ def score_docs(extractor: DrugCombExtractor, docs: Sequence[DrugCombDoc], batch_
     metrics: dict[str, Any] = {k: round(v, 4) for k, v in drugcomb_scores(gold, predicted).items()}
     metrics.update(sentences=len(docs), gold_relations=len(gold), predicted_relations=len(predicted))
     return metrics
+
+
+def score_notes(
+    extractor: DrugCombExtractor, records: Sequence[dict[str, Any]], batch_size: int = 16
+) -> dict[str, Any]:
+    """Combinations found in raw note text (drugs found by the lexicon) against the notes' truth.
+
+    A prediction matches a true combination of the same note when their sentences overlap and the drug
+    sets are equal; ``f1_labelled`` also needs the same class (POS / COMB / NEG).
+    """
+    gold: list[tuple[str, tuple[int, int], frozenset[str], str]] = []
+    for record in records:
+        for combo in record.get("combinations") or []:
+            span = (int(combo["sentence_span"][0]), int(combo["sentence_span"][1]))
+            gold.append((str(record["note_id"]), span, frozenset(combo["drugs"]), str(combo["label"])))
+    predicted: list[tuple[str, tuple[int, int], frozenset[str], str]] = []
+    texts = [str(r["text"]) for r in records]
+    for record, found in zip(records, extractor.pipe(texts, batch_size), strict=True):
+        for combo in found:
+            predicted.append((str(record["note_id"]), combo.sentence_span, frozenset(combo.drugs), combo.label))
+    out: dict[str, Any] = {"notes": len(records), "gold_combinations": len(gold), "predicted": len(predicted)}
+    for name, labelled in (("drugs", False), ("labelled", True)):
+        hits_p = sum(1 for p in predicted if any(_same(p, g, labelled) for g in gold))
+        hits_g = sum(1 for g in gold if any(_same(p, g, labelled) for p in predicted))
+        precision = hits_p / len(predicted) if predicted else 0.0
+        recall = hits_g / len(gold) if gold else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out.update(
+            {f"precision_{name}": round(precision, 4), f"recall_{name}": round(recall, 4), f"f1_{name}": round(f1, 4)}
+        )
+    return out
+
+
+def _same(
+    p: tuple[str, tuple[int, int], frozenset[str], str],
+    g: tuple[str, tuple[int, int], frozenset[str], str],
+    labelled: bool,
+) -> bool:
+    overlap = p[1][0] < g[1][1] and g[1][0] < p[1][1]
+    return p[0] == g[0] and overlap and p[2] == g[2] and (not labelled or p[3] == g[3])

@@ -8,6 +8,7 @@ Runtime: numpy, tokenizers and onnxruntime only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +69,8 @@ def candidate_inputs(doc: DrugCombDoc, config: CandidateConfig) -> tuple[list[tu
     context = context_of(doc, config.context_chars)
     rows = []
     for members in candidates:
-        text, focus = mark_with_focus(doc.sentence, doc.spans, members)
-        rows.append(InputRow(text, context, focus))
+        text, focus, other = mark_with_focus(doc.sentence, doc.spans, members)
+        rows.append(InputRow(text, context, focus, other))
     return candidates, rows
 
 
@@ -110,6 +111,7 @@ class DrugCombExtractor:
         owners: list[tuple[int, int, list[str]]] = []
         for index, text in enumerate(batch):
             for start, end in split_sentences_with_offsets(text):
+                start = _after_heading(text, start, end)
                 sentence = text[start:end]
                 mentions = _distinct(self.lexicon.find(sentence))
                 if len({m.name for m in mentions}) < 2:
@@ -135,6 +137,15 @@ class DrugCombExtractor:
 
     def pipe(self, stream: Iterable[str], batch_size: int = 32) -> Iterator[list[DrugCombination]]:
         return pipe_batches(self.predict, stream, batch_size)
+
+
+_HEADING = re.compile(r"[A-Z][A-Za-z /&-]{0,40}:\s+")
+
+
+def _after_heading(text: str, start: int, end: int) -> int:
+    """Skip a section label ("Plan: ", "Impression and plan: ") that opens a sentence: it is not part of it."""
+    match = _HEADING.match(text, start, end)
+    return match.end() if match and match.end() < end else start
 
 
 def _distinct(mentions: Sequence[DrugMention]) -> list[DrugMention]:

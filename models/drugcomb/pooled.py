@@ -3,11 +3,12 @@
 The ONNX graph is the (LoRA-merged) encoder exported by optimum as ``feature-extraction``; it returns
 ``last_hidden_state``. The head lives in ``head.npz`` and runs in numpy:
 
-    features = [h_CLS ; mean of the real tokens (; mean of the focus tokens)]
+    features = [h_CLS ; mean of the real tokens (; mean of the focus tokens (; mean of the other tokens))]
     logits   = W2 · tanh(W1 · features + b1) + b2
 
 "Focus" tokens are those inside given character spans of the first segment (the drugs of a candidate
-combination): the classifier reads them directly instead of hoping the CLS vector learned to.
+combination), "other" tokens those inside a second set of spans (the sentence's drugs left out of it): the
+classifier reads them directly instead of hoping the CLS vector learned to. An empty set pools to zeros.
 The training half (``pooled_train``) computes exactly the same function in torch.
 """
 
@@ -25,7 +26,8 @@ import numpy.typing as npt
 from models.errors import ModelLoadError
 from models.runtime import LoadedSession, bucket_by_length
 
-Pooling = Literal["cls_mean", "cls_mean_focus"]
+Pooling = Literal["cls_mean", "cls_mean_focus", "cls_mean_focus_other"]
+POOLED_BLOCKS: dict[str, int] = {"cls_mean": 2, "cls_mean_focus": 3, "cls_mean_focus_other": 4}
 FloatArray = npt.NDArray[np.float32]
 TASK_FILE = "pooled_task.json"
 HEAD_FILE = "head.npz"
@@ -61,11 +63,12 @@ class PooledTask:
 
 @dataclass(frozen=True)
 class InputRow:
-    """One classifier input: text, optional second segment, and focus character spans in ``text``."""
+    """One classifier input: text, optional second segment, focus and other character spans in ``text``."""
 
     text: str
     pair: str | None = None
     focus: tuple[Span, ...] = ()
+    other: tuple[Span, ...] = ()
 
 
 def load_tokenizer(model_dir: Path, max_length: int) -> Any:
@@ -95,31 +98,39 @@ def focus_mask(encoding: Any, spans: Sequence[Span]) -> list[float]:
     return out
 
 
-def pad_batch(encodings: Sequence[Any], focus: Sequence[Sequence[Span]] | None = None) -> dict[str, np.ndarray]:
-    """int64 ids / mask / token types, and a float32 focus mask, padded on the right to the longest."""
+def pad_batch(encodings: Sequence[Any], rows: Sequence[InputRow] | None = None) -> dict[str, np.ndarray]:
+    """int64 ids / mask / token types and float32 focus / other masks, padded on the right to the longest."""
     width = max(len(e.ids) for e in encodings)
     n = len(encodings)
     ids = np.zeros((n, width), dtype=np.int64)
     mask = np.zeros((n, width), dtype=np.int64)
     types = np.zeros((n, width), dtype=np.int64)
-    marks = np.zeros((n, width), dtype=np.float32)
+    focus = np.zeros((n, width), dtype=np.float32)
+    other = np.zeros((n, width), dtype=np.float32)
     for row, enc in enumerate(encodings):
         k = len(enc.ids)
         ids[row, :k] = enc.ids
         mask[row, :k] = 1
         types[row, :k] = enc.type_ids
-        if focus is not None and focus[row]:
-            marks[row, :k] = focus_mask(enc, focus[row])
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "focus_mask": marks}
+        if rows is not None and rows[row].focus:
+            focus[row, :k] = focus_mask(enc, rows[row].focus)
+        if rows is not None and rows[row].other:
+            other[row, :k] = focus_mask(enc, rows[row].other)
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "token_type_ids": types,
+        "focus_mask": focus,
+        "other_mask": other,
+    }
 
 
-def pool(hidden: np.ndarray, attention_mask: np.ndarray, focus: np.ndarray, pooling: Pooling) -> FloatArray:
+def pool(hidden: np.ndarray, feeds: dict[str, np.ndarray], pooling: Pooling) -> FloatArray:
     """The head's input features (see the module docstring)."""
-    mask = attention_mask[..., None].astype(np.float32)
-    mean = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
-    parts = [hidden[:, 0], mean]
-    if pooling == "cls_mean_focus":
-        weights = focus[..., None].astype(np.float32)
+    masks = [feeds["attention_mask"], feeds["focus_mask"], feeds["other_mask"]][: POOLED_BLOCKS[pooling] - 1]
+    parts = [hidden[:, 0]]
+    for mask in masks:
+        weights = mask[..., None].astype(np.float32)
         parts.append((hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0))
     out: FloatArray = np.concatenate(parts, axis=-1).astype(np.float32)
     return out
@@ -168,11 +179,9 @@ class PooledClassifier:
         encodings = encode_rows(self.tokenizer, rows)
         out = np.zeros((len(rows), len(self.task.labels)), dtype=np.float32)
         for batch in bucket_by_length(encodings, lambda e: len(e.ids), self.max_batch, 8192):
-            feeds = pad_batch([encodings[i] for i in batch], [rows[i].focus for i in batch])
+            feeds = pad_batch([encodings[i] for i in batch], [rows[i] for i in batch])
             (hidden,) = self.session.run(feeds, [HIDDEN])
-            features = pool(
-                np.asarray(hidden, dtype=np.float32), feeds["attention_mask"], feeds["focus_mask"], self.task.pooling
-            )
+            features = pool(np.asarray(hidden, dtype=np.float32), feeds, self.task.pooling)
             out[batch] = self.head(features)
         return out
 

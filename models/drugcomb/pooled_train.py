@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from models.drugcomb.pooled import HEAD_FILE, InputRow, Pooling, encode_rows, load_tokenizer, pad_batch
+from models.drugcomb.pooled import (
+    HEAD_FILE,
+    POOLED_BLOCKS,
+    InputRow,
+    Pooling,
+    encode_rows,
+    load_tokenizer,
+    pad_batch,
+)
 from models.errors import TrainingError
 from models.runtime import bucket_by_length
 
@@ -118,30 +126,31 @@ class PooledModel:
                 hidden = layer(hidden, attention_mask=mask)[0]
         return hidden
 
-    def top(self, hidden: Any, attention_mask: Any, focus: Any) -> Any:
-        """The trainable layers, the pooling and the head: logits."""
+    def top(self, hidden: Any, masks: dict[str, Any]) -> Any:
+        """The trainable layers, the pooling and the head: logits (``masks``: attention, focus, other)."""
         core = self.core
-        mask = core.get_extended_attention_mask(attention_mask, attention_mask.shape)
+        attention = masks["attention_mask"]
+        extended = core.get_extended_attention_mask(attention, attention.shape)
         for layer in core.encoder.layer[self.split :]:
-            hidden = layer(hidden, attention_mask=mask)[0]
-        return self.head(torch_pool(hidden, attention_mask, focus, self.pooling))
+            hidden = layer(hidden, attention_mask=extended)[0]
+        return self.head(torch_pool(hidden, masks, self.pooling))
 
     def logits(self, feeds: dict[str, Any]) -> Any:
-        return self.top(self.bottom(feeds), feeds["attention_mask"], feeds["focus_mask"])
+        return self.top(self.bottom(feeds), feeds)
 
     def train(self, mode: bool = True) -> None:
         self.encoder.train(mode)
         self.head.train(mode)
 
 
-def torch_pool(hidden: Any, attention_mask: Any, focus: Any, pooling: Pooling) -> Any:
+def torch_pool(hidden: Any, masks: dict[str, Any], pooling: Pooling) -> Any:
+    """``pooled.pool`` in torch."""
     import torch
 
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-    parts = [hidden[:, 0], mean]
-    if pooling == "cls_mean_focus":
-        weights = focus.unsqueeze(-1).to(hidden.dtype)
+    names = ["attention_mask", "focus_mask", "other_mask"][: POOLED_BLOCKS[pooling] - 1]
+    parts = [hidden[:, 0]]
+    for name in names:
+        weights = masks[name].unsqueeze(-1).to(hidden.dtype)
         parts.append((hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0))
     return torch.cat(parts, dim=-1)
 
@@ -182,7 +191,7 @@ def build_model(base_dir: Path, n_out: int, hp: PooledHyperparameters) -> Pooled
         layers_pattern="layer",
     )
     encoder = get_peft_model(core, config)
-    width = int(core.config.hidden_size) * (3 if hp.pooling == "cls_mean_focus" else 2)
+    width = int(core.config.hidden_size) * POOLED_BLOCKS[hp.pooling]
     return PooledModel(encoder, make_head(width, hp.mlp_hidden, n_out, hp.head_dropout), hp.pooling, hp.top_layers)
 
 
@@ -215,12 +224,12 @@ def train_pooled(
     cache: list[Any] = [None] * len(examples)
     masks: list[Any] = [None] * len(examples)
     for batch in bucket_by_length(encodings, lambda e: len(e.ids), 64, 8192):
-        feeds = _to_torch(pad_batch([encodings[i] for i in batch], [examples[i].row.focus for i in batch]))
+        feeds = _to_torch(pad_batch([encodings[i] for i in batch], [examples[i].row for i in batch]))
         hidden = model.bottom(feeds)
         for row, i in enumerate(batch):
             n = len(encodings[i].ids)
             cache[i] = hidden[row, :n].clone()
-            masks[i] = feeds["focus_mask"][row, :n].clone()
+            masks[i] = torch.stack([feeds["focus_mask"][row, :n], feeds["other_mask"][row, :n]], dim=-1)
     cache_seconds = time.monotonic() - started
     log.info("cached the frozen layers", extra={"examples": len(examples), "seconds": round(cache_seconds, 1)})
     rng = random.Random(hp.seed)
@@ -255,14 +264,15 @@ def train_pooled(
             longest = max(len(encodings[i].ids) for i in batch)
             hidden = torch.zeros((len(batch), longest, width))
             attention = torch.zeros((len(batch), longest), dtype=torch.long)
-            focus = torch.zeros((len(batch), longest))
+            marks = torch.zeros((len(batch), longest, 2))
             for row, i in enumerate(batch):
                 n = cache[i].shape[0]
                 hidden[row, :n] = cache[i]
                 attention[row, :n] = 1
-                focus[row, :n] = masks[i]
+                marks[row, :n] = masks[i]
             targets = torch.tensor([examples[i].targets for i in batch], dtype=torch.long)
-            loss = loss_fn(model.top(hidden, attention, focus), targets)
+            batch_masks = {"attention_mask": attention, "focus_mask": marks[..., 0], "other_mask": marks[..., 1]}
+            loss = loss_fn(model.top(hidden, batch_masks), targets)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(lora + list(model.head.parameters()), 1.0)
             optimizer.step()
@@ -317,7 +327,7 @@ def torch_logits(model: PooledModel, base_dir: Path, rows: Sequence[InputRow], m
     model.train(False)
     with torch.no_grad():
         for batch in bucket_by_length(encodings, lambda e: len(e.ids), 32, 8192):
-            feeds = _to_torch(pad_batch([encodings[i] for i in batch], [rows[i].focus for i in batch]))
+            feeds = _to_torch(pad_batch([encodings[i] for i in batch], [rows[i] for i in batch]))
             logits = model.logits(feeds).float().numpy()
             for row, i in enumerate(batch):
                 out[i] = logits[row]

@@ -72,7 +72,7 @@ class DrugCombTrainConfig:
 
     def hyperparameters(self) -> PooledHyperparameters:
         return PooledHyperparameters(
-            pooling="cls_mean_focus",
+            pooling="cls_mean_focus_other",
             top_layers=self.top_layers,
             mlp_hidden=self.mlp_hidden,
             lora_r=self.lora_r,
@@ -99,8 +99,8 @@ def training_examples(docs: Sequence[DrugCombDoc], config: DrugCombTrainConfig) 
     for doc in docs:
         context = context_of(doc, config.context_chars)
         for members, label in training_candidates(doc, candidate_config, config.max_negatives, rng):
-            text, focus = mark_with_focus(doc.sentence, doc.spans, members)
-            examples.append(TrainExample(InputRow(text, context, focus), (CLASS_LABELS.index(label),)))
+            text, focus, other = mark_with_focus(doc.sentence, doc.spans, members)
+            examples.append(TrainExample(InputRow(text, context, focus, other), (CLASS_LABELS.index(label),)))
     return examples
 
 

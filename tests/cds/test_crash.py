@@ -125,7 +125,7 @@ def _assert_same(after: Snapshot, reference: Snapshot) -> None:
     for rtype in reference:
         missing = set(reference[rtype]) - set(after[rtype])
         extra = set(after[rtype]) - set(reference[rtype])
-        assert not missing and not extra, f"{rtype}: {len(missing)} missing, {len(extra)} extra"
+        assert not missing and not extra, f"{rtype}: missing {sorted(missing)}, extra {sorted(extra)}"
         assert sum(after[rtype].values()) == sum(reference[rtype].values())
 
 

@@ -71,7 +71,9 @@ def _identity(resource: dict[str, Any]) -> str:
     """The deterministic identity of one generated resource (what a re-run must find, not re-create)."""
     if resource["resourceType"] == "Provenance":
         tags = (resource.get("meta") or {}).get("tag") or []
-        return next(t["code"] for t in tags if t.get("system") == SID_PROVENANCE)
+        target = resource["target"][0]["reference"]
+        # the target's type, not its id: summaries get server-assigned ids
+        return f"{next(t['code'] for t in tags if t.get('system') == SID_PROVENANCE)}|{target.split('/')[0]}"
     identifier = resource.get("identifier")
     first = identifier[0] if isinstance(identifier, list) else identifier
     return f"{resource['id'] if resource['resourceType'] == 'AdverseEvent' else ''}|{first['value']}"

@@ -20,6 +20,7 @@ from test_drugcomb_tinybert import build_tiny_bert
 from models.card import ModelCard, verify_dir, write_card
 from models.drugcomb import REGISTRY_NAME, load_drugcomb_extractor, parse_doc
 from models.drugcomb.build import build_drugcomb_dir
+from models.drugcomb.evaluate import score_notes
 from models.drugcomb.extractor import candidate_inputs
 from models.drugcomb.pooled import InputRow, PooledTask
 from models.drugcomb.pooled_build import load_merged
@@ -99,7 +100,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_training_writes_a_small_artifact_and_calibrates_the_decoding(tiny: dict[str, Any]) -> None:
     summary = tiny["summary"]
-    assert summary["steps"] == 4 and summary["train_examples"] == 2 + 3  # both gold relations + every other subset of doc b
+    assert (
+        summary["steps"] == 4 and summary["train_examples"] == 2 + 3
+    )  # both gold relations + every other subset of doc b
     assert set(summary["calibration_f1_pos_exact"]) == {f"{s}@{t}" for s in STRATEGIES for t in THRESHOLDS}
     task = PooledTask.read(tiny["dir"])
     assert task.extra["drugcomb"]["strategy"] == summary["decoding"]["strategy"]
@@ -131,6 +134,8 @@ def test_onnx_probabilities_equal_torch_on_marked_pairs(tiny: dict[str, Any]) ->
             # The context is the paragraph without the sentence; "a" has no paragraph beyond its sentence.
             assert row.pair is None if d.doc_id == "a" else (row.pair is not None and d.sentence not in row.pair)
             assert [row.text[a:b] for a, b in row.focus] == [d.spans[i].text for i in members]
+            left_out = [s.text for i, s in enumerate(d.spans) if i not in members]
+            assert [row.text[a:b] for a, b in row.other] == left_out
         rows += inputs
     expected = softmax(torch_logits(tiny["merged"], tiny["base"], rows, 48))
     got = np.concatenate([p for _, p in per_doc])
@@ -193,3 +198,17 @@ def test_committed_default_model_on_a_few_sentences(tmp_path_factory: pytest.Tem
     )
     (found,) = extractor.predict([text])
     assert [(c.drugs, c.label) for c in found] == [(("cisplatin", "gemcitabine"), "POS")]
+
+
+def test_raw_note_scoring_matches_drug_sets_in_overlapping_sentences(tiny: dict[str, Any]) -> None:
+    extractor = load_drugcomb_extractor(tiny["dir"], RuntimeConfig(providers=(CPU,)))
+    # With every candidate kept and the largest preferred, the full drug set is found whatever the weights.
+    extractor.config = replace(extractor.config, threshold=0.0, strategy="largest_disjoint")
+    text = "Plan: Continue Cisplatin plus paclitaxel as scheduled. Weight stable."
+    start = text.index("Continue")
+    truth = {"drugs": ["cisplatin", "paclitaxel"], "label": "COMB", "sentence_span": [start, text.index(" Weight")]}
+    metrics = score_notes(extractor, [{"note_id": "n", "text": text, "combinations": [truth]}])
+    assert (metrics["predicted"], metrics["f1_drugs"]) == (1, 1.0)
+    assert metrics["f1_labelled"] in (0.0, 1.0)
+    wrong = {**truth, "drugs": ["cisplatin", "gemcitabine"]}
+    assert score_notes(extractor, [{"note_id": "n", "text": text, "combinations": [wrong]}])["f1_drugs"] == 0.0

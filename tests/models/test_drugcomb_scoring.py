@@ -22,7 +22,9 @@ from models.drugcomb import (
     relation_prf,
     split_docs,
 )
-from models.drugcomb.candidates import CandidateConfig, context_of, training_candidates
+from models.drugcomb.candidates import CandidateConfig, context_of, mark_with_focus, training_candidates
+from models.drugcomb.data import GoldRelation, docs_from_note_records
+from models.drugcomb.extractor import _after_heading
 from models.errors import DataFormatError
 
 
@@ -108,9 +110,12 @@ SENTENCE = "Cisplatin plus paclitaxel, then gemcitabine alone."
 SPANS = (DrugSpan(0, "Cisplatin", 0, 9), DrugSpan(1, "paclitaxel", 15, 25), DrugSpan(2, "gemcitabine", 32, 43))
 
 
-def test_marking_wraps_only_the_candidate_drugs() -> None:
+def test_marking_wraps_only_the_candidate_drugs_and_locates_every_drug() -> None:
     assert mark_sentence(SENTENCE, SPANS, (0, 1)) == "<< Cisplatin >> plus << paclitaxel >>, then gemcitabine alone."
-    assert mark_sentence(SENTENCE, SPANS, (2, 0)) == "<< Cisplatin >> plus paclitaxel, then << gemcitabine >> alone."
+    text, focus, other = mark_with_focus(SENTENCE, SPANS, (2, 0))
+    assert text == "<< Cisplatin >> plus paclitaxel, then << gemcitabine >> alone."
+    assert [text[a:b] for a, b in focus] == ["Cisplatin", "gemcitabine"]
+    assert [text[a:b] for a, b in other] == ["paclitaxel"]
 
 
 def test_training_candidates_keep_every_gold_relation_and_sample_negatives() -> None:
@@ -188,3 +193,34 @@ def test_lexicon_finds_whole_words_longest_first_case_insensitively() -> None:
     text = "Interferon alfa and CISPLATIN/Taxol; notcisplatin is not a drug."
     found = [(text[m.start : m.end], m.name) for m in lexicon.find(text)]
     assert found == [("Interferon alfa", "interferon alfa"), ("CISPLATIN", "cisplatin"), ("Taxol", "paclitaxel")]
+
+
+def test_synthetic_note_combinations_become_drugcomb_sentences() -> None:
+    text = "Plan: Continue Taxol plus carboplatin as scheduled. Ondansetron as needed."
+    start = text.index("Continue")
+    end = text.index("scheduled.") + len("scheduled.")
+    record = {
+        "note_id": "n1",
+        "text": text,
+        "combinations": [
+            {
+                "drugs": ["paclitaxel", "carboplatin"],
+                "label": "COMB",
+                "sentence_span": [start, end],
+                "drug_spans": [
+                    [text.index("Taxol"), text.index("Taxol") + 5],
+                    [text.index("carbo"), text.index("carbo") + 11],
+                ],
+            }
+        ],
+    }
+    (doc,) = docs_from_note_records([record, {"note_id": "n2", "text": "No combinations.", "combinations": []}])
+    assert doc.sentence == "Continue Taxol plus carboplatin as scheduled."
+    assert [(s.span_id, s.text) for s in doc.spans] == [(0, "Taxol"), (1, "carboplatin")]
+    assert doc.relations == (GoldRelation((0, 1), "COMB"),) and doc.paragraph == text
+
+
+def test_section_labels_are_not_part_of_the_sentence() -> None:
+    text = "Impression and plan: Continue carboplatin. Ratio 3:1 kept."
+    assert text[_after_heading(text, 0, 42) : 42] == "Continue carboplatin."
+    assert _after_heading(text, 43, len(text)) == 43
