@@ -28,7 +28,7 @@ def test_environment_variables_and_toml_file(tmp_path: Path, monkeypatch: pytest
 
 def test_invalid_values_name_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ONCOVIGIL_SANDBOX_PORT", "not-a-port")
-    with pytest.raises(ConfigError, match="OV-0001.*sandbox_port"):
+    with pytest.raises(ConfigError, match=r"OV-0001.*sandbox_port"):
         load_settings()
 
 
