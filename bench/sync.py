@@ -71,15 +71,32 @@ async def _child_sync(args: argparse.Namespace) -> dict[str, Any]:
     after_load = _rss_mb()
     options = SyncOptions(batch_size=args.batch, write_batch_size=settings.fhir_write_batch_size,
                           summary_window_days=settings.summary_window_days)
+    stages: dict[str, float] = {}
     async with FhirClient(fhir_config(settings)) as client:
         job = SyncJob(store, client, extractors, options)
+        for stage in ("_sync_notes", "_sync_orders", "_write_summaries"):
+            setattr(job, stage, _timed(getattr(job, stage), stage.strip("_"), stages))
         began = time.perf_counter()
         report = await job.run()
         seconds = time.perf_counter() - began
     store.close()
     return {"mode": "sync", "notes": int(report.counts.get("notes_processed", 0)), "seconds": seconds,
-            "load_s": load_s, "rss_after_load_mb": after_load, "peak_rss_mb": _rss_mb(), "status": report.status,
-            "counts": report.counts, "models": extractors.versions, "errors": report.errors[:5]}
+            "stage_seconds": stages, "load_s": load_s, "rss_after_load_mb": after_load, "peak_rss_mb": _rss_mb(),
+            "status": report.status, "counts": report.counts, "models": extractors.versions,
+            "errors": report.errors[:5]}
+
+
+def _timed(stage: Any, name: str, into: dict[str, float]) -> Any:
+    """Wraps one stage of the job (a bench may look inside; the job itself stays unchanged)."""
+
+    async def run(*args: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return await stage(*args)
+        finally:
+            into[name] = time.perf_counter() - began
+
+    return run
 
 
 async def _child_extract(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,16 +184,19 @@ def _machine(models: Path) -> dict[str, Any]:
 
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| cohort | patients | notes | sync s | sync notes/s | extract-only s | extract notes/s | ratio "
-        "| peak RSS sync MB | RSS after load MB | peak RSS extract MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| cohort | patients | notes | sync s (notes / orders / summaries) | sync notes/s | extract-only s "
+        "| extract notes/s | ratio end to end | ratio notes stage | peak RSS sync MB | RSS after load MB "
+        "| peak RSS extract MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         s, e = r["sync"], r["extract"]
+        st = s.get("stage_seconds", {})
+        split = " / ".join(f"{st.get(k, 0.0):.1f}" for k in ("sync_notes", "sync_orders", "write_summaries"))
         lines.append(
-            f"| {r['label']} | {r['patients']} | {s['notes']} | {s['seconds']:.1f} | {r['sync_rate']:.2f} "
-            f"| {e['seconds']:.1f} | {r['extract_rate']:.2f} | {r['ratio']:.2f} | {s['peak_rss_mb']:.0f} "
-            f"| {s['rss_after_load_mb']:.0f} | {e['peak_rss_mb']:.0f} |"
+            f"| {r['label']} | {r['patients']} | {s['notes']} | {s['seconds']:.1f} ({split}) | {r['sync_rate']:.2f} "
+            f"| {e['seconds']:.1f} | {r['extract_rate']:.2f} | {r['ratio']:.2f} | {r['notes_stage_ratio']:.2f} "
+            f"| {s['peak_rss_mb']:.0f} | {s['rss_after_load_mb']:.0f} | {e['peak_rss_mb']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -188,6 +208,7 @@ def _report(rows: list[dict[str, Any]], facts: dict[str, Any], args: argparse.Na
         small["sync"]["peak_rss_mb"] - small["sync"]["rss_after_load_mb"])
     worst = min(r["ratio"] for r in rows)
     ratios = ", ".join(f"{r['ratio']:.2f}" for r in rows)
+    stage_ratios = ", ".join(f"{r['notes_stage_ratio']:.2f}" for r in rows)
     return "\n".join([
         "# Sync benchmark: I/O hidden behind inference, memory against cohort size",
         "",
@@ -197,8 +218,11 @@ def _report(rows: list[dict[str, Any]], facts: dict[str, Any], args: argparse.Na
         "",
         _table(rows),
         "",
-        f"- I/O hiding: sync rate / extractors-alone rate = {ratios} "
-        f"(target >= 0.8: {'met' if worst >= 0.8 else 'NOT met'}).",
+        f"- I/O hiding: sync rate / extractors-alone rate = {ratios} end to end "
+        f"(target >= 0.8: {'met' if worst >= 0.8 else 'NOT met'}); over the notes stage alone (pull, extract, "
+        f"write AdverseEvents): {stage_ratios}. The orders stage (every "
+        "changed MedicationRequest) and the summaries follow the notes and are not overlapped with inference: "
+        "a fixed cost that weighs on a small cohort.",
         f"- Memory: peak RSS of the sync at {large['label']} is {growth:.2f}x that at {small['label']} for "
         f"{large['sync']['notes'] / max(small['sync']['notes'], 1):.1f}x the notes; above the loaded models it "
         f"grew by {data_growth:.0f} MB (target: flat).",
@@ -266,9 +290,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{label}] extract-only: {extract['notes']} notes in {extract['seconds']:.1f} s", file=sys.stderr)
             sync_rate = sync["notes"] / sync["seconds"] if sync["seconds"] else 0.0
             extract_rate = extract["notes"] / extract["seconds"] if extract["seconds"] else 0.0
+            notes_s = sync["stage_seconds"].get("sync_notes", sync["seconds"])
             rows.append({"label": label, "patients": patients, "server_counts": counts, "sync": sync,
                          "extract": extract, "sync_rate": sync_rate, "extract_rate": extract_rate,
-                         "ratio": sync_rate / extract_rate if extract_rate else 0.0})
+                         "ratio": sync_rate / extract_rate if extract_rate else 0.0,
+                         "notes_stage_ratio": extract["seconds"] / notes_s if notes_s else 0.0})
     loads.append(os.getloadavg()[0])
     text = _report(rows, _machine(models), args, loads)
     Path(args.out).write_text(text, encoding="utf-8")

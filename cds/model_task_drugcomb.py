@@ -62,7 +62,7 @@ DEFAULTS: dict[str, float] = {
     "head_learning_rate": 3e-3,
     "top_layers": 1,
     "max_len": 160,
-    "time_budget_s": 660,
+    "time_budget_s": 720,
     "max_steps": 0,
     "threads": 0,
     "seed": 13,
@@ -93,11 +93,13 @@ def _config(ctx: TaskContext) -> DrugCombTrainConfig:
     )
 
 
-def brand_names() -> dict[str, str]:
-    """Brand -> ingredient for the cohort's drugs: notes name drugs by brand too (Taxol, Eloxatin)."""
+def cohort_drug_names() -> dict[str, str]:
+    """Name -> ingredient for the cohort's drugs, brands included: notes name drugs by brand too (Taxol)."""
     from cds.cohort.codes import DRUGS
 
-    return {brand: drug for drug, info in DRUGS.items() for brand in info.brands}
+    names = {drug: drug for drug in DRUGS}
+    names.update({brand: drug for drug, info in DRUGS.items() for brand in info.brands})
+    return names
 
 
 def synthetic_notes(patients: int, seed: int) -> list[dict[str, Any]]:
@@ -113,7 +115,7 @@ def _extractor(ctx: TaskContext, model_dir: Path, allow_int8: bool, cpu_only: bo
     runtime = RuntimeConfig(
         providers=(CPU,) if cpu_only else ctx.runtime.providers, threads=ctx.runtime.threads, allow_int8=allow_int8
     )
-    return load_drugcomb_extractor(model_dir, runtime, brand_names())
+    return load_drugcomb_extractor(model_dir, runtime, cohort_drug_names())
 
 
 def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any]:

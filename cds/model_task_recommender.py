@@ -25,7 +25,7 @@ from typing import Any
 from cds.errors import ConfigError
 from cds.formulary import default_formulary
 from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint
-from cds.recommender_eval import contract_report
+from cds.recommender_eval import calibrate_warning_threshold, contract_report
 from cds.recommender_visits import synthea_visits
 from models import ModelCard, read_card, write_card
 from models.card import TrainingData
@@ -127,22 +127,26 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
     base = load_base(config.base)
     outcome = train_recommender(base, train_set, co_dev, config)
     formulary = default_formulary()
+    co_scores = [dict(s.scores) for s in outcome.dev_scores]
+    warn_at, _ = calibrate_warning_threshold(co_dev, co_scores, outcome.threshold, formulary)
     dev_metrics: dict[str, Any] = {
         "threshold": outcome.threshold,
+        "warning_threshold": warn_at,
         "calibrated_on": "cohort_dev",
-        "cohort_dev": contract_report(
-            co_dev, [dict(s.scores) for s in outcome.dev_scores], outcome.threshold, baselines, formulary
-        ),
+        "cohort_dev": contract_report(co_dev, co_scores, outcome.threshold, baselines, formulary, warn_at),
     }
     if syn_dev:
         syn_scores = score_visits(outcome.model, base, config.prompt, syn_dev, ctx.progress)
         dev_metrics["synthea_dev"] = contract_report(
-            syn_dev, [dict(s.scores) for s in syn_scores], outcome.threshold, baselines, formulary
+            syn_dev, [dict(s.scores) for s in syn_scores], outcome.threshold, baselines, formulary, warn_at
         )
     staging = artifact_out.with_name(artifact_out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     save_adapter(outcome.model, staging, config.base)
-    write_settings(staging, RecommenderSettings(threshold=outcome.threshold, base=config.base, prompt=config.prompt))
+    settings = RecommenderSettings(
+        threshold=outcome.threshold, base=config.base, prompt=config.prompt, warning_threshold=warn_at
+    )
+    write_settings(staging, settings)
     write_baselines(staging, baselines)
     sizes = {
         "cohort_train": len(co_train),
@@ -208,7 +212,7 @@ def export(ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
             base_model_source=str(artifact_dir),
         )
     )
-    record = {**report.as_record(), "threshold": settings.threshold}
+    record = {**report.as_record(), "threshold": settings.threshold, "warning_threshold": settings.warning_threshold}
     if has_card:
         record["artifact_fingerprint"] = artifact_fingerprint(artifact_dir)
     return write_card(model_dir, card.model_copy(update={"export": record, "files": {}}))
@@ -225,7 +229,9 @@ def evaluate(ctx: TaskContext, data_path: Path, model_dir: Path) -> dict[str, An
         )
     recommender = load_recommender(model_dir, ctx.runtime)
     scores = [{s.drug: s.p_yes for s in recommender.score(v.patient, v.universe)} for v in visits]
-    return contract_report(visits, scores, recommender.threshold, baselines, default_formulary())
+    return contract_report(
+        visits, scores, recommender.threshold, baselines, default_formulary(), recommender.warning_threshold
+    )
 
 
 def _provenance(seed: int, patients: int, fraction: float) -> list[TrainingData]:

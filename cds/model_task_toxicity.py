@@ -48,7 +48,7 @@ DEFAULTS: dict[str, float] = {
     "head_learning_rate": 2e-3,
     "top_layers": 2,
     "max_len": 96,
-    "time_budget_s": 600,
+    "time_budget_s": 660,
     "max_steps": 0,
     "threads": 0,
     "seed": 13,

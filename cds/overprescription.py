@@ -1,20 +1,22 @@
 """Which ordered drugs look like overprescription, and why (a pure function over typed records).
 
-Policy (what ``decide_overprescription`` warns about):
+Policy (what ``decide_overprescription`` warns about). The recommender gives each order P(yes); it is
+*recommended* at or above ``threshold`` and *judged wrong* below ``warning_threshold`` (defaults to
+``threshold``; calibrated lower on the dev split so that a warning means a confident "no"):
 
 1. Only **draft** orders are judged (``include_active=True`` judges active ones too); active orders are the
    context a draft is compared against.
-2. **Model**: a draft whose recommender score is below the calibrated threshold is warned about, with the
-   reason ``low_score`` and every rule-based reason that also holds.
+2. **Model**: a draft scoring below ``warning_threshold`` is warned about, with the reason ``low_score`` and
+   every rule-based reason that also holds.
 3. **Hard rules warn whatever the score** (the model may be uncertain or wrong; these are facts of the record):
    - ``duplicate_therapy``: another drug of the same formulary class is active or also drafted. A draft that
      continues an active order of the same drug is never the duplicate; among several new drafts of one
      class, all but the best-scored are.
    - ``prior_serious_ade``: the patient has a recorded adverse event of grade >= 3 attributed to this drug
      (matched by RxCUI, else by formulary ingredient name).
-4. **Soft rule**: ``no_indication`` (the formulary knows the drug's indications and none matches an active
-   condition) is shown as a reason but does not warn alone: formularies miss off-label use, and the model
-   has seen the whole patient. It warns together with a low score.
+4. **Soft rule + model doubt**: ``no_indication`` (the formulary knows the drug's indications and none matches
+   an active condition) warns only when the model does not recommend the drug either (score below
+   ``threshold``): formularies miss off-label use, and the model has seen the whole patient.
 5. A draft without a score (no model available) can only be warned about by the hard rules.
 
 Warnings come out in order of the drafts, one per draft, reasons in a fixed order.
@@ -99,8 +101,10 @@ def decide_overprescription(
     threshold: float,
     formulary: Formulary,
     include_active: bool = False,
+    warning_threshold: float | None = None,
 ) -> list[OverprescriptionWarning]:
     """Warnings for the judged orders under the policy in the module docstring."""
+    warn_below = threshold if warning_threshold is None else warning_threshold
     conditions = list(patient_conditions)
     entries = [formulary.lookup(o.drug, o.rxnorm) for o in orders]
     keys = [_key(o.drug, e) for o, e in zip(orders, entries, strict=True)]
@@ -113,8 +117,8 @@ def decide_overprescription(
             continue
         entry, key, score = entries[i], keys[i], order_scores[i]
         reasons: dict[ReasonKind, str] = {}
-        if score is not None and score < threshold:
-            reasons["low_score"] = f"recommender P(yes) {score:.2f} is below the threshold {threshold:.2f}"
+        if score is not None and score < warn_below:
+            reasons["low_score"] = f"recommender P(yes) {score:.2f} is below the warning threshold {warn_below:.2f}"
         duplicate = _duplicate_of(i, orders, entries, keys, order_scores, active)
         if duplicate is not None and entry is not None:
             reasons["duplicate_therapy"] = f"{duplicate} is also ordered (same class: {entry.drug_class})"
@@ -124,6 +128,11 @@ def decide_overprescription(
         if entry is not None and entry.indications and not formulary.indicated(entry, conditions):
             shown = "; ".join(conditions) if conditions else "none recorded"
             reasons["no_indication"] = f"no active condition indicates {entry.name} (conditions: {shown})"
+        doubted = "no_indication" in reasons and score is not None and score < threshold
+        if doubted and "low_score" not in reasons:
+            reasons["low_score"] = (
+                f"recommender P(yes) {score:.2f} is below the recommendation threshold {threshold:.2f}"
+            )
         if "low_score" in reasons or any(k in HARD_RULES for k in reasons):
             warnings.append(
                 OverprescriptionWarning(

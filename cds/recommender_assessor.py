@@ -96,8 +96,17 @@ class RecommenderAssessor:
             if m.is_active and m.id not in drafted
         ]
         orders += [Order(n, d.rxnorm_code, d.id, "draft") for n, d in zip(names, drafts, strict=True)]
-        threshold = self._recommender.threshold if self._recommender is not None else 0.0
-        warnings = decide_overprescription(orders, summary.conditions, events, scores, threshold, self._formulary)
+        model = self._recommender
+        threshold = model.threshold if model is not None else 0.0
+        warnings = decide_overprescription(
+            orders,
+            summary.conditions,
+            events,
+            scores,
+            threshold,
+            self._formulary,
+            warning_threshold=model.warning_threshold if model is not None else None,
+        )
         displays = {d.id: d.display or n for n, d in zip(names, drafts, strict=True)}
         return [
             OrderWarning(

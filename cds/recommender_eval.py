@@ -36,6 +36,7 @@ class Method:
     name: str
     scores: Sequence[dict[str, float]]  # one dict per visit, over the visit's universe
     threshold: float
+    warning_threshold: float | None = None  # None: the same as ``threshold``
 
 
 def prior_events_from_history(history: str) -> list[PriorEvent]:
@@ -51,7 +52,13 @@ def visit_orders(visit: TrainingVisit) -> list[Order]:
     return [*active, *(Order(d, status="draft") for d in ordered)]
 
 
-def outcome(visit: TrainingVisit, scores: dict[str, float], threshold: float, formulary: Formulary) -> VisitOutcome:
+def outcome(
+    visit: TrainingVisit,
+    scores: dict[str, float],
+    threshold: float,
+    formulary: Formulary,
+    warning_threshold: float | None = None,
+) -> VisitOutcome:
     warnings = decide_overprescription(
         visit_orders(visit),
         visit.patient.conditions,
@@ -59,6 +66,7 @@ def outcome(visit: TrainingVisit, scores: dict[str, float], threshold: float, fo
         scores,
         threshold,
         formulary,
+        warning_threshold=warning_threshold,
     )
     return VisitOutcome(
         recommended=frozenset(d for d in visit.universe if scores.get(d, 0.0) >= threshold),
@@ -90,12 +98,38 @@ def contract_report(
     threshold: float,
     baselines: Baselines,
     formulary: Formulary,
+    warning_threshold: float | None = None,
 ) -> dict[str, Any]:
     """``{"model": M, "baselines": {"all": M, "top_k": M, "cooccurrence": M}}`` with M the eight metrics."""
-    model = evaluate_method(visits, Method("model", model_scores, threshold), formulary)
+    model = evaluate_method(visits, Method("model", model_scores, threshold, warning_threshold), formulary)
     return {
         "model": model.to_json(),
         "baselines": {
             m.name: evaluate_method(visits, m, formulary).to_json() for m in baseline_methods(visits, baselines)
         },
     }
+
+
+WARNING_GRID = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+
+
+def calibrate_warning_threshold(
+    visits: Sequence[TrainingVisit],
+    model_scores: Sequence[dict[str, float]],
+    threshold: float,
+    formulary: Formulary,
+) -> tuple[float, SetMetrics]:
+    """The warning threshold (at most ``threshold``) maximising warning F1 through the full decision.
+
+    Ties go to the higher threshold (more recall). Without any overprescription in ``visits`` the warning
+    threshold is the recommendation threshold itself.
+    """
+    grid = sorted({w for w in WARNING_GRID if w < threshold} | {threshold})
+    best: tuple[float, float, SetMetrics] | None = None
+    for w in grid:
+        metrics = evaluate_method(visits, Method("model", model_scores, threshold, w), formulary)
+        if best is None or (metrics.warning_f1, w) >= best[:2]:
+            best = (metrics.warning_f1, w, metrics)
+    if best is None or not any(v.overprescribed for v in visits):
+        return threshold, evaluate_method(visits, Method("model", model_scores, threshold), formulary)
+    return best[1], best[2]

@@ -1,5 +1,7 @@
 """Tidy tagged spans before pairing: the tagger's common slips, fixed by rule.
 
+- a span holding a comma list ("hepatitis, and orthostatic hypotension") is cut at the commas (11 of
+  ADE-Corpus-V2's 4,555 event spans contain ", ", none of its drug spans);
 - a span that starts or ends with a function word or punctuation ("and orthostatic hypotension",
   "melanonychia and") is trimmed to its content;
 - then two spans of the same kind separated only by a space or a hyphen ("Aseptic" + "meningitis") are one;
@@ -18,6 +20,17 @@ EDGE_WORDS = frozenset(
 )
 _EDGE_PUNCT = " \t\n,;:.()[]\"'"
 _JOINABLE_GAP = re.compile(r"^[ \-]?$")
+_LIST_SEPARATOR = re.compile(r",\s*(?:(?:and|or)\s+)?")
+
+
+def _split_lists(text: str, span: EntitySpan) -> list[EntitySpan]:
+    pieces: list[EntitySpan] = []
+    start = span.start
+    for match in _LIST_SEPARATOR.finditer(text, span.start, span.end):
+        pieces.append(EntitySpan(start, match.start(), span.kind, span.confidence))
+        start = match.end()
+    pieces.append(EntitySpan(start, span.end, span.kind, span.confidence))
+    return [p for p in pieces if p.end > p.start]
 
 
 def _trim(text: str, span: EntitySpan) -> EntitySpan | None:
@@ -41,7 +54,8 @@ def _trim(text: str, span: EntitySpan) -> EntitySpan | None:
 
 
 def tidy(text: str, spans: Sequence[EntitySpan], min_confidence: float = 0.0) -> list[EntitySpan]:
-    trimmed = [t for t in (_trim(text, s) for s in spans) if t is not None]
+    pieces = [piece for span in spans for piece in _split_lists(text, span)]
+    trimmed = [t for t in (_trim(text, s) for s in pieces) if t is not None]
     merged: list[EntitySpan] = []
     for span in sorted(trimmed, key=lambda s: s.start):
         previous = merged[-1] if merged else None

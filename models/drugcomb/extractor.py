@@ -19,7 +19,7 @@ import numpy as np
 from models.drugcomb.candidates import CandidateConfig, context_of, enumerate_candidates, mark_with_focus
 from models.drugcomb.data import DrugCombDoc, DrugSpan
 from models.drugcomb.decode import CandidateDecision, Strategy, decide
-from models.drugcomb.lexicon import DRUGS_FILE, DrugLexicon, DrugMention
+from models.drugcomb.lexicon import DRUGS_FILE, DrugLexicon
 from models.drugcomb.pooled import InputRow, PooledClassifier, load_pooled_classifier
 from models.encoder_infer import softmax
 from models.records import CombinationLabel, DrugCombination, pipe_batches
@@ -113,7 +113,8 @@ class DrugCombExtractor:
             for start, end in split_sentences_with_offsets(text):
                 start = _after_heading(text, start, end)
                 sentence = text[start:end]
-                mentions = _distinct(self.lexicon.find(sentence))
+                # Repeated mentions stay separate spans, as in DrugComb ("A plus B beat A alone").
+                mentions = self.lexicon.find(sentence)
                 if len({m.name for m in mentions}) < 2:
                     continue
                 spans = tuple(DrugSpan(i, m.name, m.start, m.end) for i, m in enumerate(mentions))
@@ -121,10 +122,12 @@ class DrugCombExtractor:
                 owners.append((index, start, [m.name for m in mentions]))
         out: list[list[DrugCombination]] = [[] for _ in batch]
         for (index, start, names), doc, decisions in zip(owners, docs, self.classify(docs), strict=True):
+            seen: set[tuple[str, ...]] = set()
             for decision in decisions:
                 drugs = tuple(sorted({names[i] for i in decision.members}))
-                if len(drugs) < 2:
+                if len(drugs) < 2 or drugs in seen:  # one drug with itself, or a set already reported
                     continue
+                seen.add(drugs)
                 out[index].append(
                     DrugCombination(
                         drugs=drugs,
@@ -146,17 +149,6 @@ def _after_heading(text: str, start: int, end: int) -> int:
     """Skip a section label ("Plan: ", "Impression and plan: ") that opens a sentence: it is not part of it."""
     match = _HEADING.match(text, start, end)
     return match.end() if match and match.end() < end else start
-
-
-def _distinct(mentions: Sequence[DrugMention]) -> list[DrugMention]:
-    """Drop repeated mentions of the same drug in a sentence (keep the first): a drug is not combined with itself."""
-    seen: set[str] = set()
-    out: list[DrugMention] = []
-    for mention in mentions:
-        if mention.name not in seen:
-            seen.add(mention.name)
-            out.append(mention)
-    return out
 
 
 def load_drugcomb_extractor(

@@ -9,7 +9,6 @@ what ships. Training-time only (torch and peft come in through ``pooled_train``)
 from __future__ import annotations
 
 import random
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -59,7 +58,7 @@ class DrugCombTrainConfig:
     lora_alpha: int = 32
     seed: int = 13
     threads: int = 0
-    time_budget_s: float = 660.0
+    time_budget_s: float = 720.0
     max_steps: int = 0
 
     def decode_config(self) -> DecodeConfig:
@@ -158,7 +157,7 @@ def train_drugcomb(
     if calibration_docs:
         config, calibration = calibrate(model, base_dir, calibration_docs, config)
     save_artifact(model, artifact_dir)
-    shutil.copy2(drugs_file, artifact_dir / DRUGS_FILE)
+    write_drug_names(artifact_dir / DRUGS_FILE, drugs_file, train_docs)
     PooledTask(
         labels=list(CLASS_LABELS),
         pooling=hp.pooling,
@@ -176,6 +175,18 @@ def train_drugcomb(
         "decoding": {"strategy": config.strategy, "threshold": config.threshold},
         **asdict(stats),
     }
+
+
+def write_drug_names(target: Path, drugs_file: Path, docs: Sequence[DrugCombDoc]) -> int:
+    """The runtime lexicon: DrugComb's drugs.txt plus every drug name the training sentences mark.
+
+    drugs.txt alone misses common oncology drugs (cisplatin); the annotated spans add them.
+    """
+    names = {line.strip() for line in drugs_file.read_text(encoding="utf-8").splitlines() if line.strip()}
+    names |= {" ".join(span.text.split()) for doc in docs for span in doc.spans}
+    ordered = sorted(names, key=str.lower)
+    target.write_text("\n".join(ordered) + "\n", encoding="utf-8")
+    return len(ordered)
 
 
 def _cross_entropy() -> Any:

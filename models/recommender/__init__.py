@@ -32,7 +32,9 @@ def load_recommender(model_dir: Path, config: RuntimeConfig | None = None) -> Me
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     yes_id, no_id = answer_ids(tokenizer, settings.prompt)
     scorer = OnnxYesNoScorer(loaded, yes_id, no_id, pad_id=no_id, max_batch=config.max_batch)
-    return MedicationRecommender(scorer, tokenizer, settings.prompt, settings.threshold, settings.registry_name)
+    return MedicationRecommender(
+        scorer, tokenizer, settings.prompt, settings.threshold, settings.registry_name, settings.warning_threshold
+    )
 
 
 def register(registry: Registry) -> None:

@@ -1,7 +1,8 @@
 """``recommender.json``: what a recommender directory needs besides weights, shared by artifact and model dir.
 
 It names the registry entry, the base model the adapter belongs to, the prompt format (so serving asks
-exactly the question training taught) and the decision threshold calibrated on the dev split.
+exactly the question training taught) and the two thresholds calibrated on the dev split: ``threshold``
+(recommend at or above it) and ``warning_threshold`` (at or below it; warn about an order scoring below it).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ class RecommenderSettings:
     base: str
     prompt: PromptFormat = field(default_factory=PromptFormat)
     registry_name: str = REGISTRY_NAME
+    warning_threshold: float | None = None  # None: warn below ``threshold`` itself
 
     def to_json(self) -> dict[str, Any]:
         return {
             "registry_name": self.registry_name,
             "base": self.base,
             "threshold": self.threshold,
+            "warning_threshold": self.warning_threshold,
             "prompt": self.prompt.to_json(),
         }
 
@@ -49,6 +52,7 @@ def read_settings(directory: Path) -> RecommenderSettings:
             base=str(data["base"]),
             prompt=PromptFormat.from_json(dict(data.get("prompt", {}))),
             registry_name=str(data.get("registry_name", REGISTRY_NAME)),
+            warning_threshold=None if data.get("warning_threshold") is None else float(data["warning_threshold"]),
         )
     except FileNotFoundError as exc:
         raise ModelLoadError(

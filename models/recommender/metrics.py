@@ -105,18 +105,18 @@ def outcomes_at(visits: Sequence[ScoredVisit], threshold: float) -> list[VisitOu
 def calibrate_threshold(
     visits: Sequence[ScoredVisit], max_size_ratio: float = 1.2, grid: int = 99
 ) -> tuple[float, SetMetrics]:
-    """The threshold maximising mean F1 (plus warning F1 when the data has overprescriptions).
+    """The recommendation threshold maximising mean per-visit F1.
 
     Thresholds that recommend more than ``max_size_ratio`` times the prescribed drugs on average are
-    skipped unless none qualifies; ties go to the higher threshold (fewer drugs).
+    skipped unless none qualifies; ties go to the higher threshold (fewer drugs). Warnings have their own
+    threshold, calibrated with the overprescription rules by the caller.
     """
-    has_warnings = any(v.overprescribed for v in visits)
     best: tuple[float, float, SetMetrics] | None = None
     fallback: tuple[float, float, SetMetrics] | None = None
     for step in range(1, grid + 1):
         threshold = step / (grid + 1)
         metrics = set_metrics(outcomes_at(visits, threshold))
-        objective = metrics.f1 + (metrics.warning_f1 if has_warnings else 0.0)
+        objective = metrics.f1
         candidate = (objective, threshold, metrics)
         if fallback is None or candidate[:2] >= fallback[:2]:
             fallback = candidate

@@ -152,11 +152,13 @@ class MedicationRecommender:
         fmt: PromptFormat,
         threshold: float,
         name: str = "recommender.v1",
+        warning_threshold: float | None = None,
     ) -> None:
         self._scorer = scorer
         self._tokenizer = tokenizer
         self._fmt = fmt
         self.threshold = threshold
+        self.warning_threshold = threshold if warning_threshold is None else warning_threshold
         self.name = name
 
     @property

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from cds.demo_ehr import draft_medication_request, order_sign_body
 from cds.runner import LEASE
 from cds.sandbox import free_port
-from cds.scheduling import JOB_ID, fire_time, nightly_sync, slot_lease, start_scheduler
+from cds.scheduling import JOB_ID, fire_time, job_arguments, nightly_sync, slot_lease, start_scheduler
 from cds.settings import Settings, load_settings
 from cds.state import LeaseRow, StateStore
 
@@ -245,7 +245,7 @@ def test_the_scheduler_keeps_one_job_row_on_both_backends(state_url: str, tmp_pa
     try:
         schedulers = [start_scheduler(settings, store, f"replica-{i}") for i, store in enumerate(stores)]
         jobs = [scheduler.get_job(JOB_ID) for scheduler in schedulers]
-        assert all(job is not None and job.args == (settings,) for job in jobs)  # no holder in the shared row
+        assert all(job is not None and job.args == (job_arguments(settings),) for job in jobs)  # no holder, no secrets
         for scheduler in schedulers:
             scheduler.shutdown(wait=False)
         with stores[0].engine.connect() as conn:

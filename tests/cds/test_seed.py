@@ -59,11 +59,13 @@ async def test_seeding_twice_leaves_the_server_unchanged(seeded_sandbox: Any, tm
     assert notes and notes[0]["note_id"].startswith("ov-note-0001-")
     config = FhirClientConfig(base_url=first.base_url, read_timeout_s=180.0, max_retries=2)
     async with FhirClient(config) as client:
+        # the sandbox is shared by the whole session: compare with the counts right before re-seeding
+        before = {kind: await client.count(kind) for kind in first.counts}
         again = await seed_all(client, generate_cohort(8, 11), tmp_path / "truth", data_dir=None)
         stored = await client.read("DocumentReference", notes[0]["note_id"])
     assert again.created == 0
     assert all(v == 0 for v in again.cohort.created.values())
     for kind, n in again.server_counts.items():
-        assert n == first.counts[kind], kind
+        assert n == before[kind], kind
     assert stored["meta"]["versionId"] == "1"  # identical PUTs made no new version
     assert (tmp_path / "truth" / "notes.jsonl").read_bytes() == (first.truth_dir / "notes.jsonl").read_bytes()

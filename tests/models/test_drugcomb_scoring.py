@@ -224,3 +224,17 @@ def test_section_labels_are_not_part_of_the_sentence() -> None:
     text = "Impression and plan: Continue carboplatin. Ratio 3:1 kept."
     assert text[_after_heading(text, 0, 42) : 42] == "Continue carboplatin."
     assert _after_heading(text, 43, len(text)) == 43
+
+
+def test_the_shipped_lexicon_adds_the_annotated_drug_names(tmp_path: Path) -> None:
+    from models.drugcomb.train import write_drug_names
+
+    listed = tmp_path / "drugs.txt"
+    listed.write_text("Carboplatin\nPaclitaxel\n", encoding="utf-8")
+    doc = parse_doc(
+        {"doc_id": "d", "sentence": SENTENCE, "spans": [{"span_id": 0, "text": "Cisplatin", "start": 0, "end": 9}]}
+    )
+    target = tmp_path / "out.txt"
+    assert write_drug_names(target, listed, [doc]) == 3
+    lexicon = DrugLexicon.from_file(target)
+    assert [m.name for m in lexicon.find("cisplatin and carboplatin")] == ["cisplatin", "carboplatin"]
