@@ -235,7 +235,7 @@ async def write_planned(
     log.info(
         "write-back done",
         extra={
-            "created": report.total_created,
+            "resources_created": report.total_created,
             "existing": sum(report.existing.values()),
             "failed": len(report.failures),
         },

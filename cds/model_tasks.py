@@ -101,10 +101,10 @@ def make_context(settings: Settings, options: Mapping[str, str] | None = None) -
 
 
 def artifact_fingerprint(artifact_dir: Path) -> str:
-    """Changes whenever any committed artifact file changes (the card lists every file's sha256)."""
-    card = read_card(artifact_dir)
-    joined = "\n".join(f"{k}={v}" for k, v in sorted(card.files.items()))
-    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+    """Changes whenever the artifact changes: its card lists every file's sha256 and carries the decoding
+    settings and metrics, so hashing the card covers both."""
+    read_card(artifact_dir)  # a clear error when the card is missing or invalid
+    return hashlib.sha256((artifact_dir / "model_card.json").read_bytes()).hexdigest()[:16]
 
 
 def is_built(spec: TaskSpec, model_dir: Path) -> bool:

@@ -132,7 +132,7 @@ class SyncJob:
             raise SyncError("OV-0060", f"sync run {report.run_id} failed: {exc}; the watermark was not "
                             "advanced past unconfirmed writes, run it again") from exc
         self._store.finish_run(report.run_id, report.status, report.counts, report.errors)
-        log.info("sync finished", extra={"run_id": report.run_id, "status": report.status, **report.counts})
+        log.info("sync finished", extra={"run_id": report.run_id, "status": report.status, "counts": report.counts})
         return report
 
     # notes ------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_sync_kit import (
@@ -100,11 +101,11 @@ def _sync(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return run_cli(["sync", "--json"], env)
 
 
-def _ok(done: subprocess.CompletedProcess[str]) -> dict[str, object]:
+def _ok(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert done.returncode == 0, f"sync failed: {done.stderr[-2000:]}"
-    report = json.loads(done.stdout)
+    report: dict[str, Any] = json.loads(done.stdout)
     assert report["status"] == "ok", report
-    return dict(report)
+    return report
 
 
 @pytest.fixture(scope="module")
@@ -143,15 +144,14 @@ def test_sigkill_at_each_stage_then_restart_ends_like_an_uninterrupted_run(
         f"the kills should leave a partly written server, AdverseEvents after each: {progress}"
     )
     report = _ok(_sync(env))
-    counts = report["counts"]
-    assert isinstance(counts, dict) and counts["notes_processed"] > 0
+    assert report["counts"]["notes_processed"] > 0
     _assert_same(crash_sandbox.snapshot(), reference)
 
     runs = json.loads(run_cli(["runs", "--json"], env, timeout=120).stdout)
     assert [r["status"] for r in runs] == ["ok", "interrupted", "interrupted", "interrupted", "interrupted"]
     # a restart on a complete server is a no-op
     again = _ok(_sync(env))
-    assert again["counts"]["notes_processed"] == 0  # type: ignore[index]
+    assert again["counts"]["notes_processed"] == 0
     _assert_same(crash_sandbox.snapshot(), reference)
 
 

@@ -135,3 +135,17 @@ def test_active_orders_are_context_only_by_default() -> None:
 
 def test_threshold_is_strict_below() -> None:
     assert _decide([Order("pemetrexed")], {"pemetrexed": T}) == []
+
+
+def test_separate_warning_threshold_means_a_confident_no() -> None:
+    def decide(drug: str, score: float) -> list[OverprescriptionWarning]:
+        return decide_overprescription([Order(drug)], LUNG, [], {drug: score}, 0.5, F, warning_threshold=0.1)
+
+    assert decide("pemetrexed", 0.3) == []  # not recommended, but not judged wrong either
+    [w] = decide("pemetrexed", 0.05)
+    assert w.kinds == ("low_score",) and "warning threshold 0.10" in w.reasons[0].detail
+    # The formulary's "no indication" warns once the model does not recommend the drug either ...
+    [w] = decide("trastuzumab", 0.3)
+    assert w.kinds == ("low_score", "no_indication") and "recommendation threshold 0.50" in w.reasons[0].detail
+    # ... and not when the model recommends it.
+    assert decide("trastuzumab", 0.7) == []
