@@ -113,15 +113,17 @@ def overprescription_card(
             )
         )
     why = "\n".join(f"- {md(r)}" for r in reasons) or "- (no single dominant factor)"
+    scored = score == score  # NaN when only the rules spoke (no recommender model)
+    basis = f"model score {score:.2f}" if scored else "rule-based"
     detail = (
         f"The draft order for **{md(drug_display)}** looks like overprescription for this patient "
-        f"(model score {score:.2f}).\n\n**Why**\n\n{why}"
+        f"({basis}).\n\n**Why**\n\n{why}"
     )
     if alternative is not None:
         detail += f"\n\n**Alternative**: {md(alternative.display)}"
     return Card(
         uuid=card_id,
-        summary=fit(f"{drug_display}: likely overprescription (score {score:.2f})"),
+        summary=fit(f"{drug_display}: likely overprescription ({basis})"),
         detail=detail,
         indicator="warning",
         source=source("overprescription", "Likely overprescription"),

@@ -187,8 +187,13 @@ class CtcaeIndex:
                 return CtcaeMatch(term.term, term.meddra_code, 1.0, "synonym")
         return None
 
-    def match(self, mentions: Sequence[str]) -> list[CtcaeMatch | None]:
+    def match(self, mentions: Sequence[str], cores: Sequence[str] | None = None) -> list[CtcaeMatch | None]:
+        """Terms for ``mentions``; ``cores`` (the mentions without qualifiers such as "severe") are tried
+        lexically before any embedding match."""
         results: list[CtcaeMatch | None] = [self._lexical(m) for m in mentions]
+        for i, core in enumerate(cores or ()):
+            if results[i] is None and core != mentions[i]:
+                results[i] = self._lexical(core)
         missing = [i for i, r in enumerate(results) if r is None]
         if missing and self._vectors is not None and self._embed is not None:
             queries = self._embed([mentions[i] for i in missing])

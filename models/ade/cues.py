@@ -64,6 +64,11 @@ SEVERITY_GRADES: dict[str, int] = {
     "fatal": 5,
 }
 _SEVERITY = r"(mild|moderate|severe|life[- ]threatening|fatal)"
+_SEV_INSIDE = re.compile(rf"^{_SEVERITY}(?:ly)?\s+\S", re.IGNORECASE)
+_LEADING_QUALIFIERS = re.compile(
+    rf"^(?:(?:{_SEVERITY}(?:ly)?|(?:ctcae\s+)?(?:grade|gr\.?|g)\s*{_GRADE_NUM}|new|some|acute|transient)[\s,]+)+",
+    re.IGNORECASE,
+)
 _SEV_BEFORE = re.compile(rf"\b{_SEVERITY}(?:ly)?\s+(?:[a-z\-]+\s+)?$", re.IGNORECASE)
 _SEV_AFTER = re.compile(rf"^\s*(?:,|\(|-|,?\s*(?:which\s+was|that\s+was|was|is))\s*{_SEVERITY}\b", re.IGNORECASE)
 
@@ -109,12 +114,19 @@ def severity(sentence: str, start: int, end: int, window_start: int = 0, window_
         if match and not runs_into_next:
             grade = _grade(match)
     word = None
-    sev = _SEV_BEFORE.search(before[-30:]) or _SEV_AFTER.match(after)
+    sev = _SEV_INSIDE.match(mention) or _SEV_BEFORE.search(before[-30:]) or _SEV_AFTER.match(after)
     if sev:
         word = sev.group(1).lower().replace(" ", "-")
     if grade is None and word is not None:
         grade = SEVERITY_GRADES.get(word)
     return Severity(grade, word)
+
+
+def core_mention(mention: str) -> str:
+    """The mention without leading severity / grade / onset words ("severe acute mucositis" -> "mucositis"),
+    for term lookup; the mention itself keeps them (ADE-Corpus-V2 annotates "severe hepatotoxicity")."""
+    core = _LEADING_QUALIFIERS.sub("", mention).strip()
+    return core or mention
 
 
 def _grade(match: re.Match[str] | None) -> int | None:

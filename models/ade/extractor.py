@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from models.ade.ctcae import TERMS_FILE, VECTORS_FILE, CtcaeIndex, CtcaeMatch, CtcaeTerm, read_terms
-from models.ade.cues import is_negated, severity
+from models.ade.cues import core_mention, is_negated, severity
 from models.ade.decode import tidy
 from models.card import CARD_FILE, verify_dir
 from models.encoder_export import EMBEDDER_FILE
@@ -212,7 +212,9 @@ class AdeExtractor:
         if self.ctcae is None or not events:
             return findings
         unique = sorted({e[2].lower() for e in events})
-        matches: dict[str, CtcaeMatch | None] = dict(zip(unique, self.ctcae.match(unique), strict=True))
+        # "Severe mucositis" is no term, "mucositis" is: the core is tried lexically before embeddings.
+        found = self.ctcae.match(unique, [core_mention(m) for m in unique])
+        matches: dict[str, CtcaeMatch | None] = dict(zip(unique, found, strict=True))
         for note, index, event in events:
             match = matches[event.lower()]
             if match is not None:

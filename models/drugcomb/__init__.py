@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from models.drugcomb.candidates import CLASS_LABELS, CandidateConfig, enumerate_candidates, mark_sentence
-from models.drugcomb.data import DrugCombDoc, DrugSpan, GoldRelation, parse_doc, read_jsonl, split_docs
+from models.drugcomb.data import (
+    DrugCombDoc,
+    DrugSpan,
+    GoldRelation,
+    docs_from_note_records,
+    parse_doc,
+    read_jsonl,
+    split_docs,
+)
 from models.drugcomb.decode import CandidateDecision, decide
 from models.drugcomb.extractor import (
     REGISTRY_NAME,
@@ -30,6 +38,7 @@ __all__ = [
     "Prf",
     "ScoredRelation",
     "decide",
+    "docs_from_note_records",
     "drugcomb_scores",
     "enumerate_candidates",
     "load_drugcomb_extractor",

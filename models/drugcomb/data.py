@@ -2,7 +2,8 @@
 
 One JSON line per sentence: ``doc_id, sentence, spans[{span_id, text, start, end}], rels[{class, spans}],
 paragraph``. Parsing is strict: a malformed line is the user's to fix, so it raises ``DataFormatError``
-with the line number.
+with the line number. ``docs_from_note_records`` turns the synthetic cohort's combination truth into the
+same records.
 """
 
 from __future__ import annotations

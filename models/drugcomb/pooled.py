@@ -57,8 +57,12 @@ class PooledTask:
             raise ModelLoadError(
                 "OV-2006", f"{path} is missing; rebuild the model directory with `oncovigil models build`"
             )
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return cls(**raw)
+        try:
+            return cls(**json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as exc:
+            raise ModelLoadError(
+                "OV-2006", f"{path} is not a valid task file ({exc}); rebuild the model directory"
+            ) from exc
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,9 @@ def load_merged(artifact_dir: Path, base_dir: Path) -> PooledModel:
     from transformers import AutoModel
 
     task = PooledTask.read(artifact_dir)
-    core = AutoModel.from_pretrained(str(base_dir), add_pooling_layer=False)
+    # The pretrained pooler stays in (unused): optimum reloads the saved model with one, and a missing one
+    # would be initialised at random, making every export's bytes differ.
+    core = AutoModel.from_pretrained(str(base_dir))
     merged = PeftModel.from_pretrained(core, str(artifact_dir)).merge_and_unload()
     weights = NumpyHead.load(artifact_dir)
     head = make_head(weights.w1.shape[1], weights.w1.shape[0], weights.w2.shape[0], 0.0)

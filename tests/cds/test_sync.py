@@ -105,7 +105,8 @@ def _ours(events: list[RecordedAdverseEvent]) -> dict[str, RecordedAdverseEvent]
 
 def _expected(rows: list[FindingRow]) -> tuple[set[str], set[str]]:
     """(keys that must be AdverseEvents, keys that must not): non-negated ADEs and present toxicities."""
-    must, must_not = set(), set()
+    must: set[str] = set()
+    must_not: set[str] = set()
     for row in rows:
         if row.kind == "ade":
             (must_not if row.payload.get("negated") else must).add(row.key)

@@ -74,7 +74,7 @@ def _identity(resource: dict[str, Any]) -> str:
         target = resource["target"][0]["reference"]
         # the target's type, not its id: summaries get server-assigned ids
         return f"{next(t['code'] for t in tags if t.get('system') == SID_PROVENANCE)}|{target.split('/')[0]}"
-    identifier = resource.get("identifier")
+    identifier = resource["identifier"]  # a list, except R4 AdverseEvent's single Identifier
     first = identifier[0] if isinstance(identifier, list) else identifier
     return f"{resource['id'] if resource['resourceType'] == 'AdverseEvent' else ''}|{first['value']}"
 
