@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cds.cohort import generate_cohort  # noqa: E402
+from models import RuntimeConfig  # noqa: E402
 from models.ade import AdeExtractor  # noqa: E402
-from models.ade.ctcae import TERMS_FILE, VECTORS_FILE, CtcaeIndex, read_terms  # noqa: E402
 from models.encoder_export import HIDDEN_OUTPUT, load_merged_torch, make_fp16  # noqa: E402
 from models.encoder_infer import EncoderTokenizer, TokenClassifierRunner, read_labels  # noqa: E402
 from models.runtime import CPU, CUDA, LoadedSession, load_session  # noqa: E402
@@ -95,10 +95,10 @@ class IoBindingSession:
 
 
 def _extractor(model_dir: Path, loaded: LoadedSession, max_len: int) -> AdeExtractor:
+    """The shipped extractor (its CTCAE embedder, terms and tuned threshold) around another tagger backend."""
+    shipped = AdeExtractor.load(model_dir, RuntimeConfig(providers=(CPU,), allow_int8=False))
     runner = TokenClassifierRunner(loaded, EncoderTokenizer(model_dir / "tokenizer.json", max_len))
-    terms = read_terms(model_dir / TERMS_FILE)
-    vectors = np.load(model_dir / VECTORS_FILE).astype(np.float32)
-    return AdeExtractor(runner, read_labels(model_dir), CtcaeIndex(terms, vectors, runner.embed))
+    return AdeExtractor(runner, read_labels(model_dir), shipped.ctcae, shipped.config)
 
 
 def _wrap(session: Any, provider: str, template: LoadedSession) -> LoadedSession:
@@ -244,7 +244,8 @@ def main() -> None:
         f"{chars / len(notes):.0f} characters on average; latency over the first {args.latency_notes} notes, one "
         "note per call.\n"
         "- Every row runs the whole extractor (sentence split, length buckets of up to 32 sentences, tagging, "
-        "pairing, cue rules, CTCAE vectors); only the encoder backend differs. Same thread count for torch and ORT.\n\n"
+        "pairing, cue rules, CTCAE term lookup with the shipped ORT embedder); only the tagger backend differs. "
+        "Same thread count for torch and ORT.\n\n"
         f"{markdown}\n",
         encoding="utf-8",
     )

@@ -68,7 +68,7 @@ class ExportReport:
 def read_task(artifact_dir: Path) -> dict[str, Any]:
     path = artifact_dir / TASK_FILE
     if not path.is_file():
-        raise ModelLoadError("OV-2006", f"{artifact_dir} has no {TASK_FILE}; it is not an encoder artifact")
+        raise ModelLoadError("OV-2080", f"{artifact_dir} has no {TASK_FILE}; it is not an encoder artifact")
     task: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return task
 
@@ -275,7 +275,7 @@ def export_user_hf_dir(hf_dir: Path, out_dir: Path, hf_task: str, check_texts: S
             "directory (config.json + weights); pass a directory that has one of them",
         )
     if not (hf_dir / "tokenizer.json").is_file():
-        raise ModelLoadError("OV-2008", f"{hf_dir} has no tokenizer.json (a fast tokenizer); save it with the model")
+        raise ModelLoadError("OV-2082", f"{hf_dir} has no tokenizer.json (a fast tokenizer); save it with the model")
     auto = AutoModelForTokenClassification if hf_task == "token-classification" else AutoModelForSequenceClassification
     model = auto.from_pretrained(str(hf_dir))
     model.eval()

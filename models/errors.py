@@ -5,7 +5,8 @@ Every message starts with a stable code (``OV-2xxx``) and says what to do. Codes
 Exception tree::
 
     ModelError                 OV-2000  base; ``code`` is stable across releases
-    ├── ModelLoadError         OV-2001..2019  a model directory, backbone or tokenizer cannot be loaded
+    ├── ModelLoadError         OV-2001..2019, OV-2080..2099  a model directory, backbone or tokenizer
+    │                          cannot be loaded
     ├── ModelIntegrityError    OV-2020..2029  a file's sha256 differs from the card, or a file is missing
     ├── ProviderError          OV-2030..2039  onnxruntime did not take a required execution provider
     ├── TrainingError          OV-2040..2059  training, merging, exporting or a failed parity check

@@ -67,7 +67,7 @@ class AdeExtractor:
         missing = {f"B-{DRUG}", f"I-{DRUG}", f"B-{AE}", f"I-{AE}"} - set(labels)
         if missing:
             raise ModelLoadError(
-                "OV-2014",
+                "OV-2081",
                 f"the ADE model's labels lack {sorted(missing)}; a token classifier with "
                 "O, B-DRUG, I-DRUG, B-AE, I-AE (config.json id2label) is needed",
             )

@@ -250,3 +250,16 @@ def test_viterbi_never_starts_an_entity_inside() -> None:
     output = TokenOutput(offsets=[(0, 6), (7, 11), (12, 16)], probs=probs, hidden=None)
     [span] = decode_bio(text, output, labels)
     assert text[span.start : span.end] == "hand rash"
+
+
+def test_registry_builds_the_extractor_named_in_the_card(default_model: Path) -> None:
+    from models import default_registry
+
+    registry = default_registry()
+    name = read_card(default_model).name
+    assert name == "ade-extractor.v1" and name in registry.names()
+    extractor = registry.create(name, default_model, RuntimeConfig(providers=(CPU,)))
+    assert isinstance(extractor, AdeExtractor)
+    assert extractor.provider == CPU
+    [findings] = extractor.predict(["Cisplatin-induced ototoxicity was noted."])
+    assert [(f.drug, f.event) for f in findings] == [("Cisplatin", "ototoxicity")]
