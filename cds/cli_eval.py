@@ -21,9 +21,7 @@ from models import ModelError
 def evaluate(
     ctx: typer.Context,
     task: Annotated[str, typer.Argument(help="Task to evaluate: ade, toxicity, drugcomb, recommender.")],
-    data: Annotated[
-        Path, typer.Option("--data", help="Labelled data in the task's format (file or folder).")
-    ],
+    data: Annotated[Path, typer.Option("--data", help="Labelled data in the task's format (file or folder).")],
     model: Annotated[
         Path | None,
         typer.Option("--model", help="Model directory: ONNX (model.onnx) or Hugging Face (exported first)."),

@@ -49,9 +49,7 @@ def train(
     spec = get_task(task)
     data = data_dir or settings.data_dir
     if not data.is_dir():
-        raise fail(
-            f"OV-0016: data directory {data} does not exist; pass --data-dir or set ONCOVIGIL_DATA_DIR"
-        )
+        raise fail(f"OV-0016: data directory {data} does not exist; pass --data-dir or set ONCOVIGIL_DATA_DIR")
     context = make_context(settings, _options(option))
     try:
         summary = spec.train(context, data, out or spec.artifact)
@@ -66,9 +64,7 @@ def export(
     artifact: Annotated[
         Path | None, typer.Option("--artifact", help="Adapter artifact (default: models/artifacts/TASK).")
     ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Model directory (default: {models_dir}/TASK).")
-    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Model directory (default: {models_dir}/TASK).")] = None,
 ) -> None:
     """Merge the artifact into the backbone, export ONNX with optimum and check torch-vs-ONNX parity."""
     settings = settings_of(ctx)
@@ -86,9 +82,7 @@ def export(
 @models_app.command("build")
 def build(
     ctx: typer.Context,
-    force: Annotated[
-        bool, typer.Option("--force", help="Rebuild even when the cached directory is current.")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when the cached directory is current.")] = False,
     task: Annotated[list[str] | None, typer.Option("--task", help="Only these tasks (repeatable).")] = None,
 ) -> None:
     """Materialise every committed artifact into {models_dir}/TASK (skipped when already current)."""
@@ -105,8 +99,7 @@ def build(
 def _build_one(context: TaskContext, spec: TaskSpec, target: Path, force: bool) -> None:
     if not (spec.artifact / "model_card.json").is_file():
         typer.echo(
-            f"{spec.name}: no committed artifact in {spec.artifact}; skipped "
-            f"(run `oncovigil train {spec.name}`)"
+            f"{spec.name}: no committed artifact in {spec.artifact}; skipped (run `oncovigil train {spec.name}`)"
         )
         return
     if not force and is_built(spec, target):

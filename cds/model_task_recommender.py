@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 DEFAULTS: dict[str, float] = {
     "max_steps": 300,
     "max_seconds": 3600,
-    "learning_rate": 3e-4,
+    "learning_rate": 1e-3,
     "max_candidates": 8,
     "negative_ratio": 1.0,
     "lora_r": 8,

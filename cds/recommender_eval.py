@@ -77,7 +77,12 @@ def outcome(
 
 
 def evaluate_method(visits: Sequence[TrainingVisit], method: Method, formulary: Formulary) -> SetMetrics:
-    return set_metrics([outcome(v, s, method.threshold, formulary) for v, s in zip(visits, method.scores, strict=True)])
+    return set_metrics(
+        [
+            outcome(v, s, method.threshold, formulary, method.warning_threshold)
+            for v, s in zip(visits, method.scores, strict=True)
+        ]
+    )
 
 
 def baseline_methods(visits: Sequence[TrainingVisit], baselines: Baselines) -> list[Method]:

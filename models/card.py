@@ -96,9 +96,7 @@ def verify_dir(directory: Path) -> ModelCard:
     """Return the card when every recorded file is present with the recorded sha256, else raise."""
     card = read_card(directory)
     if not card.files:
-        raise ModelIntegrityError(
-            "OV-2020", f"{directory / CARD_FILE} records no file hashes; rebuild the model"
-        )
+        raise ModelIntegrityError("OV-2020", f"{directory / CARD_FILE} records no file hashes; rebuild the model")
     for name, expected in sorted(card.files.items()):
         path = directory / name
         if not path.is_file():

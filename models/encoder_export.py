@@ -44,6 +44,7 @@ class ExportReport:
     int8_gate: dict[str, Any] = field(default_factory=dict)
     hidden_output: bool = False
     seconds: float = 0.0
+    int8_min_agreement: float = INT8_MIN_AGREEMENT
 
     def as_record(self) -> dict[str, Any]:
         return {
@@ -57,7 +58,7 @@ class ExportReport:
             "quantization": {
                 "int8_dynamic": self.int8,
                 "token_agreement": self.int8_token_agreement,
-                "min_agreement": INT8_MIN_AGREEMENT,
+                "min_agreement": self.int8_min_agreement,
                 "gate": self.int8_gate,
             },
             "hidden_output": HIDDEN_OUTPUT if self.hidden_output else None,
@@ -239,6 +240,7 @@ def build_encoder_dir(
             )
         report = ExportReport(opset=opset, parity_max_abs_diff=diff, parity_texts=len(check_texts), int8=False)
         report.hidden_output = has_hidden
+        report.int8_min_agreement = int8_min_agreement
         if int8:
             _try_int8(staging, feeds, report, int8_gate, int8_min_agreement)
         report.seconds = round(time.perf_counter() - started, 1)

@@ -71,9 +71,7 @@ class Extractor(Protocol[R_inv]):
     def pipe(self, stream: Iterable[str], batch_size: int = 32) -> Iterator[R_inv]: ...
 
 
-def pipe_batches(
-    predict: Callable[[Sequence[T]], list[R]], stream: Iterable[T], batch_size: int
-) -> Iterator[R]:
+def pipe_batches(predict: Callable[[Sequence[T]], list[R]], stream: Iterable[T], batch_size: int) -> Iterator[R]:
     """Stream ``stream`` through ``predict`` ``batch_size`` items at a time, keeping input order."""
     iterator = iter(stream)
     while batch := list(islice(iterator, max(1, batch_size))):

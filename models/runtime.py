@@ -82,9 +82,7 @@ def load_session(
     try:
         session = ort.InferenceSession(str(model_path), sess_options=options, providers=asked)
     except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
-        raise ModelLoadError(
-            "OV-2002", f"onnxruntime cannot load {model_path}: {exc}; rebuild the model"
-        ) from exc
+        raise ModelLoadError("OV-2002", f"onnxruntime cannot load {model_path}: {exc}; rebuild the model") from exc
     taken: list[str] = list(session.get_providers())
     provider = next((p for p in asked if p in taken), None)
     if provider is None:
@@ -186,9 +184,7 @@ def bucket_by_length(
 # A sentence ends at . ! ? (optionally followed by quotes/brackets) before whitespace and an upper-case
 # letter, digit or bullet, or at a line break; short abbreviations (Dr., e.g., mg.) are not ends.
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[A-Z0-9\-•*(\"])|\n\s*")
-_ABBREVIATIONS = frozenset(
-    {"dr", "mr", "mrs", "ms", "vs", "e.g", "i.e", "etc", "approx", "fig", "st", "mg", "pt"}
-)
+_ABBREVIATIONS = frozenset({"dr", "mr", "mrs", "ms", "vs", "e.g", "i.e", "etc", "approx", "fig", "st", "mg", "pt"})
 
 
 def split_sentences_with_offsets(text: str) -> list[tuple[int, int]]:

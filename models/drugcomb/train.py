@@ -9,6 +9,7 @@ what ships. Training-time only (torch and peft come in through ``pooled_train``)
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -46,8 +47,11 @@ class DrugCombTrainConfig:
     context_chars: int = 0
     max_negatives: int = 5
     max_length: int = 160
-    threshold: float = 0.5
-    strategy: Strategy = "non_nested"
+    # The DrugComb authors' greedy decoding (largest combination first, then disjoint ones) at a threshold
+    # below 0.5: across four training runs it scored best on the dev split, while a 10% calibration slice
+    # of the training papers picked a different decoding each run (too few relations to decide).
+    threshold: float = 0.3
+    strategy: Strategy = "largest_disjoint"
     top_layers: int = 1
     mlp_hidden: int = 256
     epochs: float = 10.0
@@ -59,7 +63,9 @@ class DrugCombTrainConfig:
     seed: int = 13
     threads: int = 0
     time_budget_s: float = 720.0
-    max_steps: int = 0
+    # A fixed step count keeps the learning-rate schedule (and so the model) independent of machine load;
+    # the time budget only caps a run on a very busy machine.
+    max_steps: int = 750
 
     def decode_config(self) -> DecodeConfig:
         return DecodeConfig(
@@ -177,13 +183,16 @@ def train_drugcomb(
     }
 
 
-def write_drug_names(target: Path, drugs_file: Path, docs: Sequence[DrugCombDoc]) -> int:
-    """The runtime lexicon: DrugComb's drugs.txt plus every drug name the training sentences mark.
+def write_drug_names(target: Path, drugs_file: Path, docs: Sequence[DrugCombDoc], min_count: int = 3) -> int:
+    """The runtime lexicon: DrugComb's drugs.txt plus drug names the training sentences mark often.
 
-    drugs.txt alone misses common oncology drugs (cisplatin); the annotated spans add them.
+    drugs.txt alone misses common oncology drugs (cisplatin, 5-FU); the annotated spans add them. A name
+    must be marked ``min_count`` times and not be a slash-joined list: single annotations include noise
+    ("plus", "placebo") that would turn ordinary words into drugs.
     """
     names = {line.strip() for line in drugs_file.read_text(encoding="utf-8").splitlines() if line.strip()}
-    names |= {" ".join(span.text.split()) for doc in docs for span in doc.spans}
+    counts = Counter(" ".join(span.text.lower().split()) for doc in docs for span in doc.spans)
+    names |= {name for name, n in counts.items() if n >= min_count and "/" not in name and len(name) >= 3}
     ordered = sorted(names, key=str.lower)
     target.write_text("\n".join(ordered) + "\n", encoding="utf-8")
     return len(ordered)

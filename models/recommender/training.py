@@ -43,7 +43,7 @@ class RecommenderTrainConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     warmup_steps: int = 20
     max_steps: int = 300
     max_candidates: int = 8

@@ -193,3 +193,18 @@ def test_synthea_visits_are_plain_encounter_records() -> None:
         by_patient.setdefault(v.group, []).append(v)
     assert len(by_patient) >= 10
     assert all(not vs[0].patient.previous_medications for vs in by_patient.values())
+
+
+def test_warning_threshold_is_calibrated_through_the_decision() -> None:
+    from cds.recommender_eval import calibrate_warning_threshold
+
+    # Appropriate drugs mostly score high, one scores 0.08 (a doubtful but right order); the no-indication
+    # overprescription (trastuzumab for prostate cancer) scores 0.01.
+    scores = [{d: (0.9 if d in v.appropriate else 0.2) for d in v.universe} for v in VISITS]
+    scores[0]["ondansetron"] = 0.08
+    scores[4]["trastuzumab"] = 0.01
+    warn_at, metrics = calibrate_warning_threshold(VISITS, scores, 0.5, F)
+    assert 0.01 < warn_at <= 0.08
+    assert metrics.warning_precision == 1.0 and metrics.warning_recall == 1.0
+    same = contract_report(VISITS, scores, 0.5, fit_baselines(VISITS), F)["model"]
+    assert same["warning_precision"] < 1.0  # warning below the recommendation threshold itself also flags ondansetron

@@ -226,15 +226,21 @@ def test_section_labels_are_not_part_of_the_sentence() -> None:
     assert _after_heading(text, 43, len(text)) == 43
 
 
-def test_the_shipped_lexicon_adds_the_annotated_drug_names(tmp_path: Path) -> None:
+def test_the_shipped_lexicon_adds_drug_names_the_annotators_marked_often(tmp_path: Path) -> None:
     from models.drugcomb.train import write_drug_names
 
     listed = tmp_path / "drugs.txt"
     listed.write_text("Carboplatin\nPaclitaxel\n", encoding="utf-8")
-    doc = parse_doc(
-        {"doc_id": "d", "sentence": SENTENCE, "spans": [{"span_id": 0, "text": "Cisplatin", "start": 0, "end": 9}]}
-    )
+    sentence = "Cisplatin plus carboplatin/paclitaxel"
+    spans = [
+        {"span_id": 0, "text": "Cisplatin", "start": 0, "end": 9},
+        {"span_id": 1, "text": "plus", "start": 10, "end": 14},  # an annotation slip, marked once
+        {"span_id": 2, "text": "carboplatin/paclitaxel", "start": 15, "end": 37},
+    ]
+    docs = [
+        parse_doc({"doc_id": str(i), "sentence": sentence, "spans": spans if i == 0 else spans[::2]}) for i in range(3)
+    ]
     target = tmp_path / "out.txt"
-    assert write_drug_names(target, listed, [doc]) == 3
+    assert write_drug_names(target, listed, docs) == 3
     lexicon = DrugLexicon.from_file(target)
-    assert [m.name for m in lexicon.find("cisplatin and carboplatin")] == ["cisplatin", "carboplatin"]
+    assert [m.name for m in lexicon.find("cisplatin plus carboplatin")] == ["cisplatin", "carboplatin"]
