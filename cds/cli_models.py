@@ -50,7 +50,12 @@ def train(
     data = data_dir or settings.data_dir
     if not data.is_dir():
         raise fail(f"OV-0016: data directory {data} does not exist; pass --data-dir or set ONCOVIGIL_DATA_DIR")
-    context = make_context(settings, _options(option))
+    options = _options(option)
+    unknown = spec.unknown_options(options)
+    if unknown:
+        known = ", ".join(sorted(spec.option_keys or ()))
+        raise fail(f"OV-0015: {task} has no option {', '.join(unknown)}; its options are: {known}")
+    context = make_context(settings, options)
     try:
         summary = spec.train(context, data, out or spec.artifact)
     except ModelError as exc:

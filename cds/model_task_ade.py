@@ -274,6 +274,7 @@ def write_dev_copy(data_dir: Path, out: Path) -> int:
 
 
 TASK = TaskSpec(
+    option_keys=frozenset(DEFAULTS),
     name="ade",
     train=train,
     export=export,

@@ -266,6 +266,7 @@ def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
 
 
 TASK = TaskSpec(
+    option_keys=frozenset({*DEFAULTS, "strategy"}),
     name="drugcomb",
     train=train,
     export=export,

@@ -252,6 +252,7 @@ def _provenance(seed: int, patients: int, fraction: float) -> list[TrainingData]
 
 
 TASK = TaskSpec(
+    option_keys=frozenset({*DEFAULTS, "base"}),
     name="recommender",
     train=train,
     export=export,

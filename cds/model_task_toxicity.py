@@ -191,6 +191,7 @@ def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
 
 
 TASK = TaskSpec(
+    option_keys=frozenset({*DEFAULTS, "symptoms"}),
     name="toxicity",
     train=train,
     export=export,

@@ -59,6 +59,11 @@ class TaskSpec:
     hf_task: str = "token-classification"
     description: str = ""
     artifact_dir: Path | None = None
+    # The ``-o key=value`` keys ``train`` reads; None accepts any. A typo must not silently train the default.
+    option_keys: frozenset[str] | None = None
+
+    def unknown_options(self, options: Mapping[str, str]) -> list[str]:
+        return [] if self.option_keys is None else sorted(set(options) - self.option_keys)
 
     @property
     def artifact(self) -> Path:

@@ -67,3 +67,20 @@ def test_help_on_every_command() -> None:
     for name in ("sync", "runs", "serve", "summaries", "demo", "sandbox", "cohort", "models", "train", "eval"):
         result = runner.invoke(app, [name, "--help"])
         assert result.exit_code == 0, (name, result.output)
+
+
+def test_train_refuses_an_unknown_or_malformed_option_before_training(tmp_path: Path) -> None:
+    exe = [sys.executable, "-m", "cds.cli"]
+    env = {"ONCOVIGIL_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    typo = subprocess.run(
+        [*exe, "train", "toxicity", "-o", "epoch=2", "--out", str(tmp_path / "a")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert typo.returncode == 2
+    assert "OV-0015" in typo.stderr and "epoch" in typo.stderr and "epochs" in typo.stderr
+    assert "Traceback" not in typo.stderr
+    malformed = subprocess.run([*exe, "train", "toxicity", "-o", "epochs"], capture_output=True, text=True, env=env)
+    assert malformed.returncode == 2 and "key=value" in malformed.stderr
+    assert not (tmp_path / "a").exists()
