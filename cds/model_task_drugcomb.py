@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from cds.errors import ConfigError
-from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint
-from models import ModelCard, RuntimeConfig, read_card, write_card
+from cds.model_tasks import TaskContext, TaskSpec, export_pooled
+from models import ModelCard, RuntimeConfig, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.card import TrainingData
 from models.drugcomb import (
@@ -251,14 +251,7 @@ def write_dev_copy(source: Path, out: Path, dev_ids: set[str]) -> int:
 
 
 def export(ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
-    card = read_card(artifact_dir)
-    return build_drugcomb_dir(
-        artifact_dir,
-        model_dir,
-        int8=bool(card.export.get("int8_keep", False)),
-        export_extra={"artifact_fingerprint": artifact_fingerprint(artifact_dir)},
-        threads=ctx.runtime.threads,
-    )
+    return export_pooled(build_drugcomb_dir, ctx, artifact_dir, model_dir)
 
 
 def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint
-from models import ModelCard, RuntimeConfig, read_card, write_card
+from cds.model_tasks import TaskContext, TaskSpec, export_pooled
+from models import ModelCard, RuntimeConfig, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.card import TrainingData
 from models.runtime import CPU
@@ -175,14 +175,7 @@ def _provenance(
 
 
 def export(ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
-    card = read_card(artifact_dir)
-    return build_toxicity_dir(
-        artifact_dir,
-        model_dir,
-        int8=bool(card.export.get("int8_keep", False)),
-        export_extra={"artifact_fingerprint": artifact_fingerprint(artifact_dir)},
-        threads=ctx.runtime.threads,
-    )
+    return export_pooled(build_toxicity_dir, ctx, artifact_dir, model_dir)
 
 
 def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:

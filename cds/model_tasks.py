@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cds.errors import ConfigError
 from cds.settings import Settings
@@ -149,3 +149,27 @@ def resolve_model_dir(ctx: TaskContext, spec: TaskSpec, model: Path | None) -> P
     if not (target / "model.onnx").is_file():
         export_user_hf_dir(model, target, spec.hf_task, ["Patient developed nausea after cisplatin."])
     return target
+
+
+class PooledBuild(Protocol):
+    def __call__(
+        self,
+        artifact_dir: Path,
+        out_dir: Path,
+        *,
+        int8: bool,
+        export_extra: dict[str, Any] | None = ...,
+        threads: int = ...,
+    ) -> ModelCard: ...
+
+
+def export_pooled(build: PooledBuild, ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
+    """Build a pooled-classifier task's directory, keeping int8 only where its training kept it."""
+    card = read_card(artifact_dir)
+    return build(
+        artifact_dir,
+        model_dir,
+        int8=bool(card.export.get("int8_keep", False)),
+        export_extra={"artifact_fingerprint": artifact_fingerprint(artifact_dir)},
+        threads=ctx.runtime.threads,
+    )

@@ -65,6 +65,29 @@ class PooledHyperparameters:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of(cls, pooling: Pooling, config: object) -> PooledHyperparameters:
+        """The task config's values for the fields every pooled task sets; the rest keep these defaults."""
+        return cls(pooling=pooling, **{name: getattr(config, name) for name in TASK_SET_FIELDS})
+
+
+# What a pooled task's own config decides (the drugcomb and toxicity configs both carry these names).
+TASK_SET_FIELDS = (
+    "top_layers",
+    "mlp_hidden",
+    "lora_r",
+    "lora_alpha",
+    "learning_rate",
+    "head_learning_rate",
+    "epochs",
+    "batch_size",
+    "max_length",
+    "seed",
+    "threads",
+    "time_budget_s",
+    "max_steps",
+)
+
 
 @dataclass(frozen=True)
 class TrainExample:

@@ -76,22 +76,7 @@ class DrugCombTrainConfig:
         )
 
     def hyperparameters(self) -> PooledHyperparameters:
-        return PooledHyperparameters(
-            pooling="cls_mean_focus_other",
-            top_layers=self.top_layers,
-            mlp_hidden=self.mlp_hidden,
-            lora_r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            learning_rate=self.learning_rate,
-            head_learning_rate=self.head_learning_rate,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            max_length=self.max_length,
-            seed=self.seed,
-            threads=self.threads,
-            time_budget_s=self.time_budget_s,
-            max_steps=self.max_steps,
-        )
+        return PooledHyperparameters.of("cls_mean_focus_other", self)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -43,22 +43,7 @@ class ToxicityTrainConfig:
     max_steps: int = 0
 
     def hyperparameters(self) -> PooledHyperparameters:
-        return PooledHyperparameters(
-            pooling="cls_mean",
-            top_layers=self.top_layers,
-            mlp_hidden=self.mlp_hidden,
-            lora_r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            learning_rate=self.learning_rate,
-            head_learning_rate=self.head_learning_rate,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            max_length=self.max_length,
-            seed=self.seed,
-            threads=self.threads,
-            time_budget_s=self.time_budget_s,
-            max_steps=self.max_steps,
-        )
+        return PooledHyperparameters.of("cls_mean", self)
 
     def as_dict(self) -> dict[str, Any]:
         record = asdict(self)
