@@ -2,10 +2,10 @@
 
 For every patient with a MedicationRequest changed in this run, the patient's *current* orders are judged
 again, whatever changed: the warnings are a function of the record, not of the order of edits, so a re-run,
-a resumed run or a backfill reaches the same DetectedIssues. Each day's active orders are judged like the
-drafts of one prescribing visit, against the orders still active from earlier days (what the CDS service
-does at order-sign), by the injected ``OrderAssessor`` (overprescription rules, plus the recommender when
-built).
+a resumed run or a backfill reaches the same DetectedIssues. The active orders are judged like the drafts of
+one prescribing visit per day a drug's course began, against the active orders of drugs begun earlier (what
+the CDS service does at order-sign), by the injected ``OrderAssessor`` (overprescription rules, plus the
+recommender when built); see ``visit_groups``.
 
 One DetectedIssue per (patient, drug, set of reason kinds), key ``overrx-<patient>-<drug>-<kinds>``; it
 implicates that drug's warned MedicationRequests, and ``identifiedDateTime`` is the earliest one's
@@ -20,7 +20,7 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Literal
@@ -49,6 +49,8 @@ KEY_PREFIX = "overrx-"
 _MAX_KEY = 200
 _SLUG = re.compile(r"[^a-z0-9.]+")
 _READ_CONCURRENCY = 4
+# statuses of orders that were (or are being) given: they date the start of a drug's course
+COURSE_STATUSES = frozenset({"active", "on-hold", "draft", "completed"})
 
 
 @dataclass(frozen=True)
@@ -83,15 +85,26 @@ def _sort_key(order: MedicationOrder) -> tuple[datetime, str]:
     return (order.authored_on or datetime.max.replace(tzinfo=UTC), order.id)
 
 
-def visit_groups(orders: Iterable[MedicationOrder]) -> list[tuple[list[MedicationOrder], list[MedicationOrder]]]:
-    """The active orders by day authored, oldest first: (that day's orders, active orders of earlier days).
+def visit_groups(
+    orders: Iterable[MedicationOrder], drug_of: Callable[[MedicationOrder], str]
+) -> list[tuple[list[MedicationOrder], list[MedicationOrder]]]:
+    """The active orders by the day their drug's course began, oldest first: (those orders, earlier ones).
 
-    Orders without ``authoredOn`` form the last group, judged against every dated order.
+    A course begins at the drug's first order that was given or is in force (``completed`` included: a
+    re-order supersedes the last one, it does not start a new therapy), so a drug re-ordered every cycle
+    keeps its place and the drug added later beside it is the one judged against it. Orders without
+    ``authoredOn`` form the last group, judged against every dated one.
     """
-    active = sorted((o for o in orders if o.is_active), key=_sort_key)
+    orders = list(orders)
+    started: dict[str, datetime] = {}
+    for order in orders:
+        if order.authored_on is not None and order.status in COURSE_STATUSES:
+            drug = drug_of(order)
+            started[drug] = min(started.get(drug, order.authored_on), order.authored_on)
     days: dict[date | None, list[MedicationOrder]] = {}
-    for order in active:
-        days.setdefault(order.authored_on.date() if order.authored_on else None, []).append(order)
+    for order in sorted((o for o in orders if o.is_active), key=_sort_key):
+        begun = started.get(drug_of(order), order.authored_on)
+        days.setdefault(begun.date() if begun else None, []).append(order)
     groups: list[tuple[list[MedicationOrder], list[MedicationOrder]]] = []
     earlier: list[MedicationOrder] = []
     for day in sorted(days, key=lambda d: (d is None, d or date.min)):
@@ -240,7 +253,7 @@ class DetectedIssueSync:
     async def plan(self, client: FhirClient, patient_id: str) -> PatientPlan:
         orders = [o async for o in pull_orders(client, None, params=[("patient", f"Patient/{patient_id}")])]
         ours = await fetch_detected_issues(client, patient_id)
-        groups = visit_groups(orders)
+        groups = visit_groups(orders, lambda o: drug_name(o, self._formulary))
         warned: list[tuple[OrderWarning, MedicationOrder]] = []
         if groups:
             # age as of the newest order, not today, so the recommender's input (and its score) is reproducible

@@ -77,16 +77,24 @@ def _order(oid: str, drug: str, status: str, authored: str | None) -> Medication
     )
 
 
-def test_orders_are_judged_per_day_against_the_earlier_active_ones() -> None:
+def test_orders_are_judged_by_the_day_their_drug_began_against_drugs_begun_earlier() -> None:
     orders = [
         _order("c", "granisetron", "active", "2025-01-08T10:00:00+00:00"),
-        _order("a", "ondansetron", "active", "2025-01-01T10:00:00+00:00"),
+        _order("a0", "ondansetron", "completed", "2024-12-25T10:00:00+00:00"),  # the course began here
+        _order("a", "ondansetron", "active", "2025-01-15T10:00:00+00:00"),  # re-ordered: same course
         _order("b", "paclitaxel", "active", "2025-01-01T11:00:00+00:00"),
-        _order("x", "cisplatin", "stopped", "2025-01-01T10:00:00+00:00"),
+        _order("x0", "cisplatin", "stopped", "2024-12-01T10:00:00+00:00"),
+        _order("x", "cisplatin", "active", "2025-01-01T10:00:00+00:00"),  # after a stop: a new course
         _order("n", "loperamide", "active", None),
     ]
-    groups = [([d.id for d in drafts], [e.id for e in earlier]) for drafts, earlier in visit_groups(orders)]
-    assert groups == [(["a", "b"], []), (["c"], ["a", "b"]), (["n"], ["a", "b", "c"])]
+    grouped = visit_groups(orders, lambda o: o.display or "")
+    groups = [([d.id for d in drafts], [e.id for e in earlier]) for drafts, earlier in grouped]
+    assert groups == [
+        (["a"], []),
+        (["x", "b"], ["a"]),
+        (["c"], ["a", "x", "b"]),
+        (["n"], ["a", "x", "b", "c"]),
+    ]
 
 
 def test_one_issue_per_drug_and_reason_set_with_a_deterministic_key_and_date() -> None:
@@ -317,21 +325,58 @@ async def _search(client: FhirClient, rtype: str, params: list[tuple[str, str]])
     return [r async for r in client.search(rtype, params)]
 
 
+def _standing(issues: IssueSandbox, patient: str, request: str) -> list[RecordedDetectedIssue]:
+    return [i for i in issues.ours(patient).values() if not i.withdrawn and request in i.medication_request_ids]
+
+
+def _set_status(issues: IssueSandbox, request: str, status: str) -> None:
+    async def go(client: FhirClient) -> None:
+        resource = await client.read("MedicationRequest", request)
+        await client.update({**resource, "status": status})
+
+    issues.server(go)
+
+
 def test_planted_overprescriptions_of_the_seeded_cohort(issues: IssueSandbox) -> None:
-    """Rules only: a planted duplicate still ordered is warned; a planted order since stopped has no standing
-    warning; a planted missing indication needs the recommender's doubt, so none either."""
+    """Rules only: a planted duplicate still ordered is warned, and one the cohort stopped is warned once it is
+    ordered again and withdrawn once stopped again; a planted order that is stopped has no standing warning; a
+    planted missing indication needs the recommender's doubt, so it has none either."""
     truth = [json.loads(line) for line in (issues.truth_dir / "overprescriptions.jsonl").read_text().splitlines()]
     assert truth, "the seeded cohort has no planted overprescription"
+    status = {
+        r["medication_request_id"]: issues.server(
+            lambda c, r=r: c.read("MedicationRequest", r["medication_request_id"])
+        )["status"]
+        for r in truth
+    }
+    stopped_duplicates = []
     for row in truth:
-        order = issues.server(lambda c, r=row: c.read("MedicationRequest", r["medication_request_id"]))
-        standing = [i for i in issues.ours(row["patient_id"]).values() if not i.withdrawn]
-        warned = [i for i in standing if row["medication_request_id"] in i.medication_request_ids]
-        if order["status"] in ("stopped", "cancelled", "entered-in-error"):
+        patient, request = row["patient_id"], row["medication_request_id"]
+        warned = _standing(issues, patient, request)
+        if status[request] in ("stopped", "cancelled", "entered-in-error"):
             assert not warned, f"{row}: a stopped order has a standing warning"
+            if row["reason"] == "duplicate_therapy":
+                stopped_duplicates.append(row)
         elif row["reason"] == "duplicate_therapy":
-            assert warned and "duplicate_therapy" in (warned[0].key or ""), row
+            assert [i.medication_request_ids[0] for i in warned] == [request], row
+            assert "duplicate_therapy" in (warned[0].key or "")
         elif row["reason"] == "no_indication":
             assert not warned, f"{row}: rules alone warned about a missing indication"
+    checked = sum(1 for r in truth if r["reason"] == "duplicate_therapy")
+    assert checked > 0, "the seeded cohort plants no duplicate therapy: nothing to check"
+    for row in stopped_duplicates:
+        _set_status(issues, row["medication_request_id"], "active")
+    if stopped_duplicates:
+        again = issues.sync()
+        assert again.status == "ok", again.errors
+        assert again.counts["DetectedIssue_written"] == len(stopped_duplicates)
+        for row in stopped_duplicates:
+            warned = _standing(issues, row["patient_id"], row["medication_request_id"])
+            assert [i.medication_request_ids[0] for i in warned] == [row["medication_request_id"]], row
+            _set_status(issues, row["medication_request_id"], "stopped")  # the seeded state again
+        restored = issues.sync()
+        assert restored.counts["DetectedIssue_withdrawn"] == len(stopped_duplicates)
+        assert not any(_standing(issues, r["patient_id"], r["medication_request_id"]) for r in stopped_duplicates)
 
 
 def test_a_second_sync_and_a_backfill_write_nothing(issues: IssueSandbox) -> None:
