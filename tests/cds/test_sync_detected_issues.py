@@ -164,6 +164,22 @@ def test_only_our_standing_overprescription_warnings_are_withdrawn() -> None:
     assert plan_patient("p", [item], [same]).write == ()
 
 
+def test_e2e_counts_only_our_standing_warnings() -> None:
+    from dataclasses import replace
+
+    from cds.eval_e2e import warning_keys
+
+    standing = _recorded("overrx-p-a-duplicate_therapy")
+    issues = [
+        standing,
+        replace(standing, id="2", status="cancelled"),  # withdrawn
+        replace(standing, id="3", status="entered-in-error"),
+        replace(standing, id="4", key=None),  # another system's
+        replace(standing, id="5", medication_request_ids=()),
+    ]
+    assert warning_keys(issues) == [("p", "m1"), ("p", None)]
+
+
 # -- against the sandbox ------------------------------------------------------------------------------------
 
 
