@@ -141,7 +141,9 @@ def plan_detected_issue_withdrawal(
         (str(i.get("value")) for i in current.get("identifier") or [] if i.get("system") == SID_DETECTED_ISSUE), None
     )
     if not key or current.get("resourceType") != "DetectedIssue" or not current.get("id"):
-        raise ResourceBuildError("OV-1083", "only a DetectedIssue we wrote (our identifier system) can be withdrawn")
+        raise ResourceBuildError(
+            "OV-0100", "only a DetectedIssue we wrote (our identifier system) can be withdrawn; fix the caller"
+        )
     meta = {k: v for k, v in (current.get("meta") or {}).items() if k in ("tag", "security", "profile")}
     resource = validated({**current, "meta": meta, "status": WITHDRAWN_STATUS})
     target = f"DetectedIssue/{current['id']}"

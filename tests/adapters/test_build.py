@@ -297,5 +297,5 @@ def test_several_implicated_orders_and_a_withdrawal() -> None:
     assert provenance["resource"]["target"] == [{"reference": "DetectedIssue/di-7"}]
     assert bundle_is_idempotent(_bundle([withdrawal])[0])
     foreign = {**on_server, "identifier": [{"system": "https://other.example/sid", "value": "x"}]}
-    with pytest.raises(ResourceBuildError):
+    with pytest.raises(ResourceBuildError, match="OV-0100"):
         plan_detected_issue_withdrawal(foreign, "rules", "1", WHEN)
