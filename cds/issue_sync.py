@@ -17,6 +17,7 @@ ours (our identifier system, key prefix ``overrx-``) that the current orders no 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import re
@@ -114,11 +115,12 @@ def visit_groups(
 
 
 def issue_key(patient_id: str, drug: str, kinds: Sequence[str]) -> str:
-    """``overrx-<patient>-<drug>-<kinds>``: readable, whitespace-free, at most 200 characters."""
+    """``overrx-<patient>-<drug>-<kinds>``: readable, whitespace-free; a digest past 200 characters."""
     slug = _SLUG.sub("-", drug.lower()).strip("-") or "drug"
     key = f"{KEY_PREFIX}{patient_id}-{slug}-{'+'.join(sorted(kinds))}"
     if len(key) > _MAX_KEY:
-        key = key[:_MAX_KEY]
+        # a digest, not a cut: two long drug names sharing a prefix must not share a warning
+        key = f"{KEY_PREFIX}{hashlib.sha256(key.encode()).hexdigest()}"
     return key
 
 

@@ -109,6 +109,8 @@ def test_one_issue_per_drug_and_reason_set_with_a_deterministic_key_and_date() -
     assert item.identified == first.authored_on and item.severity == "moderate" and item.score is None
     assert "ondansetron is also ordered" in item.detail
     assert issue_inputs("p", [(dup, second), (dup, first)], default_formulary(), author) == items
+    long_a, long_b = issue_key("p", "x" * 300 + "a", ["low_score"]), issue_key("p", "x" * 300 + "b", ["low_score"])
+    assert long_a != long_b and long_a.startswith("overrx-") and len(long_a) <= 200
 
 
 def _recorded(key: str | None, status: str = "final") -> RecordedDetectedIssue:
