@@ -10,6 +10,7 @@ from adapters.capabilities import CapabilityReport, ResourceNeed, assess, check_
 from adapters.client import FhirClient
 from adapters.config import FhirClientConfig
 from adapters.context import fetch_patient_context
+from adapters.detected_issues import fetch_detected_issues, parse_detected_issues
 from adapters.errors import (
     AdapterError,
     CapabilityError,
@@ -49,11 +50,17 @@ from adapters.records import (
     PatientRecord,
     PullStats,
     RecordedAdverseEvent,
+    RecordedDetectedIssue,
     TypeLoadCounts,
     WriteFailure,
     WriteReport,
 )
-from adapters.writer import write_ade_summaries, write_adverse_events, write_detected_issues
+from adapters.writer import (
+    withdraw_detected_issues,
+    write_ade_summaries,
+    write_adverse_events,
+    write_detected_issues,
+)
 
 __all__ = [
     "SID_ADE_SUMMARY",
@@ -92,6 +99,7 @@ __all__ = [
     "PatientRecord",
     "PullStats",
     "RecordedAdverseEvent",
+    "RecordedDetectedIssue",
     "ResourceBuildError",
     "ResourceNeed",
     "SmartBackendAuth",
@@ -103,16 +111,19 @@ __all__ = [
     "assess",
     "check_capabilities",
     "fetch_adverse_events",
+    "fetch_detected_issues",
     "fetch_patient_context",
     "load_resources",
     "note_from_document",
     "order_from_request",
     "parse_adverse_events",
+    "parse_detected_issues",
     "parse_medication_requests",
     "parse_prefetch",
     "pull_notes",
     "pull_orders",
     "read_ndjson_dir",
+    "withdraw_detected_issues",
     "write_ade_summaries",
     "write_adverse_events",
     "write_detected_issues",

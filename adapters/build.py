@@ -187,9 +187,10 @@ def detected_issue_resource(item: DetectedIssueInput, device_ref: str) -> Resour
     }
     if item.score is not None:
         resource["extension"] = [{"url": EXT_MODEL_SCORE, "valueDecimal": round(float(item.score), 6)}]
-    if item.medication_request_id:
+    requests = [r for r in (item.medication_request_id, *item.also_implicated) if r]
+    if requests:
         resource["implicated"] = [
-            {"reference": f"MedicationRequest/{item.medication_request_id}", "display": item.drug_display}
+            {"reference": f"MedicationRequest/{request}", "display": item.drug_display} for request in requests
         ]
     evidence: list[Resource] = []
     if item.evidence_text:

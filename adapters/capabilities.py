@@ -32,7 +32,7 @@ DEFAULT_NEEDS: tuple[ResourceNeed, ...] = (
     ResourceNeed("Condition", ("search-type",), ("patient", "clinical-status")),
     ResourceNeed("AllergyIntolerance", ("search-type",), ("patient", "clinical-status")),
     ResourceNeed("AdverseEvent", ("read", "update", "search-type"), ("subject",)),
-    ResourceNeed("DetectedIssue", ("create", "search-type"), ("identifier", "patient")),
+    ResourceNeed("DetectedIssue", ("read", "create", "update", "search-type"), ("identifier", "patient")),
     ResourceNeed("DocumentReference", ("update", "search-type"), ("identifier",)),
     ResourceNeed("Device", ("create", "search-type"), ("identifier",)),
     ResourceNeed("Provenance", ("create", "search-type"), ("_tag",)),

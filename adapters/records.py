@@ -8,6 +8,7 @@ from typing import Literal
 
 CURRENT_NOTE_STATUSES = frozenset({"current"})
 ACTIVE_ORDER_STATUSES = frozenset({"active", "on-hold", "draft"})
+WITHDRAWN_ISSUE_STATUSES = frozenset({"cancelled", "entered-in-error"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,29 @@ class DetectedIssueInput:
     evidence_text: str | None = None
     code: str = "overprescription"
     code_display: str = "Likely overprescription"
+    also_implicated: tuple[str, ...] = ()  # further MedicationRequests of the same warning, after the first
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedDetectedIssue:
+    """A DetectedIssue read back from the server; ``key`` is our identifier value (None: not ours)."""
+
+    id: str
+    key: str | None
+    patient_id: str | None
+    status: str
+    code: str | None
+    severity: str | None
+    identified: datetime | None
+    medication_request_ids: tuple[str, ...]
+    detail: str | None
+    score: float | None
+    version_id: str | None = None
+
+    @property
+    def withdrawn(self) -> bool:
+        """Cancelled or entered in error: no longer a warning anyone should act on."""
+        return self.status in WITHDRAWN_ISSUE_STATUSES
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ How each resource stays idempotent:
 - Device: conditional create (``ifNoneExist: identifier=...``).
 - AdverseEvent: update-as-create at a deterministic id (R4 AdverseEvent has no ``identifier`` search
   parameter, so a conditional create cannot find it); an identical PUT creates no new version.
-- DetectedIssue: conditional create by identifier.
+- DetectedIssue: conditional update by identifier (``PUT DetectedIssue?identifier=...``): an identical PUT is a
+  no-op, a changed warning is replaced, and a withdrawal (status ``cancelled``) is an update of the same resource.
 - ADE summary DocumentReference: conditional update by identifier, so a re-run replaces it.
 - Provenance: conditional create by a tag holding a digest of the target and its content (R4 Provenance has
   no identifier); a changed target gets a new Provenance, an unchanged one none.
@@ -31,7 +32,7 @@ from adapters.build import (
 )
 from adapters.bundle import status_code
 from adapters.client import FhirClient
-from adapters.errors import FhirConflictError, FhirRequestError
+from adapters.errors import FhirConflictError, FhirRequestError, ResourceBuildError
 from adapters.identifiers import (
     SID_ADE_SUMMARY,
     SID_DETECTED_ISSUE,
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 
 Resource = dict[str, Any]
 T = TypeVar("T")
+WITHDRAWN_STATUS = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +86,10 @@ def _provenance_entry(
     device_url: str,
     sources: list[str],
     recorded: datetime,
+    activity: str = "CREATE",
 ) -> Resource:
     prov_key = digest(kind, key, content_digest(resource))
-    body = provenance_resource(prov_key, target, device_url, sources, recorded)
+    body = provenance_resource(prov_key, target, device_url, sources, recorded, activity)
     known = {device_url: "Device"}
     if target.startswith("urn:"):
         known[target] = kind_type(kind)
@@ -119,18 +122,35 @@ def plan_detected_issue(item: DetectedIssueInput, recorded: datetime) -> Planned
     device_url = placeholder("device", device_key(item.model_name, item.model_version))
     resource = validated(detected_issue_resource(item, device_url), placeholders={device_url: "Device"})
     full_url = placeholder("detected-issue", item.key)
-    entry = {
-        "fullUrl": full_url,
-        "resource": resource,
-        "request": {
-            "method": "POST",
-            "url": "DetectedIssue",
-            "ifNoneExist": token_query("identifier", SID_DETECTED_ISSUE, item.key),
-        },
-    }
+    conditional = "DetectedIssue?" + token_query("identifier", SID_DETECTED_ISSUE, item.key)
+    entry = {"fullUrl": full_url, "resource": resource, "request": {"method": "PUT", "url": conditional}}
     sources = [ref for ref in item.evidence_refs if "/" in ref]
     prov = _provenance_entry("di", item.key, resource, full_url, device_url, sources, recorded)
     return PlannedItem(item.key, "DetectedIssue", (item.model_name, item.model_version), (entry, prov))
+
+
+def plan_detected_issue_withdrawal(
+    current: Resource, model_name: str, model_version: str, recorded: datetime
+) -> PlannedItem:
+    """``current`` (as read from the server, ours) with status ``cancelled``, PUT at its id, and a Provenance.
+
+    ``cancelled`` rather than ``entered-in-error``: the warning was right when it was raised; the orders
+    changed since. The resource is kept, so the EHR's history still shows what was said and when.
+    """
+    key = next(
+        (str(i.get("value")) for i in current.get("identifier") or [] if i.get("system") == SID_DETECTED_ISSUE), None
+    )
+    if not key or current.get("resourceType") != "DetectedIssue" or not current.get("id"):
+        raise ResourceBuildError(
+            "OV-0100", "only a DetectedIssue we wrote (our identifier system) can be withdrawn; fix the caller"
+        )
+    meta = {k: v for k, v in (current.get("meta") or {}).items() if k in ("tag", "security", "profile")}
+    resource = validated({**current, "meta": meta, "status": WITHDRAWN_STATUS})
+    target = f"DetectedIssue/{current['id']}"
+    device_url = placeholder("device", device_key(model_name, model_version))
+    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
+    prov = _provenance_entry("di", key, resource, target, device_url, [], recorded, activity="CANCEL")
+    return PlannedItem(key, "DetectedIssue", (model_name, model_version), (entry, prov))
 
 
 def plan_ade_summary(item: AdeSummaryInput, recorded: datetime) -> PlannedItem:
@@ -268,8 +288,29 @@ async def write_detected_issues(
     batch_size: int | None = None,
     recorded: datetime | None = None,
 ) -> WriteReport:
-    """Record overprescription warnings as DetectedIssues; an existing one (same key) is left as it is."""
+    """Record overprescription warnings as DetectedIssues; the same key replaces (or leaves, if identical) it."""
     return await write_planned(client, _plan_all(items, plan_detected_issue, recorded), batch_size)
+
+
+async def withdraw_detected_issues(
+    client: FhirClient,
+    issue_ids: Iterable[str],
+    *,
+    model_name: str,
+    model_version: str,
+    batch_size: int | None = None,
+    recorded: datetime | None = None,
+) -> WriteReport:
+    """Set our DetectedIssues (by logical id) to ``cancelled``; each is read first so nothing else changes.
+
+    ``references`` maps each withdrawn issue's key to its ``DetectedIssue/id``.
+    """
+    when = recorded or datetime.now(UTC)
+    planned = [
+        plan_detected_issue_withdrawal(await client.read("DetectedIssue", rid), model_name, model_version, when)
+        for rid in issue_ids
+    ]
+    return await write_planned(client, planned, batch_size)
 
 
 async def write_ade_summaries(

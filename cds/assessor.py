@@ -6,29 +6,49 @@ import logging
 
 from cds.decisions import OrderAssessor
 from cds.formulary import default_formulary
+from cds.issue_sync import DetectedIssueSync, IssueAuthor
 from cds.recommender_assessor import RecommenderAssessor
 from cds.settings import Settings
 from cds.state import StateStore
 from cds.sync import OrdersHook
 from models import RuntimeConfig, default_registry, read_card
+from models.recommender import MedicationRecommender
 
 log = logging.getLogger(__name__)
+
+# names the overprescription policy of cds.overprescription; bump when its rules change what they warn about
+RULES = "overprescription-rules"
+RULES_VERSION = "1"
+
+
+def _load_recommender(settings: Settings) -> tuple[MedicationRecommender | None, IssueAuthor]:
+    """The recommender when its model directory is built, and who the warnings are from (rules [+ model])."""
+    model_dir = settings.resolved_models_dir / "recommender"
+    if not (model_dir / "model_card.json").is_file():
+        log.warning("recommender not built; overprescription warnings come from the rules alone")
+        return None, IssueAuthor(RULES, RULES_VERSION)
+    card = read_card(model_dir)
+    runtime = RuntimeConfig(providers=tuple(settings.onnx_providers), threads=settings.onnx_threads)
+    recommender: MedicationRecommender = default_registry().create(card.name, model_dir, runtime)
+    log.info("recommender loaded", extra={"model": f"{card.name}@{card.version}"})
+    return recommender, IssueAuthor(f"{RULES}+{card.name}", f"{RULES_VERSION}+{card.version}")
 
 
 def build_assessor(settings: Settings) -> OrderAssessor:
     """The recommender when its model directory is built, and the overprescription rules in every case."""
-    model_dir = settings.resolved_models_dir / "recommender"
-    recommender = None
-    if (model_dir / "model_card.json").is_file():
-        card = read_card(model_dir)
-        runtime = RuntimeConfig(providers=tuple(settings.onnx_providers), threads=settings.onnx_threads)
-        recommender = default_registry().create(card.name, model_dir, runtime)
-        log.info("recommender loaded", extra={"model": f"{card.name}@{card.version}"})
-    else:
-        log.warning("recommender not built; overprescription warnings come from the rules alone")
+    recommender, _ = _load_recommender(settings)
     return RecommenderAssessor(recommender, default_formulary())
 
 
 def build_assessor_hook(settings: Settings, store: StateStore) -> OrdersHook | None:
-    """What the sync does with changed orders: DetectedIssue write-back is not wired yet (see README status)."""
-    return None
+    """What the sync does with changed orders: re-assess those patients and write or withdraw DetectedIssues.
+
+    Prior adverse events come from the FHIR server (ours, written earlier in the same run, and other
+    systems'), so ``store`` is not needed here; the parameter stays for callers.
+    """
+    del store
+    recommender, author = _load_recommender(settings)
+    formulary = default_formulary()
+    return DetectedIssueSync(
+        RecommenderAssessor(recommender, formulary), formulary, author, settings.fhir_write_batch_size
+    )

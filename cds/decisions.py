@@ -61,6 +61,9 @@ class OrderWarning:
     drug_display: str
     reasons: tuple[str, ...]
     score: float
+    # the policy's reason kinds (``cds.overprescription.ReasonKind``), parallel to ``reasons``; the sync keys
+    # its DetectedIssues by them
+    kinds: tuple[str, ...] = ()
 
 
 class OrderAssessor(Protocol):

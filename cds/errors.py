@@ -11,6 +11,8 @@ Exception tree::
     ├── CohortError          OV-0040..0059  synthetic cohort generation and seeding
     ├── SyncError            OV-0060..0079  nightly sync and its state store
     └── DecisionError        OV-0080..0099  CDS decisions (missing patient data, ...)
+                             OV-0100..0109  DetectedIssue write-back (OV-0100: withdrawing a DetectedIssue
+                                            that is not ours; raised by adapters as ResourceBuildError)
 
 The leaves have their own trees (``adapters.errors``, ``models.errors``, ``hooks.errors``);
 the CLI maps all of them to a one-line message.

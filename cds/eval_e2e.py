@@ -4,9 +4,10 @@ ADE findings: our AdverseEvents (identifier system ``SID_ADVERSE_EVENT``, keys o
 non-negated ADEs of ``notes.jsonl``, matched as sets of (patient, drug, CTCAE term, grade); the drug is
 its RxNorm ingredient code where known, else its lower-cased ingredient name. Radiotherapy toxicities
 (keys of kind ``tox``) are scored the same way against the ``present`` toxicities, as (patient, symptom,
-grade). Warnings: our DetectedIssues (``SID_DETECTED_ISSUE``) against ``overprescriptions.jsonl``, matched
-as (patient, implicated MedicationRequest id). Only the patients named in the truth files are read, so
-other data on the server (Synthea patients, other tests) does not count.
+grade). Warnings: our standing DetectedIssues (``SID_DETECTED_ISSUE``; ``cancelled`` ones were withdrawn and
+do not count) against ``overprescriptions.jsonl``, matched as (patient, first implicated MedicationRequest id).
+Only the patients named in the truth files are read, so other data on the server (Synthea patients, other
+tests) does not count.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters import SID_DETECTED_ISSUE, FhirClient, RecordedAdverseEvent, fetch_adverse_events
+from adapters import (
+    FhirClient,
+    RecordedAdverseEvent,
+    RecordedDetectedIssue,
+    fetch_adverse_events,
+    fetch_detected_issues,
+)
 from cds.errors import CohortError
 from cds.findings_map import identify_drug
 
@@ -88,8 +95,9 @@ def read_truth(path: Path) -> E2eTruth:
             for ade in note.get("ades") or []:
                 if ade.get("negated"):
                     continue
-                ades.add((patient, drug_key(ade.get("rxnorm"), ade.get("drug")), _term(ade["ctcae_term"]),
-                          ade.get("grade")))
+                ades.add(
+                    (patient, drug_key(ade.get("rxnorm"), ade.get("drug")), _term(ade["ctcae_term"]), ade.get("grade"))
+                )
             for symptom, state in (note.get("toxicities") or {}).items():
                 if state.get("status") == "present":
                     toxicities.add((patient, _term(symptom), state.get("grade")))
@@ -101,16 +109,16 @@ def read_truth(path: Path) -> E2eTruth:
                 warnings.add((str(row["patient_id"]), row.get("medication_request_id")))
     except (KeyError, TypeError, AttributeError) as exc:
         raise CohortError(
-            "OV-0046", f"{notes_file} does not follow the truth format (missing or bad field {exc}); "
-            "pass the notes.jsonl written by `oncovigil cohort generate` or `oncovigil sandbox seed`"
+            "OV-0046",
+            f"{notes_file} does not follow the truth format (missing or bad field {exc}); "
+            "pass the notes.jsonl written by `oncovigil cohort generate` or `oncovigil sandbox seed`",
         ) from exc
-    return E2eTruth(frozenset(patients), frozenset(ades), frozenset(toxicities), frozenset(warnings),
-                    over_file.is_file())
+    return E2eTruth(
+        frozenset(patients), frozenset(ades), frozenset(toxicities), frozenset(warnings), over_file.is_file()
+    )
 
 
-def prediction_keys(
-    events: Iterable[RecordedAdverseEvent], issues: Iterable[WarningKey]
-) -> E2ePredictions:
+def prediction_keys(events: Iterable[RecordedAdverseEvent], issues: Iterable[WarningKey]) -> E2ePredictions:
     """Our AdverseEvents (by the kind in their finding key) and warnings, as match keys (pure)."""
     ades: set[AdeKey] = set()
     toxicities: set[ToxKey] = set()
@@ -119,8 +127,14 @@ def prediction_keys(
         if not event.patient_id:
             continue
         if key.startswith("ade-"):
-            ades.add((event.patient_id, drug_key(event.drug_rxnorm, event.drug_display), _term(event.ctcae_term),
-                      event.grade))
+            ades.add(
+                (
+                    event.patient_id,
+                    drug_key(event.drug_rxnorm, event.drug_display),
+                    _term(event.ctcae_term),
+                    event.grade,
+                )
+            )
         elif key.startswith("tox-"):
             toxicities.add((event.patient_id, _term(event.ctcae_term), event.grade))
     return E2ePredictions(frozenset(ades), frozenset(toxicities), frozenset(issues))
@@ -152,24 +166,13 @@ def score(truth: E2eTruth, predictions: E2ePredictions) -> dict[str, Any]:
     return metrics
 
 
-def _issue_key(resource: dict[str, Any]) -> WarningKey | None:
-    """(patient, implicated MedicationRequest id) of one of our DetectedIssues, else None.
-
-    Stand-in until ``adapters`` reads DetectedIssues back like it reads AdverseEvents.
-    """
-    identifiers = resource.get("identifier") or []
-    if not any(isinstance(i, dict) and i.get("system") == SID_DETECTED_ISSUE for i in identifiers):
-        return None
-    patient = str((resource.get("patient") or {}).get("reference") or "")
-    if not patient.startswith("Patient/"):
-        return None
-    request = None
-    for item in resource.get("implicated") or []:
-        reference = str((item or {}).get("reference") or "")
-        if reference.startswith("MedicationRequest/"):
-            request = reference.removeprefix("MedicationRequest/")
-            break
-    return patient.removeprefix("Patient/"), request
+def warning_keys(issues: Iterable[RecordedDetectedIssue]) -> list[WarningKey]:
+    """(patient, first implicated MedicationRequest id) of our standing warnings; withdrawn ones do not count."""
+    return [
+        (issue.patient_id, issue.medication_request_ids[0] if issue.medication_request_ids else None)
+        for issue in issues
+        if issue.key is not None and issue.patient_id and not issue.withdrawn
+    ]
 
 
 async def read_predictions(client: FhirClient, patients: Sequence[str]) -> E2ePredictions:
@@ -179,17 +182,11 @@ async def read_predictions(client: FhirClient, patients: Sequence[str]) -> E2ePr
     async def one(patient: str) -> tuple[list[RecordedAdverseEvent], list[WarningKey]]:
         async with gate:
             events = [e for e in await fetch_adverse_events(client, patient) if e.finding_key]
-            issues = [
-                key
-                async for resource in client.search("DetectedIssue", [("patient", f"Patient/{patient}")])
-                if (key := _issue_key(resource)) is not None
-            ]
+            issues = warning_keys(await fetch_detected_issues(client, patient))
             return events, issues
 
     results = await asyncio.gather(*(one(p) for p in patients))
-    return prediction_keys(
-        (e for events, _ in results for e in events), (k for _, issues in results for k in issues)
-    )
+    return prediction_keys((e for events, _ in results for e in events), (k for _, issues in results for k in issues))
 
 
 async def evaluate_e2e(client: FhirClient, truth: E2eTruth) -> dict[str, Any]:

@@ -11,7 +11,8 @@ the checkpoint it was given. Never set these variables in production.
 
 Stages (see ``cds.sync``): ``pull`` (a note was read), ``infer`` (a batch left the extractors),
 ``write`` (a batch's FHIR transaction was confirmed, the state store not yet told),
-``before-watermark`` (writes and state committed, the watermark not yet advanced).
+``before-watermark`` (writes and state committed, the watermark not yet advanced), ``orders`` (the changed
+orders' DetectedIssues written and withdrawn, the MedicationRequest watermark not yet advanced).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from cds.errors import ConfigError
 
-STAGES = ("pull", "infer", "write", "before-watermark")
+STAGES = ("pull", "infer", "write", "before-watermark", "orders")
 KILL_ENV = "ONCOVIGIL_FAULT_KILL_AT"
 PAUSE_ENV = "ONCOVIGIL_FAULT_PAUSE_AT"
 PAUSE_FILE_ENV = "ONCOVIGIL_FAULT_PAUSE_FILE"

@@ -114,6 +114,7 @@ class RecommenderAssessor:
                 drug_display=displays.get(w.medication_request_id or "", w.drug),
                 reasons=tuple(r.detail for r in w.reasons),
                 score=w.score if w.score is not None else math.nan,
+                kinds=w.kinds,
             )
             for w in warnings
         ]

@@ -270,7 +270,9 @@ class SyncJob:
                 self._progress("orders", 200)
         report.add("orders_pulled", len(changed))
         if self._on_orders is not None and changed:
+            # the hook's writes (DetectedIssues) are confirmed when it returns; only then may the watermark pass
             await self._on_orders(self._client, changed, report)
+            self._checkpoint("orders")
         newest = max((o.last_updated for o in changed if o.last_updated), default=None)
         if newest is not None:
             self._store.set_watermark(ORDERS, newest.astimezone(UTC).isoformat())

@@ -14,13 +14,20 @@ from adapters import (
     DetectedIssueInput,
     ResourceBuildError,
     parse_adverse_events,
+    parse_detected_issues,
     parse_prefetch,
 )
 from adapters.build import adverse_event_resource, seriousness
 from adapters.client import bundle_is_idempotent
 from adapters.identifiers import EXT_CTCAE_GRADE, EXT_SUSPECT_REQUEST, MEDDRA, SID_ADVERSE_EVENT
 from adapters.validation import validated
-from adapters.writer import _bundle, plan_ade_summary, plan_adverse_event, plan_detected_issue
+from adapters.writer import (
+    _bundle,
+    plan_ade_summary,
+    plan_adverse_event,
+    plan_detected_issue,
+    plan_detected_issue_withdrawal,
+)
 
 WHEN = datetime(2024, 5, 2, 9, 30, tzinfo=UTC)
 
@@ -145,9 +152,10 @@ def test_seriousness_follows_the_grade_unless_told() -> None:
 def test_detected_issue_and_summary() -> None:
     issue = plan_detected_issue(DI, WHEN)
     resource = issue.entries[0]["resource"]
-    assert issue.entries[0]["request"]["ifNoneExist"] == (
-        "identifier=https://oncovigil.org/fhir/sid/detected-issue|mr1%7Crecommender.v1%7C1.0.0"
-    )
+    assert issue.entries[0]["request"] == {
+        "method": "PUT",
+        "url": "DetectedIssue?identifier=https://oncovigil.org/fhir/sid/detected-issue|mr1%7Crecommender.v1%7C1.0.0",
+    }
     assert resource["implicated"][0]["reference"] == "MedicationRequest/mr1"
     assert resource["severity"] == "high" and resource["author"]["reference"].startswith("urn:uuid:")
     assert resource["evidence"] == [{"detail": [{"reference": "AdverseEvent/ov-ae-1"}]}]
@@ -264,3 +272,30 @@ def test_prefetch_is_parsed_by_resource_type() -> None:
     context = parsed.context(date(2024, 1, 1))
     assert context is not None and context.age == 74 and context.recent_notes == []
     assert parse_prefetch(None).patient is None
+
+
+def test_several_implicated_orders_and_a_withdrawal() -> None:
+    both = plan_detected_issue(replace(DI, also_implicated=("mr2",)), WHEN).entries[0]["resource"]
+    assert [i["reference"] for i in both["implicated"]] == ["MedicationRequest/mr1", "MedicationRequest/mr2"]
+    [issue] = parse_detected_issues(both)
+    assert issue.medication_request_ids == ("mr1", "mr2") and issue.key == DI.key and issue.score == 0.91
+
+    on_server = {
+        **both,
+        "id": "di-7",
+        "author": {"reference": "Device/d1"},
+        "meta": {**both["meta"], "versionId": "3", "lastUpdated": "2024-05-03T10:00:00Z"},
+    }
+    withdrawal = plan_detected_issue_withdrawal(on_server, "rules", "1", WHEN)
+    entry, provenance = withdrawal.entries
+    assert entry["request"] == {"method": "PUT", "url": "DetectedIssue/di-7"}
+    assert entry["resource"]["status"] == "cancelled" and "versionId" not in entry["resource"]["meta"]
+    assert {k: v for k, v in entry["resource"].items() if k not in ("status", "meta")} == {
+        k: v for k, v in on_server.items() if k not in ("status", "meta")
+    }
+    assert provenance["resource"]["activity"]["coding"][0]["code"] == "CANCEL"
+    assert provenance["resource"]["target"] == [{"reference": "DetectedIssue/di-7"}]
+    assert bundle_is_idempotent(_bundle([withdrawal])[0])
+    foreign = {**on_server, "identifier": [{"system": "https://other.example/sid", "value": "x"}]}
+    with pytest.raises(ResourceBuildError, match="OV-0100"):
+        plan_detected_issue_withdrawal(foreign, "rules", "1", WHEN)

@@ -117,6 +117,7 @@ def reference(crash_sandbox: CrashSandbox) -> Snapshot:
     snapshot = crash_sandbox.snapshot()
     assert snapshot["AdverseEvent"], "the uninterrupted run wrote no AdverseEvent: nothing to compare"
     assert snapshot["Provenance"] and snapshot["Device"]
+    assert snapshot["DetectedIssue"], "the uninterrupted run wrote no DetectedIssue (the cohort plants a duplicate)"
     assert not duplicates(snapshot)
     return snapshot
 
@@ -143,12 +144,19 @@ def test_sigkill_at_each_stage_then_restart_ends_like_an_uninterrupted_run(
     assert 0 < progress[-1] < sum(reference["AdverseEvent"].values()), (
         f"the kills should leave a partly written server, AdverseEvents after each: {progress}"
     )
+    # the next run finishes the notes, writes the DetectedIssues, and dies before the orders' watermark moves
+    done = _sync({**env, "ONCOVIGIL_FAULT_KILL_AT": "orders:1"})
+    assert done.returncode == SIGKILLED, f"orders: the run was not killed there (exit {done.returncode})"
+    killed = crash_sandbox.snapshot()
+    assert sum(killed["AdverseEvent"].values()) == sum(reference["AdverseEvent"].values())
+    assert killed["DetectedIssue"] == reference["DetectedIssue"]
     report = _ok(_sync(env))
-    assert report["counts"]["notes_processed"] > 0
+    assert report["counts"]["overprescription_patients_assessed"] > 0, "the orders were not read again"
+    assert report["counts"]["DetectedIssue_written"] == 0 and report["counts"]["DetectedIssue_unchanged"] > 0
     _assert_same(crash_sandbox.snapshot(), reference)
 
     runs = json.loads(run_cli(["runs", "--json"], env, timeout=120).stdout)
-    assert [r["status"] for r in runs] == ["ok", "interrupted", "interrupted", "interrupted", "interrupted"]
+    assert [r["status"] for r in runs] == ["ok", *["interrupted"] * 5]
     # a restart on a complete server is a no-op
     again = _ok(_sync(env))
     assert again["counts"]["notes_processed"] == 0
