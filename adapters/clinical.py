@@ -34,7 +34,13 @@ def condition_from_resource(condition: Resource) -> ConditionRecord:
         clinical_status=status_code(condition.get("clinicalStatus")),
         verification_status=status_code(condition.get("verificationStatus")),
         onset=parse_datetime(condition.get("onsetDateTime") or condition.get("recordedDate")),
+        text=_text(condition.get("code")),
     )
+
+
+def _text(concept: object) -> str | None:
+    text = concept.get("text") if isinstance(concept, dict) else None
+    return text if isinstance(text, str) and text.strip() else None
 
 
 def condition_is_active(record: ConditionRecord) -> bool:

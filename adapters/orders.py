@@ -132,6 +132,7 @@ def order_from_request(request: Resource, medications: Mapping[str, Resource] | 
         last_updated=parse_datetime(meta.get("lastUpdated")),
         medication_id=medication_id,
         version_id=meta.get("versionId"),
+        reasons=tuple(label for c in request.get("reasonCode") or [] if (label := concept_text(c))),
     )
 
 

@@ -52,6 +52,7 @@ class MedicationOrder:
     last_updated: datetime | None
     medication_id: str | None = None
     version_id: str | None = None
+    reasons: tuple[str, ...] = ()  # reasonCode labels: why the prescriber ordered it ("urinary frequency")
 
     @property
     def is_active(self) -> bool:
@@ -67,6 +68,9 @@ class ConditionRecord:
     clinical_status: str | None
     verification_status: str | None
     onset: datetime | None
+    # Code.text: the label as the clinician chose it ("breast cancer, HER2-positive"); often more specific
+    # than the coding's display ("Malignant neoplasm of breast").
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

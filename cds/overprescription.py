@@ -15,8 +15,9 @@ Policy (what ``decide_overprescription`` warns about). The recommender gives eac
    - ``prior_serious_ade``: the patient has a recorded adverse event of grade >= 3 attributed to this drug
      (matched by RxCUI, else by formulary ingredient name).
 4. **Soft rule + model doubt**: ``no_indication`` (the formulary knows the drug's indications and none matches
-   an active condition) warns only when the model does not recommend the drug either (score below
-   ``threshold``): formularies miss off-label use, and the model has seen the whole patient.
+   an active condition, nor the order's own stated reason) warns only when the model does not recommend the
+   drug either (score below ``threshold``): formularies miss off-label use, and the model has seen the whole
+   patient.
 5. A draft without a score (no model available) can only be warned about by the hard rules.
 
 Warnings come out in order of the drafts, one per draft, reasons in a fixed order.
@@ -45,6 +46,7 @@ class Order:
     rxnorm: str | None = None
     medication_request_id: str | None = None
     status: OrderStatus = "draft"
+    reasons: tuple[str, ...] = ()  # the order's own stated reasons (MedicationRequest.reasonCode)
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def decide_overprescription(
         event = serious.get(key) or (serious.get(order.rxnorm) if order.rxnorm else None)
         if event is not None:
             reasons["prior_serious_ade"] = _event_text(event)
-        if entry is not None and entry.indications and not formulary.indicated(entry, conditions):
+        if entry is not None and entry.indications and not formulary.indicated(entry, [*conditions, *order.reasons]):
             shown = "; ".join(conditions) if conditions else "none recorded"
             reasons["no_indication"] = f"no active condition indicates {entry.name} (conditions: {shown})"
         doubted = "no_indication" in reasons and score is not None and score < threshold

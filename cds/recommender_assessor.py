@@ -50,9 +50,9 @@ def patient_summary(
 ) -> PatientSummary:
     drafted = {d.id for d in drafts}
     conditions = [
-        _TAG.sub("", c.display).strip().lower()
+        _TAG.sub("", label).strip().lower()
         for c in context.conditions
-        if c.display and (c.clinical_status or "active") not in _INACTIVE
+        if (label := c.text or c.display) and (c.clinical_status or "active") not in _INACTIVE
     ]
     previous = [drug_name(m, formulary) for m in context.medications if m.is_active and m.id not in drafted]
     serious = [
@@ -91,11 +91,11 @@ class RecommenderAssessor:
         scores = await asyncio.to_thread(self._scores, summary, list(dict.fromkeys(names)))
         drafted = {d.id for d in drafts}
         orders = [
-            Order(drug_name(m, self._formulary), m.rxnorm_code, m.id, "active")
+            Order(drug_name(m, self._formulary), m.rxnorm_code, m.id, "active", m.reasons)
             for m in context.medications
             if m.is_active and m.id not in drafted
         ]
-        orders += [Order(n, d.rxnorm_code, d.id, "draft") for n, d in zip(names, drafts, strict=True)]
+        orders += [Order(n, d.rxnorm_code, d.id, "draft", d.reasons) for n, d in zip(names, drafts, strict=True)]
         model = self._recommender
         threshold = model.threshold if model is not None else 0.0
         warnings = decide_overprescription(

@@ -188,6 +188,16 @@ def test_order_from_codeable_concept() -> None:
     assert order.authored_on == datetime(2024, 4, 1, tzinfo=UTC)
     assert order.dosage_text == "175 mg/m2, 1 time(s) per 3 wk"
     assert order.is_active and order.version_id == "1"
+    assert order.reasons == ()
+    why = {
+        **request,
+        "reasonCode": [
+            {"text": "urinary frequency"},
+            {"coding": [{"system": "http://snomed.info/sct", "code": "162116003", "display": "Increased frequency"}]},
+            {},
+        ],
+    }
+    assert order_from_request(why).reasons == ("urinary frequency", "Increased frequency")
 
 
 def test_order_from_referenced_or_contained_medication() -> None:
@@ -247,6 +257,18 @@ def test_patient_condition_allergy() -> None:
         }
     )
     assert (condition.code, condition.display, condition.clinical_status) == ("254637007", "NSCLC", "active")
+    assert condition.text is None
+    labelled = condition_from_resource(
+        {
+            "resourceType": "Condition",
+            "id": "c2",
+            "code": {
+                "coding": [{"system": "http://snomed.info/sct", "code": "254837009", "display": "Malignant neoplasm"}],
+                "text": "breast cancer, HER2-positive",
+            },
+        }
+    )
+    assert (labelled.display, labelled.text) == ("Malignant neoplasm", "breast cancer, HER2-positive")
     assert allergy_label({"resourceType": "AllergyIntolerance", "code": {"text": "Penicillin"}}) == "Penicillin"
     refuted = {
         "resourceType": "AllergyIntolerance",

@@ -149,3 +149,14 @@ def test_separate_warning_threshold_means_a_confident_no() -> None:
     assert w.kinds == ("low_score", "no_indication") and "recommendation threshold 0.50" in w.reasons[0].detail
     # ... and not when the model recommends it.
     assert decide("trastuzumab", 0.7) == []
+
+
+def test_the_orders_own_stated_reason_can_be_its_indication() -> None:
+    # Tamsulosin for radiotherapy-induced urinary frequency in a patient whose conditions are all cancers.
+    rectal = ["rectal cancer"]
+    [w] = _decide([Order("tamsulosin", "77492", "mr-1")], {"tamsulosin": 0.1}, conditions=rectal)
+    assert "no_indication" in w.kinds
+    stated = Order("tamsulosin", "77492", "mr-1", reasons=("urinary frequency",))
+    [w] = _decide([stated], {"tamsulosin": 0.1}, conditions=rectal)
+    assert w.kinds == ("low_score",)  # the model may still doubt it; the formulary no longer does
+    assert _decide([stated], {"tamsulosin": 0.6}, conditions=rectal) == []

@@ -87,3 +87,22 @@ def test_without_a_model_only_the_hard_rules_warn() -> None:
     assert "ondansetron is also ordered" in by_id["mr-2"].reasons[0]
     assert by_id["mr-3"].reasons[0].startswith("grade 3 proteinuria")
     assert all(math.isnan(w.score) for w in warnings)
+
+
+def test_summary_prefers_the_clinicians_condition_label() -> None:
+    her2 = ConditionRecord(
+        "c1",
+        "254837009",
+        None,
+        "Malignant neoplasm of breast (disorder)",
+        "active",
+        None,
+        None,
+        text="breast cancer, HER2-positive",
+    )
+    context = PatientContext(patient_id="p2", age=51, sex="female", conditions=[her2])
+    summary = patient_summary(context, [], [], F)
+    assert summary.conditions == ("breast cancer, her2-positive",)
+    # ... which is also what the formulary reads an indication from (trastuzumab is indicated).
+    trastuzumab = F.lookup("trastuzumab", "224905")
+    assert trastuzumab is not None and F.indicated(trastuzumab, summary.conditions)
