@@ -208,7 +208,8 @@ class JwtVerifier:
         state["iss"], state["jti"] = _clip(iss), _clip(jti)
 
         alg = header.get("alg")
-        if alg not in ALLOWED_ALGORITHMS:
+        # Header values are attacker-controlled JSON: a list or object must be refused, not hashed.
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:
             raise AuthenticationFailed(f"algorithm {_clip(alg)!r} not allowed")
         typ = header.get("typ")
         if typ is not None and str(typ).upper() != "JWT":
@@ -217,7 +218,7 @@ class JwtVerifier:
             raise AuthenticationFailed("issuer not trusted")
         trust = self._config.trusted_issuers[iss]
         jku = header.get("jku")
-        if jku is not None and jku not in trust.allowed_jku:
+        if jku is not None and (not isinstance(jku, str) or jku not in trust.allowed_jku):
             raise AuthenticationFailed(f"jku {_clip(jku)!r} not on the issuer's allowlist")
         kid = header.get("kid")
         entry = self._keys[iss].get(kid) if isinstance(kid, str) else None

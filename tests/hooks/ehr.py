@@ -106,6 +106,12 @@ class MiniEhr:
         payload = self.claims(aud, **claim_overrides)
         return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}."
 
+    def forge_header(self, aud: str, **header_overrides: Any) -> str:
+        """A token whose header says what the caller wants (any JSON), with a junk signature."""
+        header = {"alg": "ES384", "typ": "JWT", "kid": self.ec_kid, **header_overrides}
+        payload = self.claims(aud)
+        return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}.{_b64(b'x' * 96)}"
+
     def forge_hs256_with_public_key(self, aud: str, alg: str = "ES384") -> str:
         """The key-confusion attack: HMAC-SHA256 keyed with our published public key PEM."""
         header = {"alg": "HS256", "typ": "JWT", "kid": self.ec_kid if alg == "ES384" else self.rsa_kid}

@@ -68,6 +68,9 @@ REJECTED: dict[str, tuple[Callable[[MiniEhr, str], str | None], str]] = {
         lambda ehr, url: ehr.forge_hs256_with_public_key(url, "RS384"),
         "'HS256' not allowed",
     ),
+    # JSON that is not a string where a string belongs (found by the fuzzer: a list is unhashable)
+    "alg-is-a-list": (lambda ehr, url: ehr.forge_header(url, alg=["ES384"]), "not allowed"),
+    "jku-is-a-list": (lambda ehr, url: ehr.forge_header(url, jku=["https://ehr.example.org/jwks.json"]), "jku"),
     "wrong-aud": (lambda ehr, url: ehr.sign(url + "/other"), "aud"),
     "aud-of-another-host": (lambda ehr, url: ehr.sign(url.replace("127.0.0.1", "localhost")), "aud"),
     "expired": (lambda ehr, url: ehr.sign(url, exp=int(time.time()) - 120), "expired"),
