@@ -1,0 +1,229 @@
+"""The ``phenotype`` model task: train on generated pathology and consult notes, build, evaluate.
+
+Training data: ``cds.cohort.phenotype.generate_phenotype_notes`` (train seed ``notes_seed``, dev notes from
+``dev_notes_seed``: no note on both sides), 5 % of words misspelled at generation. Dev metrics are
+per-field exact match and F1, clean and with 10 % of words misspelled (``misspell_rate``), fp32 and int8.
+Task options (``-o key=value``): epochs, batch_size, learning_rate, max_len, notes, dev_notes, notes_seed,
+dev_notes_seed, typo_rate, misspell_rate, max_steps, threads, seed, reuse_adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cds.cohort.phenotype import generate_phenotype_notes
+from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint
+from models import ModelCard, RuntimeConfig, read_card, write_card
+from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
+from models.card import TrainingData
+from models.encoder_export import build_encoder_dir, finish_model_dir
+from models.encoder_train import EncoderTrainConfig, bio_labels, train_token_classifier
+from models.phenotype import (
+    ENTITY_TYPES,
+    NAME,
+    LabelledNote,
+    PhenotypeExtractor,
+    field_metrics,
+    misspelled,
+    parse_record,
+    read_notes,
+)
+from models.phenotype.training import CHECK_TEXTS, sentence_examples
+from models.runtime import CPU
+
+log = logging.getLogger(__name__)
+
+INT8_MAX_F1_DROP = 0.01
+DEFAULTS: dict[str, float] = {
+    "epochs": 3,
+    "batch_size": 16,
+    "learning_rate": 1e-3,
+    "max_len": 96,
+    "notes": 600,
+    "dev_notes": 300,
+    "notes_seed": 101,
+    "dev_notes_seed": 202,
+    "typo_rate": 0.05,
+    "misspell_rate": 0.10,
+    "max_steps": -1,
+    "threads": 0,
+    "seed": 13,
+    "reuse_adapter": 0,
+}
+
+
+def _option(ctx: TaskContext, key: str) -> float:
+    return float(ctx.options.get(key, DEFAULTS[key]))
+
+
+def synthetic_records(count: int, seed: int, typo_rate: float) -> list[dict[str, Any]]:
+    return [n.to_json() for n in generate_phenotype_notes(count, seed, typo_rate)]
+
+
+def dev_notes(ctx: TaskContext) -> list[LabelledNote]:
+    records = synthetic_records(int(_option(ctx, "dev_notes")), int(_option(ctx, "dev_notes_seed")), 0.0)
+    return [parse_record(r, f"dev note {r['note_id']}") for r in records]
+
+
+def score(extractor: PhenotypeExtractor, notes: Sequence[LabelledNote]) -> dict[str, Any]:
+    predictions = [p.values() for p in extractor.pipe((n.text for n in notes), batch_size=32)]
+    return field_metrics([n.truth for n in notes], predictions)
+
+
+def score_with_misspellings(
+    extractor: PhenotypeExtractor, notes: Sequence[LabelledNote], rate: float
+) -> dict[str, Any]:
+    """Clean and misspelled scores side by side (the robustness the model card and ``eval`` report)."""
+    return {
+        "clean": score(extractor, notes),
+        "misspelled": {"rate": rate, **score(extractor, misspelled(notes, rate, 7))},
+    }
+
+
+def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any]:
+    del data_dir  # the phenotype notes are generated; nothing is read from the data folder
+    if _option(ctx, "reuse_adapter") and (artifact_out / "model_card.json").is_file():
+        return rescore(ctx, artifact_out)
+    started = time.perf_counter()
+    records = synthetic_records(int(_option(ctx, "notes")), int(_option(ctx, "notes_seed")), _option(ctx, "typo_rate"))
+    examples = sentence_examples(records)
+    config = EncoderTrainConfig(
+        base_dir=minilm_dir(),
+        base_name=MINILM_NAME,
+        max_len=int(_option(ctx, "max_len")),
+        epochs=_option(ctx, "epochs"),
+        batch_size=int(_option(ctx, "batch_size")),
+        learning_rate=_option(ctx, "learning_rate"),
+        max_steps=int(_option(ctx, "max_steps")),
+        seed=int(_option(ctx, "seed")),
+        threads=int(_option(ctx, "threads")),
+        show_progress=ctx.progress,
+    )
+    staging = artifact_out.with_name(artifact_out.name + ".staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    log.info("training phenotype", extra={"examples": len(examples), "notes": len(records)})
+    result = train_token_classifier(examples, ENTITY_TYPES, config, staging)
+    write_card(staging, new_card(ctx, config.as_record(), result.__dict__, len(records), len(examples)))
+    shutil.rmtree(artifact_out, ignore_errors=True)
+    staging.rename(artifact_out)
+    summary = rescore(ctx, artifact_out)
+    return {"train": result.__dict__, **summary, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def new_card(ctx: TaskContext, config: dict[str, Any], result: dict[str, Any], notes: int, examples: int) -> ModelCard:
+    return ModelCard(
+        name=NAME,
+        task="phenotype",
+        version="1",
+        labels=bio_labels(ENTITY_TYPES),
+        base_model=MINILM_NAME,
+        base_model_source=MINILM_SOURCE,
+        training_data=[
+            TrainingData(
+                name="OncoVigil synthetic pathology and consult notes",
+                source="cds.cohort.phenotype.generate_phenotype_notes (this repository)",
+                licence="Apache-2.0 (generated)",
+                split=f"train: {notes} notes, seed {int(_option(ctx, 'notes_seed'))}, "
+                f"{_option(ctx, 'typo_rate'):.0%} of words misspelled; dev: {int(_option(ctx, 'dev_notes'))} "
+                f"clean notes, seed {int(_option(ctx, 'dev_notes_seed'))}, also scored with "
+                f"{_option(ctx, 'misspell_rate'):.0%} misspelled",
+            )
+        ],
+        hyperparameters={
+            **config,
+            "lora_modules_to_save": ["classifier"],
+            "train_sentences": examples,
+            "train_seconds": result["seconds"],
+            "train_steps": result["steps"],
+            "train_loss": result["train_loss"],
+            "normalisation": "deterministic rules, models/phenotype/normalise.py",
+            "field_choice": "most confident mention that normalises; diagnosis falls back to the site's label",
+        },
+    )
+
+
+def rescore(ctx: TaskContext, artifact: Path) -> dict[str, Any]:
+    """Dev metrics and the int8 decision written into the artifact's card; then the model dir is rebuilt."""
+    model_dir = ctx.models_dir / "phenotype"
+    notes = dev_notes(ctx)
+    rate = _option(ctx, "misspell_rate")
+    build_phenotype_dir(artifact, model_dir, int8=True, threads=ctx.runtime.threads)
+    fp32 = _extractor(ctx, model_dir, allow_int8=False)
+    metrics: dict[str, Any] = {"synthetic_dev": score_with_misspellings(fp32, notes, rate)}
+    export_record: dict[str, Any] = {"int8_keep": False}
+    if (model_dir / "model_int8.onnx").is_file():
+        q8 = _extractor(ctx, model_dir, allow_int8=True, cpu_only=True)
+        metrics["synthetic_dev_int8"] = score(q8, notes)
+        drop = metrics["synthetic_dev"]["clean"]["micro"]["f1"] - metrics["synthetic_dev_int8"]["micro"]["f1"]
+        export_record = {"int8_keep": drop <= INT8_MAX_F1_DROP, "int8_micro_f1_drop": round(drop, 4)}
+    card = read_card(artifact)
+    write_card(artifact, card.model_copy(update={"dev_metrics": metrics, "export": export_record}))
+    final = export(ctx, artifact, model_dir)
+    dev_copy = ctx.models_dir / "phenotype_dev.jsonl"
+    write_dev_copy(ctx, dev_copy)
+    return {
+        "artifact": str(artifact),
+        "model_dir": str(model_dir),
+        "dev_copy": str(dev_copy),
+        "dev_metrics": final.dev_metrics,
+    }
+
+
+def write_dev_copy(ctx: TaskContext, out: Path) -> int:
+    """The dev notes in the ``eval phenotype --data`` format."""
+    records = synthetic_records(int(_option(ctx, "dev_notes")), int(_option(ctx, "dev_notes_seed")), 0.0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
+    return len(records)
+
+
+def _extractor(ctx: TaskContext, model_dir: Path, allow_int8: bool, cpu_only: bool = False) -> PhenotypeExtractor:
+    runtime = RuntimeConfig(
+        providers=(CPU,) if cpu_only else ctx.runtime.providers, threads=ctx.runtime.threads, allow_int8=allow_int8
+    )
+    return PhenotypeExtractor.load(model_dir, runtime, verify=(model_dir / "model_card.json").is_file())
+
+
+def build_phenotype_dir(
+    artifact: Path, out_dir: Path, *, int8: bool, threads: int = 0, export_extra: dict[str, Any] | None = None
+) -> ModelCard:
+    report, _task = build_encoder_dir(
+        artifact, out_dir, CHECK_TEXTS, int8=int8, threads=threads, int8_min_agreement=0.0
+    )
+    card = read_card(artifact)
+    exported = {**card.export, **report.as_record(), **(export_extra or {})}
+    return finish_model_dir(out_dir, card.model_copy(update={"export": exported, "files": {}}))
+
+
+def export(ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
+    card = read_card(artifact_dir)
+    return build_phenotype_dir(
+        artifact_dir,
+        model_dir,
+        int8=bool(card.export.get("int8_keep", False)),
+        threads=ctx.runtime.threads,
+        export_extra={"artifact_fingerprint": artifact_fingerprint(artifact_dir)},
+    )
+
+
+def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
+    notes = read_notes(data)
+    extractor = _extractor(ctx, model_dir, allow_int8=ctx.runtime.allow_int8)
+    result = score_with_misspellings(extractor, notes, _option(ctx, "misspell_rate"))
+    return {**result["clean"], "misspelled": result["misspelled"]}
+
+
+TASK = TaskSpec(
+    name="phenotype",
+    train=train,
+    export=export,
+    evaluate=evaluate,
+    hf_task="token-classification",
+    description="cancer phenotype: site, histology, diagnosis, TNM, stage group, grade, size, laterality, biomarkers",
+)
