@@ -10,6 +10,7 @@ laterality to the side a site names ("RUL").
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from models.encoder_infer import EncoderTokenizer, EntitySpan, TokenClassifierRu
 from models.encoder_train import TASK_FILE
 from models.errors import ModelLoadError
 from models.phenotype.labels import ENTITY_TYPES, FIELD_TYPES
-from models.phenotype.normalise import diagnosis_from, implied_laterality, normalise
+from models.phenotype.normalise import MARKER_TYPES, diagnosis_from, implied_laterality, marker_kind, normalise
+from models.phenotype.normalise import site as site_of
 from models.phenotype.records import Phenotype, PhenotypeField
 from models.records import pipe_batches
 from models.registry import Registry, RuntimeConfig
@@ -42,14 +44,24 @@ def fields_from_mentions(text: str, mentions: Sequence[EntitySpan], min_confiden
     for mention in mentions:
         if mention.confidence < min_confidence or mention.kind not in _FIELD_OF:
             continue
-        surface = text[mention.start : mention.end]
-        value = normalise(mention.kind, surface)
+        start = _negation_start(text, mention.start)
+        surface = text[start : mention.end]
+        kind = (marker_kind(surface) or mention.kind) if mention.kind in MARKER_TYPES else mention.kind
+        value = normalise(kind, surface)
         if value is None:
             continue
-        name = _FIELD_OF[mention.kind]
-        candidate = PhenotypeField(name, value, surface, (mention.start, mention.end), round(mention.confidence, 4))
+        name = _FIELD_OF[kind]
+        candidate = PhenotypeField(name, value, surface, (start, mention.end), round(mention.confidence, 4))
         if name not in best or candidate.confidence > best[name].confidence:
             best[name] = candidate
+    if "site" not in best:
+        # "rectal adenocarcinoma", "NSCLC": a diagnosis or histology mention that names the organ
+        for name in ("diagnosis", "histology"):
+            named = best.get(name)
+            organ = site_of(named.text) if named else None
+            if named is not None and organ is not None:
+                best["site"] = PhenotypeField("site", organ, named.text, named.span, named.confidence, True)
+                break
     site = best.get("site")
     if site is not None and "laterality" not in best:
         side = implied_laterality(site.text)
@@ -61,6 +73,18 @@ def fields_from_mentions(text: str, mentions: Sequence[EntitySpan], min_confiden
         if label is not None:
             best["diagnosis"] = PhenotypeField("diagnosis", label, site.text, site.span, site.confidence, True)
     return Phenotype(tuple(best[name] for name in FIELD_TYPES if name in best))
+
+
+_NEGATION_BEFORE = re.compile(r"(?i)\b(?:no|negative for|without)\s+$")
+
+
+def _negation_start(text: str, start: int) -> int:
+    """Where a mention starts once a negation cue right before it ("no EGFR mutation") is taken in.
+
+    The tagger sometimes leaves the cue outside the span (or tags it alone); the value depends on it.
+    """
+    cue = _NEGATION_BEFORE.search(text, max(0, start - 16), start)
+    return cue.start() if cue else start
 
 
 class PhenotypeExtractor:

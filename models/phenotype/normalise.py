@@ -253,14 +253,17 @@ def grade(text: str) -> str | None:
     return str({"i": 1, "ii": 2, "iii": 3, "iv": 4}.get(value, value))
 
 
+_MEASURE = re.compile(r"(?i)(\d+(?:\.\d+)?(?:\s*[x×]\s*\d+(?:\.\d+)?)*)\s*(cm|mm|centimet\w*|millimet\w*)\b")
+
+
 def size_mm(text: str) -> str | None:
-    """ "2.3 x 1.8 cm", "23 mm", "measuring 4 cm" -> the largest dimension in whole mm ("23 mm")."""
-    numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", text)]
-    if not numbers:
-        return None
-    unit_cm = re.search(r"(?i)\bcm\b|centimet", text) is not None and re.search(r"(?i)\bmm\b|millimet", text) is None
-    value = max(numbers) * (10 if unit_cm else 1)
-    return f"{round(value)} mm"
+    """ "2.3 x 1.8 cm", "23 mm", "measuring 4 cm" -> the largest dimension in whole mm ("23 mm"); no unit, no size."""
+    sizes = [
+        max(float(n) for n in re.findall(r"\d+(?:\.\d+)?", m.group(1)))
+        * (1 if m.group(2).lower().startswith("m") else 10)
+        for m in _MEASURE.finditer(text)
+    ]
+    return f"{round(max(sizes))} mm" if sizes else None
 
 
 def laterality(text: str) -> str | None:
@@ -351,6 +354,8 @@ def pdl1(text: str) -> str | None:
 
 def driver(text: str) -> str | None:
     """EGFR / ALK / KRAS: a named variant, "mutation detected", "rearranged" -> positive; wild type / no -> negative."""
+    if re.search(r"(?i)not\s+(?:performed|done|sent)|pending|ordered", text):
+        return None  # a test not (yet) resulted states no value
     if _is_negative(text):
         return "negative"
     w = set(words(text))
@@ -359,6 +364,29 @@ def driver(text: str) -> str | None:
         return "positive"
     return None
 
+
+_MARKER_NAMES = (
+    (ER, re.compile(r"(?i)\b(?:ER|estrogen|oestrogen)\b")),
+    (PR, re.compile(r"(?i)\b(?:PR|PgR|progesterone)\b")),
+    (HER2, re.compile(r"(?i)\bHER-?2|\berbb2\b")),
+    (PDL1, re.compile(r"(?i)\bPD-?L-?1\b")),
+    (EGFR, re.compile(r"(?i)\bEGFR\b")),
+    (ALK, re.compile(r"(?i)\bALK\b")),
+    (KRAS, re.compile(r"(?i)\bKRAS\b")),
+)
+
+
+def marker_kind(text: str) -> str | None:
+    """The biomarker a mention names first ("ER positive (90%)" -> ER), whatever type the tagger gave it.
+
+    The values of ER and PR read alike ("positive (90%)"), so the tagger can carry one name's type over
+    the other's words; the name the text states is the better witness.
+    """
+    found = [(m.start(), kind) for kind, pattern in _MARKER_NAMES if (m := pattern.search(text))]
+    return min(found)[1] if found else None
+
+
+MARKER_TYPES = frozenset(kind for kind, _ in _MARKER_NAMES)
 
 NORMALISERS: dict[str, Callable[[str], str | None]] = {
     SITE: site,
