@@ -36,6 +36,7 @@ from adapters.identifiers import (
 from adapters.notes import note_from_document, pull_notes
 from adapters.orders import order_from_request, pull_orders
 from adapters.outcome import OutcomeIssue, ValidationResult
+from adapters.phenotype import PhenotypeObservationInput, write_phenotype_observations
 from adapters.prefetch import ParsedPrefetch, parse_medication_requests, parse_prefetch
 from adapters.records import (
     AdeSummaryInput,
@@ -90,6 +91,7 @@ __all__ = [
     "ParsedPrefetch",
     "PatientContext",
     "PatientRecord",
+    "PhenotypeObservationInput",
     "PullStats",
     "RecordedAdverseEvent",
     "ResourceBuildError",
@@ -116,4 +118,5 @@ __all__ = [
     "write_ade_summaries",
     "write_adverse_events",
     "write_detected_issues",
+    "write_phenotype_observations",
 ]

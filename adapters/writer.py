@@ -76,7 +76,7 @@ def _device_entry(model_name: str, model_version: str) -> Resource:
     }
 
 
-def _provenance_entry(
+def provenance_entry(
     kind: str,
     key: str,
     resource: Resource,
@@ -102,7 +102,7 @@ def _provenance_entry(
 
 
 def kind_type(kind: str) -> str:
-    return {"ae": "AdverseEvent", "di": "DetectedIssue", "summary": "DocumentReference"}[kind]
+    return {"ae": "AdverseEvent", "di": "DetectedIssue", "summary": "DocumentReference", "obs": "Observation"}[kind]
 
 
 def plan_adverse_event(item: AdverseEventInput, recorded: datetime) -> PlannedItem:
@@ -111,7 +111,7 @@ def plan_adverse_event(item: AdverseEventInput, recorded: datetime) -> PlannedIt
     target = f"AdverseEvent/{resource['id']}"
     sources = [f"DocumentReference/{item.note_id}"] if item.note_id else []
     entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
-    prov = _provenance_entry("ae", item.finding_key, resource, target, device_url, sources, recorded)
+    prov = provenance_entry("ae", item.finding_key, resource, target, device_url, sources, recorded)
     return PlannedItem(item.finding_key, "AdverseEvent", (item.model_name, item.model_version), (entry, prov))
 
 
@@ -129,7 +129,7 @@ def plan_detected_issue(item: DetectedIssueInput, recorded: datetime) -> Planned
         },
     }
     sources = [ref for ref in item.evidence_refs if "/" in ref]
-    prov = _provenance_entry("di", item.key, resource, full_url, device_url, sources, recorded)
+    prov = provenance_entry("di", item.key, resource, full_url, device_url, sources, recorded)
     return PlannedItem(item.key, "DetectedIssue", (item.model_name, item.model_version), (entry, prov))
 
 
@@ -139,7 +139,7 @@ def plan_ade_summary(item: AdeSummaryInput, recorded: datetime) -> PlannedItem:
     full_url = placeholder("ade-summary", item.key)
     conditional = "DocumentReference?" + token_query("identifier", SID_ADE_SUMMARY, item.key)
     entry = {"fullUrl": full_url, "resource": resource, "request": {"method": "PUT", "url": conditional}}
-    prov = _provenance_entry("summary", item.key, resource, full_url, device_url, [], recorded)
+    prov = provenance_entry("summary", item.key, resource, full_url, device_url, [], recorded)
     return PlannedItem(item.key, "DocumentReference", (item.model_name, item.model_version), (entry, prov))
 
 
@@ -243,7 +243,7 @@ async def write_planned(
     return report
 
 
-def _plan_all(
+def plan_all(
     items: Iterable[T], plan: Callable[[T, datetime], PlannedItem], recorded: datetime | None
 ) -> list[PlannedItem]:
     when = recorded or datetime.now(UTC)
@@ -258,7 +258,7 @@ async def write_adverse_events(
     recorded: datetime | None = None,
 ) -> WriteReport:
     """Record ADE findings as AdverseEvents (with Device and Provenance); a re-run writes nothing new."""
-    return await write_planned(client, _plan_all(items, plan_adverse_event, recorded), batch_size)
+    return await write_planned(client, plan_all(items, plan_adverse_event, recorded), batch_size)
 
 
 async def write_detected_issues(
@@ -269,7 +269,7 @@ async def write_detected_issues(
     recorded: datetime | None = None,
 ) -> WriteReport:
     """Record overprescription warnings as DetectedIssues; an existing one (same key) is left as it is."""
-    return await write_planned(client, _plan_all(items, plan_detected_issue, recorded), batch_size)
+    return await write_planned(client, plan_all(items, plan_detected_issue, recorded), batch_size)
 
 
 async def write_ade_summaries(
@@ -280,4 +280,4 @@ async def write_ade_summaries(
     recorded: datetime | None = None,
 ) -> WriteReport:
     """Write per-drug summaries; one per key (drug and period), replaced when its content changed."""
-    return await write_planned(client, _plan_all(items, plan_ade_summary, recorded), batch_size)
+    return await write_planned(client, plan_all(items, plan_ade_summary, recorded), batch_size)

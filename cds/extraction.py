@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from models import AdeFinding, DrugCombination, RuntimeConfig, ToxicityFinding, default_registry, read_card
+from models.phenotype import Phenotype
 
 log = logging.getLogger(__name__)
 
-EXTRACTION_TASKS = ("ade", "toxicity", "drugcomb")
+EXTRACTION_TASKS = ("ade", "toxicity", "drugcomb", "phenotype")
 
 
 @dataclass
@@ -24,6 +25,7 @@ class NoteFindings:
     ade: list[AdeFinding] = field(default_factory=list)
     toxicity: list[ToxicityFinding] = field(default_factory=list)
     combinations: list[DrugCombination] = field(default_factory=list)
+    phenotype: Phenotype | None = None
 
 
 @dataclass
@@ -48,6 +50,9 @@ class LoadedExtractors:
         if "drugcomb" in self.extractors:
             for slot, found in zip(results, self.extractors["drugcomb"].predict(texts), strict=True):
                 slot.combinations = list(found)
+        if "phenotype" in self.extractors:
+            for slot, phenotype in zip(results, self.extractors["phenotype"].predict(texts), strict=True):
+                slot.phenotype = phenotype
         return results
 
     def model_label(self, task: str) -> tuple[str, str]:
