@@ -47,7 +47,7 @@ DEFAULTS: dict[str, float] = {
     "batch_size": 16,
     "learning_rate": 1e-3,
     "max_len": 96,
-    "notes": 600,
+    "notes": 1000,
     "dev_notes": 300,
     "notes_seed": 101,
     "dev_notes_seed": 202,
