@@ -10,7 +10,8 @@ Exception tree::
     ├── SandboxError         OV-0020..0039  building, starting or stopping the HAPI sandbox
     ├── CohortError          OV-0040..0059  synthetic cohort generation and seeding
     ├── SyncError            OV-0060..0079  nightly sync and its state store
-    └── DecisionError        OV-0080..0099  CDS decisions (missing patient data, ...)
+    ├── DecisionError        OV-0080..0099  CDS decisions (missing patient data, ...)
+    └── RefineError          OV-0130..0139  ``oncovigil refine``: unsupported task, unusable labels
 
 The leaves have their own trees (``adapters.errors``, ``models.errors``, ``hooks.errors``);
 the CLI maps all of them to a one-line message.
@@ -47,3 +48,7 @@ class SyncError(OncoVigilError):
 
 class DecisionError(OncoVigilError):
     """A decision could not be taken with the data available."""
+
+
+class RefineError(OncoVigilError):
+    """``oncovigil refine`` cannot work with this task or these labels; the user must change them."""

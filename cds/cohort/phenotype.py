@@ -118,6 +118,28 @@ _CANCERS: tuple[_Cancer, ...] = (
     ),
 )
 
+# Sentences that state no tumour phenotype, in the shapes EHR notes take (medication lists, histories with
+# "(disorder)", other diseases' stages, vitals): the tagger must learn to leave them alone.
+_DISTRACTORS: tuple[str, ...] = (
+    "Medications: ondansetron 8 mg oral tablet; dexamethasone 4 mg oral tablet; acetaminophen 325 mg oral tablet.",
+    "Current meds: lisinopril 10 mg daily, metformin 500 mg oral tablet twice daily, insulin isophane 70 unt/ml.",
+    "Patient has a history of hypertension (disorder), type 2 diabetes (disorder) and osteoarthritis of knee.",
+    "History of chronic kidney disease stage 3 (disorder) and anemia (disorder).",
+    "Social history: married, former smoker (20 pack-years), drinks alcohol socially.",
+    "Allergies: penicillin (rash). No known food allergies.",
+    "Vitals: BP 132/78, HR 76, T 36.8 C, SpO2 97% on room air, weight 71 kg.",
+    "Labs: WBC 6.2, hemoglobin 11.8 g/dL, platelets 240, creatinine 0.9 mg/dL.",
+    "Reports mild fatigue and nausea, no fever, no chest pain.",
+    "ECOG performance status 1.",
+    "Patient identifies as heterosexual. Lives with her husband, works part-time.",
+    "Received epoetin alfa 4000 unt/ml injection and filgrastim 300 mcg last month.",
+    "Prior procedures: appendectomy, colonoscopy (procedure) with removal of a benign polyp.",
+    "Heart failure NYHA class II, left ventricular ejection fraction 45%.",
+    "Mammography screening two years ago was normal.",
+    "Immunizations: influenza vaccine, seasonal (administered).",
+    "Hypertensive disorder, systemic arterial; grade 1 hypertension, well controlled.",
+    "Plan: return in 3 weeks with CBC and CMP.",
+)
 _ROMAN = ("0", "I", "II", "III", "IV")
 _IMPLIED_SIDE = {"RUL": "right", "LLL": "left", "LUL": "left"}
 
@@ -253,7 +275,7 @@ def _marker(rng: random.Random, kind: str, site: str) -> tuple[str, str]:
     return rng.choice(negatives), "negative"
 
 
-def _note(rng: random.Random, note_id: str, typo_rate: float) -> PhenotypeNoteTruth:
+def _note(rng: random.Random, note_id: str, typo_rate: float, distractors: bool) -> PhenotypeNoteTruth:
     cancer = rng.choice(_CANCERS)
     kind = rng.choice(["pathology", "consult"])
     site_text = rng.choice(cancer.sites)
@@ -274,6 +296,7 @@ def _note(rng: random.Random, note_id: str, typo_rate: float) -> PhenotypeNoteTr
     state = {"tnm": rng.random() < 0.8, "stage": rng.random() < 0.8, "grade": rng.random() < 0.7}
     state["size"] = rng.random() < 0.7
     b = _Builder()
+    extra = rng.sample(_DISTRACTORS, rng.randint(0, 3)) if distractors else []
 
     def where() -> None:
         if side:
@@ -312,6 +335,8 @@ def _note(rng: random.Random, note_id: str, typo_rate: float) -> PhenotypeNoteTr
                 b.add(", " if i else "")
                 b.fact(text, marker)
             b.add(".\n")
+        for sentence in extra:
+            b.add(sentence + "\n")
     else:
         age = rng.randrange(38, 86)
         b.add(f"Oncology consult. {age} y/o referred for newly diagnosed ")
@@ -343,6 +368,8 @@ def _note(rng: random.Random, note_id: str, typo_rate: float) -> PhenotypeNoteTr
             b.add(rng.choice(["Testing shows ", "Notable for ", ""]))
             b.fact(text, marker)
             b.add(". ")
+        for sentence in extra:
+            b.add(sentence + " ")
         b.add(rng.choice(["Plan: discuss systemic therapy at tumor board.", "Will start treatment next week."]))
     if state["tnm"]:
         truth["tnm"] = f"{t}{n}{m}"
@@ -361,8 +388,12 @@ def _note(rng: random.Random, note_id: str, typo_rate: float) -> PhenotypeNoteTr
     return PhenotypeNoteTruth(note_id, kind, text, tuple(spans), truth)
 
 
-def generate_phenotype_notes(count: int, seed: int, typo_rate: float = 0.05) -> list[PhenotypeNoteTruth]:
-    """``count`` notes; note i depends only on (seed, i). ``typo_rate``: share of words misspelled."""
+def generate_phenotype_notes(
+    count: int, seed: int, typo_rate: float = 0.05, distractors: bool = True
+) -> list[PhenotypeNoteTruth]:
+    """``count`` notes; note i depends only on (seed, i). ``typo_rate``: share of words misspelled;
+    ``distractors``: up to three sentences per note that state no phenotype (medications, history, vitals)."""
     return [
-        _note(random.Random(f"{seed}:phenotype:{i}"), f"ov-phe-{seed}-{i:05d}", typo_rate) for i in range(1, count + 1)
+        _note(random.Random(f"{seed}:phenotype:{i}"), f"ov-phe-{seed}-{i:05d}", typo_rate, distractors)
+        for i in range(1, count + 1)
     ]

@@ -163,7 +163,7 @@ def site(text: str) -> str | None:
         return "prostate"
     if w & {"pancreas", "pancreatic"}:
         return "pancreas"
-    if w & {"oropharynx", "tonsil", "tongue", "larynx", "laryngeal", "hypopharynx", "oral", "neck"}:
+    if w & {"oropharynx", "tonsil", "tongue", "larynx", "laryngeal", "hypopharynx", "neck"}:
         return "head and neck"
     return None
 
