@@ -32,6 +32,7 @@ def lora_fine_tuner(symptoms: tuple[str, ...], budget_s: float, threads: int) ->
         config = ToxicityTrainConfig(symptoms=symptoms, threads=threads, time_budget_s=budget_s)
         artifact, model_dir = folder / "artifact", folder / "model"
         summary = train_toxicity(pool, minilm_dir(), artifact, config)
+        (folder / "training.json").write_text(json.dumps(summary, default=str) + "\n", encoding="utf-8")
         card = ModelCard(
             name=REGISTRY_NAME,
             task="toxicity",

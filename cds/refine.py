@@ -126,6 +126,9 @@ def refine_toxicity(
             t0 = time.perf_counter()
             tuned = fine_tune(pool, out_dir / "lora")
             timings["lora"] = round(time.perf_counter() - t0, 1)
+            trained = out_dir / "lora" / "training.json"
+            if trained.is_file():
+                details["lora"] = json.loads(trained.read_text(encoding="utf-8"))
             scores["lora"] = score_notes(tuned, heldout)
             chosen_models["lora"] = tuned
             t0 = time.perf_counter()
