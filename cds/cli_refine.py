@@ -7,6 +7,7 @@ target; a change is kept only when the held-out score improves. Only ``toxicity`
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -15,9 +16,10 @@ import typer
 
 from cds.cli import fail, settings_of
 from cds.errors import ConfigError, RefineError
+from cds.extraction import RETRIEVAL_DIR
 from cds.model_tasks import get_task, make_context, resolve_model_dir
 from cds.refine import FineTune, RefineOptions, refine_toxicity
-from models import ModelCard, ModelError, RuntimeConfig, write_card
+from models import ModelCard, ModelError, RuntimeConfig, read_card, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.runtime import CPU
 from models.toxicity import REGISTRY_NAME, ToxicityExtractor, ToxicityNote, load_toxicity_extractor, read_notes
@@ -61,6 +63,9 @@ def refine(
     finetune: Annotated[bool, typer.Option("--finetune/--no-finetune", help="Allow LoRA fine-tuning.")] = True,
     budget_s: Annotated[float, typer.Option("--finetune-budget-s", help="Fine-tuning time budget.")] = 240.0,
     threads: Annotated[int, typer.Option("--threads", help="torch and onnxruntime threads.")] = 1,
+    install: Annotated[
+        bool, typer.Option("--install", help="If retrieval is kept, put its index where the sync loads it.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
     """Refine TASK from labelled notes and write a before/after report per label."""
@@ -78,11 +83,19 @@ def refine(
         notes = read_notes(labels, current.symptoms)
         tuner = lora_fine_tuner(current.symptoms, budget_s, threads) if finetune else None
         options = RefineOptions(target=target, finetune=finetune)
-        report = refine_toxicity(current, notes, destination, options, tuner)
+        has_card = (model_dir / "model_card.json").is_file()
+        fingerprint = read_card(model_dir).files.get("model.onnx") if has_card else None
+        report = refine_toxicity(current, notes, destination, options, tuner, fingerprint)
     except (ConfigError, RefineError) as exc:
         raise fail(str(exc)) from exc
     except ModelError as exc:
         raise fail(str(exc), 2 if exc.user_error else 1) from exc
+    if install and report["kept"] == "retrieval":
+        target_dir = settings.resolved_models_dir / RETRIEVAL_DIR
+        target_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("retrieval.json", "retrieval_index.npz"):
+            shutil.copy2(destination / name, target_dir / name)
+        typer.echo(f"retrieval index installed in {target_dir}", err=True)
     if as_json:
         typer.echo(json.dumps(report, sort_keys=True))
         return

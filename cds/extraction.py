@@ -59,6 +59,25 @@ class LoadedExtractors:
         return (f"oncovigil-{task}", self.versions.get(task, "unknown"))
 
 
+# A refinement's kept retrieval index (``oncovigil refine toxicity --install``) is used by the sync from here.
+RETRIEVAL_DIR = "toxicity_retrieval"
+
+
+def _with_retrieval(base: Any, version: str, models_dir: Path, card: Any) -> tuple[Any, str]:
+    """The toxicity extractor with the installed retrieval index; the plain one when the index is stale."""
+    from cds.errors import RefineError
+    from cds.refine import load_retrieval
+
+    try:
+        wrapped = load_retrieval(base, models_dir / RETRIEVAL_DIR, card.files.get("model.onnx"))
+    except RefineError as exc:
+        log.warning("retrieval index not used", extra={"reason": exc.code})
+        return base, version
+    log.info("retrieval index loaded", extra={"windows": len(wrapped.index), "weight": wrapped.weight})
+    # the version changes with the index, so notes are read again when labels were added
+    return wrapped, f"{version}+knn{len(wrapped.index)}w{wrapped.weight}"
+
+
 def load_extractors(
     models_dir: Path, runtime: RuntimeConfig, tasks: Sequence[str] = EXTRACTION_TASKS
 ) -> LoadedExtractors:
@@ -75,5 +94,7 @@ def load_extractors(
         card = read_card(model_dir)
         extractors[task] = registry.create(card.name, model_dir, runtime)
         versions[task] = f"{card.name}@{card.version}"
+        if task == "toxicity" and (models_dir / RETRIEVAL_DIR / "retrieval.json").is_file():
+            extractors[task], versions[task] = _with_retrieval(extractors[task], versions[task], models_dir, card)
         log.info("extractor loaded", extra={"task": task, "model": versions[task]})
     return LoadedExtractors(extractors, versions, missing)

@@ -100,7 +100,10 @@ def refine_toxicity(
     out_dir: Path,
     options: RefineOptions,
     fine_tune: FineTune | None,
+    model_fingerprint: str | None = None,
 ) -> dict[str, Any]:
+    """``model_fingerprint`` (the sha256 of the current model's ONNX file) goes into ``retrieval.json``: an
+    index holds that encoder's embeddings and is refused next to any other model."""
     started = time.perf_counter()
     pool, heldout = split(labels, options.heldout_share, "heldout")
     if len(pool) < options.min_notes or len(heldout) < 5:
@@ -153,7 +156,7 @@ def refine_toxicity(
         "details": details,
         "seconds": {**timings, "total": round(time.perf_counter() - started, 1)},
     }
-    _write(out_dir, report, chosen_models.get(kept))
+    _write(out_dir, report, chosen_models.get(kept), model_fingerprint if kept == "retrieval" else None)
     return report
 
 
@@ -183,11 +186,17 @@ def _keep(scores: dict[str, dict[str, Any]], per_label: dict[str, Any], fixable:
     return max(improving, key=lambda k: scores[k]["macro_f1"]) if improving else "current"
 
 
-def _write(out_dir: Path, report: dict[str, Any], kept: Any) -> None:
+def _write(out_dir: Path, report: dict[str, Any], kept: Any, fingerprint: str | None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(kept, RetrievalToxicityExtractor):
         kept.index.save(out_dir / INDEX_FILE)
-        retrieval = {"weight": kept.weight, "k": kept.k, "tau": kept.tau, "windows": len(kept.index)}
+        retrieval = {
+            "weight": kept.weight,
+            "k": kept.k,
+            "tau": kept.tau,
+            "windows": len(kept.index),
+            "model_onnx_sha256": fingerprint,
+        }
         (out_dir / "retrieval.json").write_text(json.dumps(retrieval, indent=2) + "\n", encoding="utf-8")
     if report["kept"] not in ("lora", "lora+retrieval"):
         shutil.rmtree(out_dir / "lora", ignore_errors=True)
@@ -218,9 +227,21 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def load_retrieval(base: ToxicityExtractor, folder: Path) -> RetrievalToxicityExtractor:
-    """A refinement's kept retrieval (index + calibrated weight) around ``base``."""
+def load_retrieval(
+    base: ToxicityExtractor, folder: Path, model_fingerprint: str | None = None
+) -> RetrievalToxicityExtractor:
+    """A refinement's kept retrieval (index + calibrated weight) around ``base``.
+
+    With ``model_fingerprint`` an index built on another model's encoder is refused (its vectors would not
+    be comparable).
+    """
     settings = json.loads((folder / "retrieval.json").read_text(encoding="utf-8"))
+    recorded = settings.get("model_onnx_sha256")
+    if model_fingerprint is not None and recorded != model_fingerprint:
+        raise RefineError(
+            "OV-0132",
+            f"the retrieval index in {folder} was built on another toxicity model; run `oncovigil refine` again",
+        )
     index = RetrievalIndex.load(folder / INDEX_FILE)
     return RetrievalToxicityExtractor(
         base, index, float(settings["weight"]), int(settings["k"]), float(settings["tau"])

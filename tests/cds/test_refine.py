@@ -95,3 +95,31 @@ def test_cli_refuses_other_tasks(tmp_path: Path) -> None:
         capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2 and "OV-0130" in done.stderr
+
+
+def test_the_sync_loads_an_installed_index_only_for_the_model_it_was_built_on(
+    student: ToxicityExtractor, labelled: list[ToxicityNote], tmp_path: Path
+) -> None:
+    import shutil
+
+    from cds.extraction import RETRIEVAL_DIR, load_extractors
+    from models import read_card
+    from models.toxicity.retrieval import INDEX_FILE, RetrievalToxicityExtractor, build_index
+
+    model_dir = student.classifier.session.path.parent
+    models = tmp_path / "models"
+    shutil.copytree(model_dir, models / "toxicity")
+    index, _ = build_index(student, labelled[:10])
+    installed = models / RETRIEVAL_DIR
+    index.save(installed / INDEX_FILE)
+    fingerprint = read_card(model_dir).files["model.onnx"]
+    settings = {"weight": 0.5, "k": 4, "tau": 0.05, "windows": len(index), "model_onnx_sha256": fingerprint}
+    (installed / "retrieval.json").write_text(json.dumps(settings))
+    runtime = RuntimeConfig(providers=(CPU,), threads=1)
+    loaded = load_extractors(models, runtime, tasks=("toxicity",))
+    assert isinstance(loaded.extractors["toxicity"], RetrievalToxicityExtractor)
+    assert loaded.versions["toxicity"].endswith(f"+knn{len(index)}w0.5")
+    assert len(loaded.run([labelled[0].text])[0].toxicity) == len(SYMPTOMS)
+    (installed / "retrieval.json").write_text(json.dumps({**settings, "model_onnx_sha256": "another model"}))
+    plain = load_extractors(models, runtime, tasks=("toxicity",))
+    assert not isinstance(plain.extractors["toxicity"], RetrievalToxicityExtractor)
