@@ -172,3 +172,46 @@ def test_sync_writes_phenotype_observations_once(
     assert all(o["meta"]["versionId"] == "1" for o in after_second)
     assert set(provenance.values()) == {1}
     assert phrases[:2] == ["breast cancer, stage IIB", "ER-positive"] and "HER2-positive" in phrases
+
+
+def test_bulk_export_diagnosis_is_scored_against_the_patients_conditions(
+    extractor: PhenotypeExtractor, tmp_path: Path
+) -> None:
+    import json
+
+    from cds.model_task_phenotype import condition_label, synthea_diagnosis
+
+    def document(doc_id: str, patient: str, text: str) -> dict[str, Any]:
+        attachment = {"contentType": "text/plain", "data": base64.b64encode(text.encode()).decode()}
+        return {
+            "resourceType": "DocumentReference",
+            "id": doc_id,
+            "status": "current",
+            "subject": {"reference": f"Patient/{patient}"},
+            "date": "2024-02-01T10:00:00Z",
+            "content": [{"attachment": attachment}],
+        }
+
+    docs = [
+        document(
+            "d1", "p1", "Oncology consult. Referred for newly diagnosed NSCLC. Biopsy of the RUL: adenocarcinoma."
+        ),
+        document("d2", "p2", "Annual physical. Blood pressure well controlled on lisinopril."),
+    ]
+    code = {"coding": [{"system": "http://snomed.info/sct", "code": "254637007"}]}
+    code["coding"][0]["display"] = "Non-small cell lung cancer (disorder)"
+    condition = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/p1"},
+        "code": code,
+        "onsetDateTime": "2024-01-15T00:00:00Z",
+    }
+    (tmp_path / "DocumentReference.000.ndjson").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "Condition.000.ndjson").write_text(json.dumps(condition) + "\n")
+    result = synthea_diagnosis(extractor, tmp_path)
+    assert result["notes"] == 2 and result["notes_with_cancer"] == 1
+    assert result["diagnosis"] | {} == {**result["diagnosis"], "tp": 1, "fp": 0, "fn": 0, "exact_match": 1.0}
+    assert condition_label("Suspected lung cancer (situation)") is None
+    assert condition_label("Chronic obstructive lung disease (disorder)") is None
+    assert condition_label("Malignant neoplasm of breast (disorder)") == "breast cancer"
