@@ -37,6 +37,7 @@ from adapters.identifiers import (
 from adapters.notes import note_from_document, pull_notes
 from adapters.orders import order_from_request, pull_orders
 from adapters.outcome import OutcomeIssue, ValidationResult
+from adapters.phenotype import PhenotypeObservationInput, write_phenotype_observations
 from adapters.prefetch import ParsedPrefetch, parse_medication_requests, parse_prefetch
 from adapters.records import (
     AdeSummaryInput,
@@ -97,6 +98,7 @@ __all__ = [
     "ParsedPrefetch",
     "PatientContext",
     "PatientRecord",
+    "PhenotypeObservationInput",
     "PullStats",
     "RecordedAdverseEvent",
     "RecordedDetectedIssue",
@@ -127,4 +129,5 @@ __all__ = [
     "write_ade_summaries",
     "write_adverse_events",
     "write_detected_issues",
+    "write_phenotype_observations",
 ]

@@ -78,7 +78,7 @@ def _device_entry(model_name: str, model_version: str) -> Resource:
     }
 
 
-def _provenance_entry(
+def provenance_entry(
     kind: str,
     key: str,
     resource: Resource,
@@ -105,7 +105,7 @@ def _provenance_entry(
 
 
 def kind_type(kind: str) -> str:
-    return {"ae": "AdverseEvent", "di": "DetectedIssue", "summary": "DocumentReference"}[kind]
+    return {"ae": "AdverseEvent", "di": "DetectedIssue", "summary": "DocumentReference", "obs": "Observation"}[kind]
 
 
 def plan_adverse_event(item: AdverseEventInput, recorded: datetime) -> PlannedItem:
@@ -114,7 +114,7 @@ def plan_adverse_event(item: AdverseEventInput, recorded: datetime) -> PlannedIt
     target = f"AdverseEvent/{resource['id']}"
     sources = [f"DocumentReference/{item.note_id}"] if item.note_id else []
     entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
-    prov = _provenance_entry("ae", item.finding_key, resource, target, device_url, sources, recorded)
+    prov = provenance_entry("ae", item.finding_key, resource, target, device_url, sources, recorded)
     return PlannedItem(item.finding_key, "AdverseEvent", (item.model_name, item.model_version), (entry, prov))
 
 
@@ -125,7 +125,7 @@ def plan_detected_issue(item: DetectedIssueInput, recorded: datetime) -> Planned
     conditional = "DetectedIssue?" + token_query("identifier", SID_DETECTED_ISSUE, item.key)
     entry = {"fullUrl": full_url, "resource": resource, "request": {"method": "PUT", "url": conditional}}
     sources = [ref for ref in item.evidence_refs if "/" in ref]
-    prov = _provenance_entry("di", item.key, resource, full_url, device_url, sources, recorded)
+    prov = provenance_entry("di", item.key, resource, full_url, device_url, sources, recorded)
     return PlannedItem(item.key, "DetectedIssue", (item.model_name, item.model_version), (entry, prov))
 
 
@@ -149,7 +149,7 @@ def plan_detected_issue_withdrawal(
     target = f"DetectedIssue/{current['id']}"
     device_url = placeholder("device", device_key(model_name, model_version))
     entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
-    prov = _provenance_entry("di", key, resource, target, device_url, [], recorded, activity="CANCEL")
+    prov = provenance_entry("di", key, resource, target, device_url, [], recorded, activity="CANCEL")
     return PlannedItem(key, "DetectedIssue", (model_name, model_version), (entry, prov))
 
 
@@ -159,7 +159,7 @@ def plan_ade_summary(item: AdeSummaryInput, recorded: datetime) -> PlannedItem:
     full_url = placeholder("ade-summary", item.key)
     conditional = "DocumentReference?" + token_query("identifier", SID_ADE_SUMMARY, item.key)
     entry = {"fullUrl": full_url, "resource": resource, "request": {"method": "PUT", "url": conditional}}
-    prov = _provenance_entry("summary", item.key, resource, full_url, device_url, [], recorded)
+    prov = provenance_entry("summary", item.key, resource, full_url, device_url, [], recorded)
     return PlannedItem(item.key, "DocumentReference", (item.model_name, item.model_version), (entry, prov))
 
 
@@ -263,7 +263,7 @@ async def write_planned(
     return report
 
 
-def _plan_all(
+def plan_all(
     items: Iterable[T], plan: Callable[[T, datetime], PlannedItem], recorded: datetime | None
 ) -> list[PlannedItem]:
     when = recorded or datetime.now(UTC)
@@ -278,7 +278,7 @@ async def write_adverse_events(
     recorded: datetime | None = None,
 ) -> WriteReport:
     """Record ADE findings as AdverseEvents (with Device and Provenance); a re-run writes nothing new."""
-    return await write_planned(client, _plan_all(items, plan_adverse_event, recorded), batch_size)
+    return await write_planned(client, plan_all(items, plan_adverse_event, recorded), batch_size)
 
 
 async def write_detected_issues(
@@ -289,7 +289,7 @@ async def write_detected_issues(
     recorded: datetime | None = None,
 ) -> WriteReport:
     """Record overprescription warnings as DetectedIssues; the same key replaces (or leaves, if identical) it."""
-    return await write_planned(client, _plan_all(items, plan_detected_issue, recorded), batch_size)
+    return await write_planned(client, plan_all(items, plan_detected_issue, recorded), batch_size)
 
 
 async def withdraw_detected_issues(
@@ -321,4 +321,4 @@ async def write_ade_summaries(
     recorded: datetime | None = None,
 ) -> WriteReport:
     """Write per-drug summaries; one per key (drug and period), replaced when its content changed."""
-    return await write_planned(client, _plan_all(items, plan_ade_summary, recorded), batch_size)
+    return await write_planned(client, plan_all(items, plan_ade_summary, recorded), batch_size)

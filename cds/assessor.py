@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from cds.decisions import OrderAssessor
 from cds.formulary import default_formulary
 from cds.issue_sync import DetectedIssueSync, IssueAuthor
+from cds.phenotype_map import summary_phrases
 from cds.recommender_assessor import RecommenderAssessor
 from cds.settings import Settings
 from cds.state import StateStore
@@ -34,10 +36,24 @@ def _load_recommender(settings: Settings) -> tuple[MedicationRecommender | None,
     return recommender, IssueAuthor(f"{RULES}+{card.name}", f"{RULES_VERSION}+{card.version}")
 
 
-def build_assessor(settings: Settings) -> OrderAssessor:
-    """The recommender when its model directory is built, and the overprescription rules in every case."""
+def stored_phenotype(store: StateStore) -> Callable[[str], list[str]]:
+    """Patient id -> phenotype phrases ("HER2-positive", "stage IIIA") from the sync's findings, newest note first."""
+
+    def lookup(patient_id: str) -> list[str]:
+        rows = sorted(store.findings(kind="phenotype", patient_id=patient_id), key=lambda r: r.created_at, reverse=True)
+        return summary_phrases([r.payload for r in rows])
+
+    return lookup
+
+
+def build_assessor(settings: Settings, store: StateStore | None = None) -> OrderAssessor:
+    """The recommender when its model directory is built, and the overprescription rules in every case.
+
+    With ``store`` the patient summary also carries the tumour phenotype the sync extracted.
+    """
     recommender, _ = _load_recommender(settings)
-    return RecommenderAssessor(recommender, default_formulary())
+    phenotypes = stored_phenotype(store) if store is not None else None
+    return RecommenderAssessor(recommender, default_formulary(), phenotypes)
 
 
 def build_assessor_hook(settings: Settings, store: StateStore) -> OrdersHook | None:

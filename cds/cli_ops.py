@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
             sched.shutdown(wait=False)
             return
         store = StateStore(str(settings.state_db_url))
-        app_ = create_app(settings, store=store, assessor=build_assessor(settings), run_scheduler=scheduler)
+        app_ = create_app(settings, store=store, assessor=build_assessor(settings, store), run_scheduler=scheduler)
         uvicorn.run(app_, host=host or settings.serve_host, port=port or settings.serve_port, log_config=None)
 
     @app.command("summaries")

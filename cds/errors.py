@@ -10,9 +10,10 @@ Exception tree::
     ├── SandboxError         OV-0020..0039  building, starting or stopping the HAPI sandbox
     ├── CohortError          OV-0040..0059  synthetic cohort generation and seeding
     ├── SyncError            OV-0060..0079  nightly sync and its state store
-    └── DecisionError        OV-0080..0099  CDS decisions (missing patient data, ...)
-                             OV-0100..0109  DetectedIssue write-back (OV-0100: withdrawing a DetectedIssue
-                                            that is not ours; raised by adapters as ResourceBuildError)
+    ├── DecisionError        OV-0080..0099  CDS decisions (missing patient data, ...)
+    │                        OV-0100..0109  DetectedIssue write-back (OV-0100: withdrawing a DetectedIssue
+    │                                       that is not ours; raised by adapters as ResourceBuildError)
+    └── RefineError          OV-0130..0139  ``oncovigil refine``: unsupported task, unusable labels
 
 The leaves have their own trees (``adapters.errors``, ``models.errors``, ``hooks.errors``);
 the CLI maps all of them to a one-line message.
@@ -49,3 +50,7 @@ class SyncError(OncoVigilError):
 
 class DecisionError(OncoVigilError):
     """A decision could not be taken with the data available."""
+
+
+class RefineError(OncoVigilError):
+    """``oncovigil refine`` cannot work with this task or these labels; the user must change them."""

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from models import AdeFinding, DrugCombination, RuntimeConfig, ToxicityFinding, default_registry, read_card
+from models.phenotype import Phenotype
 
 log = logging.getLogger(__name__)
 
-EXTRACTION_TASKS = ("ade", "toxicity", "drugcomb")
+EXTRACTION_TASKS = ("ade", "toxicity", "drugcomb", "phenotype")
 
 
 @dataclass
@@ -24,6 +25,7 @@ class NoteFindings:
     ade: list[AdeFinding] = field(default_factory=list)
     toxicity: list[ToxicityFinding] = field(default_factory=list)
     combinations: list[DrugCombination] = field(default_factory=list)
+    phenotype: Phenotype | None = None
 
 
 @dataclass
@@ -48,10 +50,32 @@ class LoadedExtractors:
         if "drugcomb" in self.extractors:
             for slot, found in zip(results, self.extractors["drugcomb"].predict(texts), strict=True):
                 slot.combinations = list(found)
+        if "phenotype" in self.extractors:
+            for slot, phenotype in zip(results, self.extractors["phenotype"].predict(texts), strict=True):
+                slot.phenotype = phenotype
         return results
 
     def model_label(self, task: str) -> tuple[str, str]:
         return (f"oncovigil-{task}", self.versions.get(task, "unknown"))
+
+
+# A refinement's kept retrieval index (``oncovigil refine toxicity --install``) is used by the sync from here.
+RETRIEVAL_DIR = "toxicity_retrieval"
+
+
+def _with_retrieval(base: Any, version: str, models_dir: Path, card: Any) -> tuple[Any, str]:
+    """The toxicity extractor with the installed retrieval index; the plain one when the index is stale."""
+    from cds.errors import RefineError
+    from cds.refine import load_retrieval
+
+    try:
+        wrapped = load_retrieval(base, models_dir / RETRIEVAL_DIR, card.files.get("model.onnx"))
+    except RefineError as exc:
+        log.warning("retrieval index not used", extra={"reason": exc.code})
+        return base, version
+    log.info("retrieval index loaded", extra={"windows": len(wrapped.index), "weight": wrapped.weight})
+    # the version changes with the index, so notes are read again when labels were added
+    return wrapped, f"{version}+knn{len(wrapped.index)}w{wrapped.weight}"
 
 
 def load_extractors(
@@ -70,5 +94,7 @@ def load_extractors(
         card = read_card(model_dir)
         extractors[task] = registry.create(card.name, model_dir, runtime)
         versions[task] = f"{card.name}@{card.version}"
+        if task == "toxicity" and (models_dir / RETRIEVAL_DIR / "retrieval.json").is_file():
+            extractors[task], versions[task] = _with_retrieval(extractors[task], versions[task], models_dir, card)
         log.info("extractor loaded", extra={"task": task, "model": versions[task]})
     return LoadedExtractors(extractors, versions, missing)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from adapters import MedicationOrder, PatientContext, RecordedAdverseEvent
 from cds.decisions import OrderWarning
@@ -46,7 +46,11 @@ def prior_events(events: Sequence[RecordedAdverseEvent]) -> list[PriorEvent]:
 
 
 def patient_summary(
-    context: PatientContext, drafts: Sequence[MedicationOrder], prior: Sequence[PriorEvent], formulary: Formulary
+    context: PatientContext,
+    drafts: Sequence[MedicationOrder],
+    prior: Sequence[PriorEvent],
+    formulary: Formulary,
+    phenotype: Sequence[str] = (),
 ) -> PatientSummary:
     drafted = {d.id for d in drafts}
     conditions = [
@@ -66,16 +70,24 @@ def patient_summary(
         conditions=tuple(dict.fromkeys(conditions)),
         previous_medications=tuple(dict.fromkeys(previous)),
         allergies=tuple(context.allergies),
-        history="; ".join(serious),
+        # The tumour phenotype goes into the history line, not the conditions: the indication rules read the
+        # conditions, and "HER2-positive" is a property of the cancer, not a condition of its own.
+        history="; ".join(([f"tumour phenotype: {', '.join(phenotype)}"] if phenotype else []) + serious),
     )
 
 
 class RecommenderAssessor:
     """Scores drafts with the recommender (when built) and applies the overprescription policy."""
 
-    def __init__(self, recommender: MedicationRecommender | None, formulary: Formulary) -> None:
+    def __init__(
+        self,
+        recommender: MedicationRecommender | None,
+        formulary: Formulary,
+        phenotypes: Callable[[str], Sequence[str]] | None = None,
+    ) -> None:
         self._recommender = recommender
         self._formulary = formulary
+        self._phenotypes = phenotypes  # patient id -> phrases from the sync's phenotype findings
 
     def _scores(self, summary: PatientSummary, names: list[str]) -> dict[str, float]:
         if self._recommender is None or not names:
@@ -86,7 +98,8 @@ class RecommenderAssessor:
         self, context: PatientContext, drafts: Sequence[MedicationOrder], prior: Sequence[RecordedAdverseEvent]
     ) -> list[OrderWarning]:
         events = prior_events(prior)
-        summary = patient_summary(context, drafts, events, self._formulary)
+        phenotype = self._phenotypes(context.patient_id) if self._phenotypes is not None else ()
+        summary = patient_summary(context, drafts, events, self._formulary, phenotype)
         names = [drug_name(d, self._formulary) for d in drafts]
         scores = await asyncio.to_thread(self._scores, summary, list(dict.fromkeys(names)))
         drafted = {d.id for d in drafts}

@@ -29,6 +29,7 @@ from adapters import (
     FhirClient,
     MedicationOrder,
     Note,
+    PhenotypeObservationInput,
     PullStats,
     ResourceBuildError,
     WriteFailure,
@@ -37,11 +38,13 @@ from adapters import (
     pull_orders,
     write_ade_summaries,
     write_adverse_events,
+    write_phenotype_observations,
 )
 from cds.errors import SyncError
 from cds.extraction import LoadedExtractors, NoteFindings
-from cds.findings_map import ade_inputs, combination_rows, toxicity_inputs
+from cds.findings_map import ade_inputs, combination_rows, finding_key, toxicity_inputs
 from cds.grouping import AdeObservation, group_by_drug, verbalise
+from cds.phenotype_map import phenotype_inputs
 from cds.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -208,6 +211,7 @@ class SyncJob:
 
     async def _write_note_batch(self, notes: list[Note], findings: list[NoteFindings], report: SyncReport) -> None:
         events: list[AdverseEventInput] = []
+        observations: list[PhenotypeObservationInput] = []
         for note, found in zip(notes, findings, strict=True):
             rows: list[dict[str, Any]] = []
             if "ade" in self._extractors.extractors:
@@ -223,6 +227,10 @@ class SyncJob:
             if "drugcomb" in self._extractors.extractors:
                 combos = combination_rows(note, found.combinations, self._extractors.model_label("drugcomb"))
                 self._store.replace_note_findings(note.id, "combination", combos)
+            if "phenotype" in self._extractors.extractors and found.phenotype is not None:
+                obs, pheno_rows = phenotype_inputs(note, found.phenotype, self._extractors.model_label("phenotype"))
+                observations += obs
+                self._store.replace_note_findings(note.id, "phenotype", pheno_rows)
             report.add("findings", len(rows))
         written = await self._write_events(events) if events else None
         self._checkpoint("write")
@@ -230,6 +238,15 @@ class SyncJob:
             self._account(written, report, "AdverseEvent")
             self._store.mark_written([e.finding_key for e in events if e.finding_key in written.references])
             self._touched_drugs.update(e.drug_rxnorm for e in events if e.drug_rxnorm)
+        if observations:
+            # a bad observation fails alone inside the writer (batches split on 4xx); the run goes on
+            observed = await write_phenotype_observations(
+                self._client, observations, batch_size=self._options.write_batch_size
+            )
+            self._account(observed, report, "Observation")
+            done = {finding_key("phenotype", o.patient_id, o.note_id or "")
+                    for o in observations if o.key in observed.references}
+            self._store.mark_written(sorted(done))
         for task, version in self._extractors.versions.items():
             self._store.mark_processed(task, version, [(n.id, _content_hash(n)) for n in notes])
         report.add("notes_processed", len(notes))

@@ -73,4 +73,4 @@ def default_registry() -> Registry:
 
 
 # Each task package exposes ``register(registry)``; listed here so discovery needs no filesystem scan.
-_TASK_MODULES = ("models.ade", "models.toxicity", "models.drugcomb", "models.recommender")
+_TASK_MODULES = ("models.ade", "models.toxicity", "models.drugcomb", "models.recommender", "models.phenotype")

@@ -1,0 +1,217 @@
+"""Phenotype write-back through the real sync against the live sandbox: a pathology note becomes mCODE-aligned
+Observations (stage group with TNM components, ER, PR, HER2) with Provenance; a re-run writes nothing new;
+the recommender's patient summary carries the stored phenotype."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters import FhirClient, FhirClientConfig, Note, PatientContext
+from cds.assessor import stored_phenotype
+from cds.extraction import LoadedExtractors
+from cds.formulary import default_formulary
+from cds.phenotype_map import phenotype_inputs, summary_phrases
+from cds.recommender_assessor import patient_summary
+from cds.state import StateStore
+from cds.sync import SyncJob, SyncOptions
+from models.phenotype import Phenotype, PhenotypeExtractor, PhenotypeField
+from models.phenotype.build import build_phenotype_dir
+from models.registry import RuntimeConfig
+from models.runtime import CPU
+
+REPO = Path(__file__).resolve().parents[2]
+PATIENT = "ov-pat-0001"
+NOTE_ID = "ov-test-phenotype-note"
+TEXT = (
+    "SURGICAL PATHOLOGY REPORT\nSpecimen: left breast, resection.\nDiagnosis: invasive ductal carcinoma, grade 2.\n"
+    "Tumor size: 2.1 cm.\nPathologic stage: pT2 N1 M0.\nStage group: stage IIB.\n"
+    "Biomarkers: ER positive (90%), PR negative, HER2 3+.\n"
+)
+MODEL = ("oncovigil-phenotype", "phenotype-extractor.v1@1")
+
+
+def _note(text: str = TEXT, patient: str | None = PATIENT) -> Note:
+    return Note(
+        id=NOTE_ID, patient_id=patient, encounter_id=None, date=datetime(2026, 5, 4), type_code="60567-5",
+        type_display="Pathology report", status="current", text=text, version_id="1", last_updated=None,
+    )  # fmt: skip
+
+
+def _field(name: str, value: str, confidence: float = 0.9) -> PhenotypeField:
+    return PhenotypeField(name, value, value, (0, 1), confidence)
+
+
+def test_only_notes_that_name_a_cancer_become_observations_and_weak_values_are_not_written() -> None:
+    stray = Phenotype((_field("er", "positive"),))
+    inputs, rows = phenotype_inputs(_note(), stray, MODEL)
+    assert inputs == [] and len(rows) == 1  # stored for the summary, not written to the EHR
+    phenotype = Phenotype(
+        (
+            _field("site", "breast"),
+            _field("tnm", "T2N1M0"),
+            _field("stage_group", "IIB"),
+            _field("her2", "equivocal"),
+            _field("pr", "negative", confidence=0.3),
+            _field("pdl1", "high"),
+        )
+    )
+    inputs, _ = phenotype_inputs(_note(), phenotype, MODEL)
+    by_text = {i.code_text: i for i in inputs}
+    assert set(by_text) == {"Cancer stage group", "HER2 status", "PD-L1 expression (TPS or CPS category)"}
+    stage = by_text["Cancer stage group"]
+    assert stage.code is not None and stage.code[1] == "21908-9" and stage.value_text == "Stage IIB"
+    assert [(code[1], value) for code, value in stage.components] == [
+        ("21905-5", "T2"),
+        ("21906-3", "N1"),
+        ("21907-1", "M0"),
+    ]
+    assert by_text["HER2 status"].value_coding == ("http://snomed.info/sct", "42425007", "Equivocal (qualifier value)")
+    assert by_text["PD-L1 expression (TPS or CPS category)"].code is None
+    # the same fact of the same note always has the same key: the write is idempotent
+    assert [i.key for i in inputs] == [i.key for i in phenotype_inputs(_note(), phenotype, MODEL)[0]]
+
+
+def test_summary_phrases_feed_the_recommender_history() -> None:
+    newest = {"diagnosis": {"value": "breast cancer"}, "stage_group": {"value": "IIIA"}, "her2": {"value": "positive"}}
+    older = {"stage_group": {"value": "IIA"}, "er": {"value": "negative"}, "pdl1": {"value": "high"}}
+    phrases = summary_phrases([newest, older])
+    assert phrases == ["breast cancer, stage IIIA", "ER-negative", "HER2-positive", "PD-L1 high"]
+    context = PatientContext(patient_id=PATIENT, age=61, sex="female")
+    summary = patient_summary(context, [], [], default_formulary(), phrases)
+    assert summary.history.startswith("tumour phenotype: breast cancer, stage IIIA, ER-negative, HER2-positive")
+    assert summary.conditions == ()  # the indication rules never see phenotype phrases
+
+
+@pytest.fixture(scope="module")
+def extractor(tmp_path_factory: pytest.TempPathFactory) -> PhenotypeExtractor:
+    model_dir = tmp_path_factory.mktemp("phenotype-sync") / "phenotype"
+    build_phenotype_dir(REPO / "models" / "artifacts" / "phenotype", model_dir, int8=False, threads=1)
+    return PhenotypeExtractor.load(model_dir, RuntimeConfig(providers=(CPU,), threads=1))
+
+
+async def _put_note(client: FhirClient) -> datetime:
+    document = {
+        "resourceType": "DocumentReference",
+        "id": NOTE_ID,
+        "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "60567-5", "display": "Pathology report"}]},
+        "subject": {"reference": f"Patient/{PATIENT}"},
+        "date": "2026-05-04T10:00:00Z",
+        "content": [
+            {
+                "attachment": {
+                    "contentType": "text/plain; charset=utf-8",
+                    "data": base64.b64encode(TEXT.encode()).decode(),
+                }
+            }
+        ],
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": document, "request": {"method": "PUT", "url": f"DocumentReference/{NOTE_ID}"}}],
+    }
+    await client.transaction(bundle)
+    stored = await client.read("DocumentReference", NOTE_ID)
+    return datetime.fromisoformat(stored["meta"]["lastUpdated"].replace("Z", "+00:00"))
+
+
+async def _observations(client: FhirClient) -> list[dict[str, Any]]:
+    params = [("derived-from", f"DocumentReference/{NOTE_ID}")]
+    return [r async for r in client.search("Observation", params, fresh=True)]
+
+
+async def _provenance_count(client: FhirClient, observation_id: str) -> int:
+    return await client.count("Provenance", [("target", f"Observation/{observation_id}")])
+
+
+def test_sync_writes_phenotype_observations_once(
+    seeded_sandbox: Any, extractor: PhenotypeExtractor, tmp_path: Path
+) -> None:
+    loaded = LoadedExtractors({"phenotype": extractor}, {"phenotype": "phenotype-extractor.v1@1"}, [])
+
+    async def go() -> tuple[Any, Any, list[dict[str, Any]], list[dict[str, Any]], dict[str, int], list[str]]:
+        config = FhirClientConfig(base_url=seeded_sandbox.base_url, read_timeout_s=120.0)
+        async with FhirClient(config) as client:
+            updated = await _put_note(client)
+            options = SyncOptions(since=updated - timedelta(seconds=1))
+            first_store = StateStore(f"sqlite:///{tmp_path}/first.db")
+            first = await SyncJob(first_store, client, loaded, options).run()
+            after_first = await _observations(client)
+            # a fresh state store forgets what was processed: the note is read again and written again
+            second_store = StateStore(f"sqlite:///{tmp_path}/second.db")
+            second = await SyncJob(second_store, client, loaded, options).run()
+            after_second = await _observations(client)
+            provenance = {o["id"]: await _provenance_count(client, o["id"]) for o in after_second}
+            phrases = stored_phenotype(first_store)(PATIENT)
+            first_store.close()
+            second_store.close()
+            return first, second, after_first, after_second, provenance, phrases
+
+    first, second, after_first, after_second, provenance, phrases = asyncio.run(go())
+    assert first.status == "ok" and second.status == "ok", (first.errors, second.errors)
+    by_code = {o["code"].get("coding", [{}])[0].get("code"): o for o in after_first}
+    assert set(by_code) == {"21908-9", "16112-5", "16113-3", "48676-1"}
+    stage = by_code["21908-9"]
+    assert stage["valueCodeableConcept"]["text"] == "Stage IIB" and stage["status"] == "preliminary"
+    assert [c["valueCodeableConcept"]["text"] for c in stage["component"]] == ["T2", "N1", "M0"]
+    assert stage["subject"]["reference"] == f"Patient/{PATIENT}"
+    assert by_code["16112-5"]["valueCodeableConcept"]["coding"][0]["code"] == "10828004"  # ER positive
+    assert by_code["16113-3"]["valueCodeableConcept"]["coding"][0]["code"] == "260385009"  # PR negative
+    assert by_code["48676-1"]["valueCodeableConcept"]["text"] == "positive"
+    assert by_code["48676-1"]["note"][0]["text"].endswith("HER2 3+")
+    # the re-run found everything in place: same resources, no new versions, one Provenance each
+    assert second.counts.get("Observation_created", 0) == 0
+    assert sorted(o["id"] for o in after_second) == sorted(o["id"] for o in after_first)
+    assert all(o["meta"]["versionId"] == "1" for o in after_second)
+    assert set(provenance.values()) == {1}
+    assert phrases[:2] == ["breast cancer, stage IIB", "ER-positive"] and "HER2-positive" in phrases
+
+
+def test_bulk_export_diagnosis_is_scored_against_the_patients_conditions(
+    extractor: PhenotypeExtractor, tmp_path: Path
+) -> None:
+    import json
+
+    from cds.model_task_phenotype import condition_label, synthea_diagnosis
+
+    def document(doc_id: str, patient: str, text: str) -> dict[str, Any]:
+        attachment = {"contentType": "text/plain", "data": base64.b64encode(text.encode()).decode()}
+        return {
+            "resourceType": "DocumentReference",
+            "id": doc_id,
+            "status": "current",
+            "subject": {"reference": f"Patient/{patient}"},
+            "date": "2024-02-01T10:00:00Z",
+            "content": [{"attachment": attachment}],
+        }
+
+    docs = [
+        document(
+            "d1", "p1", "Oncology consult. Referred for newly diagnosed NSCLC. Biopsy of the RUL: adenocarcinoma."
+        ),
+        document("d2", "p2", "Annual physical. Blood pressure well controlled on lisinopril."),
+    ]
+    code = {"coding": [{"system": "http://snomed.info/sct", "code": "254637007"}]}
+    code["coding"][0]["display"] = "Non-small cell lung cancer (disorder)"
+    condition = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "subject": {"reference": "Patient/p1"},
+        "code": code,
+        "onsetDateTime": "2024-01-15T00:00:00Z",
+    }
+    (tmp_path / "DocumentReference.000.ndjson").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "Condition.000.ndjson").write_text(json.dumps(condition) + "\n")
+    result = synthea_diagnosis(extractor, tmp_path)
+    assert result["notes"] == 2 and result["notes_with_cancer"] == 1
+    assert result["diagnosis"] | {} == {**result["diagnosis"], "tp": 1, "fp": 0, "fn": 0, "exact_match": 1.0}
+    assert condition_label("Suspected lung cancer (situation)") is None
+    assert condition_label("Chronic obstructive lung disease (disorder)") is None
+    assert condition_label("Malignant neoplasm of breast (disorder)") == "breast cancer"
