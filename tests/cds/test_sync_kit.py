@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 OV = str(Path(sys.executable).parent / "oncovigil")
 GENERATED = f"{CS_TAGS}|{TAG_GENERATED}"
 # what the sync writes; deleted in this order so nothing still references what goes
-GENERATED_TYPES = ("Provenance", "AdverseEvent", "DetectedIssue", "DocumentReference", "Device")
+GENERATED_TYPES = ("Provenance", "AdverseEvent", "DetectedIssue", "Observation", "DocumentReference", "Device")
 
 
 def strict() -> bool:
