@@ -33,7 +33,7 @@ from adapters.identifiers import (
     SID_DETECTED_ISSUE,
     SID_DEVICE,
 )
-from adapters.notes import note_from_document, pull_notes
+from adapters.notes import last_updated_bounds, note_from_document, pull_notes
 from adapters.orders import order_from_request, pull_orders
 from adapters.outcome import OutcomeIssue, ValidationResult
 from adapters.prefetch import ParsedPrefetch, parse_medication_requests, parse_prefetch
@@ -104,6 +104,7 @@ __all__ = [
     "check_capabilities",
     "fetch_adverse_events",
     "fetch_patient_context",
+    "last_updated_bounds",
     "load_resources",
     "note_from_document",
     "order_from_request",
