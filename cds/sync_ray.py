@@ -133,10 +133,16 @@ class ExtractionWorker:
     def __init__(self, models_dir: str, runtime: RuntimeConfig) -> None:
         self._extractors = load_extractors(Path(models_dir), runtime)
         self._where = f"{socket.gethostname()}:{os.getpid()}"
+        self._node = str(import_ray().get_runtime_context().get_node_id())
 
     def describe(self) -> dict[str, Any]:
         loaded = self._extractors
-        return {"versions": dict(loaded.versions), "missing": list(loaded.missing), "where": self._where}
+        return {
+            "versions": dict(loaded.versions),
+            "missing": list(loaded.missing),
+            "where": self._where,
+            "node": self._node,
+        }
 
     def run(self, texts: list[str]) -> list[NoteFindings]:
         return self._extractors.run(texts)
@@ -153,8 +159,10 @@ class RayNotesStage:
         actors: Sequence[Any],
         checkpoint: Checkpoint | None = None,
         progress: ProgressHook | None = None,
+        nodes: int = 0,
     ) -> None:
         self._ray = ray
+        self._nodes = nodes
         self._settings = settings
         self._actors = list(actors)
         self._checkpoint = checkpoint or (lambda _stage: None)
@@ -164,7 +172,10 @@ class RayNotesStage:
     async def __call__(self, job: SyncJob, report: SyncReport) -> None:
         store, opts = job.store, job.options
         since = _resume_from(store.get_watermark(NOTES), opts.since)
-        oldest, newest = await last_updated_bounds(job.client, since)
+        # planned over the notes only: our own summaries, rewritten every run, would stretch the plan past the
+        # windows a re-run must find again (the open window still reads them, and the job skips them)
+        not_ours = [("type:not", code) for code in sorted(GENERATED_NOTE_TYPES)]
+        oldest, newest = await last_updated_bounds(job.client, since, params=not_ours)
         if oldest is None or newest is None:
             report.counts["ray_windows"] = 0
             return
@@ -174,6 +185,7 @@ class RayNotesStage:
         report.add("ray_windows", len(windows))
         report.add("ray_windows_skipped", len(windows) - len(todo))
         report.add("ray_actors", len(self._actors))
+        report.add("ray_actor_nodes", self._nodes)
         log.info(
             "ray backfill planned",
             extra={
@@ -240,7 +252,14 @@ class RayNotesStage:
             store.set_watermark(NOTES, max(newest_seen).astimezone(UTC).isoformat())
 
 
-def start_actors(ray: Any, settings: Settings) -> tuple[list[Any], LoadedExtractors]:
+@dataclass(frozen=True)
+class Actors:
+    handles: list[Any]
+    loaded: LoadedExtractors  # names and versions only: the driver never runs a model
+    nodes: int  # distinct Ray nodes the actors run on
+
+
+def start_actors(ray: Any, settings: Settings) -> Actors:
     """The extraction actors (one per GPU when the cluster has GPUs), and what they loaded, checked alike."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
@@ -282,7 +301,7 @@ def start_actors(ray: Any, settings: Settings) -> tuple[list[Any], LoadedExtract
     )
     # the driver never runs a model: it needs the names and versions only (dedupe keys, Device, Provenance)
     shell = LoadedExtractors(dict.fromkeys(first["versions"]), first["versions"], first["missing"])
-    return actors, shell
+    return Actors(actors, shell, len({d["node"] for d in described}))
 
 
 def connect(ray: Any, address: str | None) -> bool:
@@ -325,8 +344,12 @@ async def run_sync_ray_once(
     started = connect(ray, address or settings.ray_address)
     actors: list[Any] = []
     try:
-        actors, shell = start_actors(ray, settings)
-        stage = RayNotesStage(ray, settings, actors, checkpoint=checkpoint, progress=progress)
+        started_actors = start_actors(ray, settings)
+        actors = started_actors.handles
+        shell = started_actors.loaded
+        stage = RayNotesStage(
+            ray, settings, actors, checkpoint=checkpoint, progress=progress, nodes=started_actors.nodes
+        )
         return await run_sync_once(
             settings, store, since=since, on_orders=on_orders, progress=progress, extractors=shell, notes_stage=stage
         )
