@@ -211,6 +211,8 @@ class RayNotesStage:
                 window = in_flight.pop(ready[0])
                 notes, stats = await asyncio.to_thread(self._ray.get, ready[0])
                 report.add("notes_pulled", len(notes))
+                for _ in notes:
+                    job.checkpoint("pull")  # the fault-injection points of the single-process stage, in order
                 for reason, n in stats.skipped.items():
                     skipped[reason] = skipped.get(reason, 0) + n
                 parts = batches(notes, opts.batch_size) or [[]]
@@ -231,6 +233,7 @@ class RayNotesStage:
             while (item := await to_write.get()) is not _DONE:
                 window, batch, todo_notes, ref, window_newest, last = item
                 findings: list[NoteFindings] = await asyncio.to_thread(self._ray.get, ref) if ref is not None else []
+                job.checkpoint("infer")
                 self._checkpoint("infer")
                 await job.write_note_batch(todo_notes, findings, report)
                 self._progress("notes", len(batch))
