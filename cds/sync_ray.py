@@ -307,6 +307,21 @@ def start_actors(ray: Any, settings: Settings) -> Actors:
     return Actors(actors, shell, len({d["node"] for d in described}))
 
 
+def _check_reachable(address: str) -> None:
+    """Fails fast on a cluster address nobody listens on: ``ray.init`` would retry it for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local": Ray looks the cluster up itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as exc:
+        raise RayEngineError(
+            "OV-0111",
+            f"nothing answers at Ray address {address} ({exc}); check --ray-address / ONCOVIGIL_RAY_ADDRESS "
+            "and that `ray start` runs there",
+        ) from exc
+
+
 def connect(ray: Any, address: str | None) -> bool:
     """Joins the cluster at ``address`` (``ray://host:10001``, ``host:6379``, ``auto``) or starts a local one.
 
@@ -314,6 +329,8 @@ def connect(ray: Any, address: str | None) -> bool:
     """
     if ray.is_initialized():
         return False
+    if address:
+        _check_reachable(address)
     # a ray:// (Ray Client) connection forwards init arguments to the server: give it none
     local = (
         {}

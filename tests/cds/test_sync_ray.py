@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,6 +97,20 @@ def test_engine_ray_without_ray_installed_exits_2_with_a_coded_line(tmp_path: Pa
     assert not (tmp_path / "home" / "state.db").exists()  # refused before touching anything
     bogus = run_cli(["sync", "--engine", "spark"], env, timeout=120)
     assert bogus.returncode == 2 and "OV-0115" in bogus.stderr
+
+
+def test_an_address_where_no_cluster_listens_fails_fast_with_a_coded_line(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = cli_env(tmp_path / "home")
+    env["PYTHONPATH"] = str(REPO)
+    started = time.monotonic()
+    done = run_cli(["sync", "--engine", "ray", "--ray-address", f"127.0.0.1:{port}"], env, timeout=120)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stderr.strip().splitlines()[-1].startswith("oncovigil: OV-0111"), done.stderr
+    assert time.monotonic() - started < 60  # not Ray's minutes of retries
 
 
 # the real thing ----------------------------------------------------------------------------------------
