@@ -13,6 +13,7 @@ node on 127.0.0.1 that address is not served, so the fixture sets ``RAY_ENABLE_W
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import itertools
 import os
 import socket
@@ -100,7 +101,8 @@ def test_engine_ray_without_ray_installed_exits_2_with_a_coded_line(tmp_path: Pa
 
 
 def test_an_address_where_no_cluster_listens_fails_fast_with_a_coded_line(tmp_path: Path) -> None:
-    pytest.importorskip("ray")
+    if importlib.util.find_spec("ray") is None:  # not imported here: the cluster fixture must import it first
+        pytest.skip("ray is not installed (pip install 'oncovigil[ray]')")
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -127,9 +129,12 @@ def ray_cluster() -> Iterator[RayCluster]:
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     try:
         import ray
+        from ray._private import ray_constants
         from ray.cluster_utils import Cluster
     except ImportError:
         pytest.skip("ray is not installed (pip install 'oncovigil[ray]')")
+    # read once when Ray is first imported: a test that imported Ray earlier would leave the driver hanging
+    assert not ray_constants.ENABLE_RAY_CLUSTER, "ray was imported in this process before the cluster fixture"
     node = {"num_cpus": 1, "object_store_memory": 100 * MB, "node_ip_address": "127.0.0.1"}
     cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
     try:
