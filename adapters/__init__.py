@@ -34,7 +34,7 @@ from adapters.identifiers import (
     SID_DETECTED_ISSUE,
     SID_DEVICE,
 )
-from adapters.notes import note_from_document, pull_notes
+from adapters.notes import last_updated_bounds, note_from_document, pull_notes
 from adapters.orders import order_from_request, pull_orders
 from adapters.outcome import OutcomeIssue, ValidationResult
 from adapters.phenotype import PhenotypeObservationInput, write_phenotype_observations
@@ -115,6 +115,7 @@ __all__ = [
     "fetch_adverse_events",
     "fetch_detected_issues",
     "fetch_patient_context",
+    "last_updated_bounds",
     "load_resources",
     "note_from_document",
     "order_from_request",

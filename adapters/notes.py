@@ -121,6 +121,31 @@ def since_params(since: datetime | None) -> list[tuple[str, str]]:
     return params
 
 
+async def last_updated_bounds(
+    client: FhirClient,
+    since: datetime | None,
+    resource_type: str = "DocumentReference",
+    params: list[tuple[str, str]] | None = None,
+) -> tuple[datetime | None, datetime | None]:
+    """The oldest and newest ``meta.lastUpdated`` of the resources changed after ``since`` ((None, None): none).
+
+    Two one-entry searches, so a caller can split a backfill into date windows before reading anything;
+    ``params`` narrows them (``[("type:not", "ade-summary")]``).
+    """
+    bounds: list[datetime | None] = []
+    for order in ("_lastUpdated", "-_lastUpdated"):
+        query = [("_sort", order), *[p for p in since_params(since) if p[0] != "_sort"], *(params or [])]
+        found: datetime | None = None
+        async for bundle in client.search_bundles(resource_type, query, page_size=1, max_pages=1):
+            for entry in bundle.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict) and resource.get("resourceType") == resource_type:
+                    found = parse_datetime((resource.get("meta") or {}).get("lastUpdated"))
+                    break
+        bounds.append(found)
+    return bounds[0], bounds[1]
+
+
 async def pull_notes(
     client: FhirClient,
     since: datetime | None,

@@ -52,20 +52,42 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--since", help="Backfill from this date instead of the watermark.")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
+        engine: Annotated[str, typer.Option("--engine", help="local (one process, the default) or ray "
+                                            "(notes stage on a Ray cluster; needs oncovigil[ray]).")] = "local",
+        ray_address: Annotated[str | None, typer.Option(
+            "--ray-address", help="Ray cluster to join (ray://HOST:10001, auto); default ONCOVIGIL_RAY_ADDRESS, "
+            "else a local cluster.")] = None,
     ) -> None:
         """Run the nightly pharmacovigilance sync once (pull, extract, write back, advance the watermark)."""
         from cds.assessor import build_assessor_hook
         from cds.runner import run_sync_once
 
+        if engine not in ("local", "ray"):
+            raise fail(f"OV-0115: --engine {engine!r} is not one of local, ray")
         settings = settings_of(ctx)
         start = _parse_since(since)
+        if engine == "ray":
+            from cds.sync_ray import import_ray
+
+            try:
+                import_ray()  # before anything starts: a missing Ray is a usage error
+            except OncoVigilError as exc:
+                raise fail(str(exc)) from None
         store = StateStore(str(settings.state_db_url))
         hook, done = _progress_printer(sys.stderr.isatty() and not as_json)
         try:
-            report = asyncio.run(run_sync_once(
-                settings, store, since=start, progress=hook,  # type: ignore[arg-type]
-                on_orders=build_assessor_hook(settings, store),
-            ))
+            if engine == "ray":
+                from cds.sync_ray import run_sync_ray_once
+
+                report = asyncio.run(run_sync_ray_once(
+                    settings, store, since=start, progress=hook,  # type: ignore[arg-type]
+                    on_orders=build_assessor_hook(settings, store), address=ray_address,
+                ))
+            else:
+                report = asyncio.run(run_sync_once(
+                    settings, store, since=start, progress=hook,  # type: ignore[arg-type]
+                    on_orders=build_assessor_hook(settings, store),
+                ))
         except OncoVigilError as exc:
             raise fail(str(exc), code=1) from None
         finally:

@@ -10,6 +10,7 @@ Exception tree::
     ├── SandboxError         OV-0020..0039  building, starting or stopping the HAPI sandbox
     ├── CohortError          OV-0040..0059  synthetic cohort generation and seeding
     ├── SyncError            OV-0060..0079  nightly sync and its state store
+    │   └── RayEngineError   OV-0110..0119  Ray engine (`sync --engine ray`); OV-0110 (ray not installed) exits 2
     ├── DecisionError        OV-0080..0099  CDS decisions (missing patient data, ...)
     │                        OV-0100..0109  DetectedIssue write-back (OV-0100: withdrawing a DetectedIssue
     │                                       that is not ours; raised by adapters as ResourceBuildError)
@@ -46,6 +47,10 @@ class CohortError(OncoVigilError):
 
 class SyncError(OncoVigilError):
     """The nightly sync failed; its watermark was not advanced."""
+
+
+class RayEngineError(SyncError):
+    """The Ray backfill engine could not start or run; the notes watermark was not advanced."""
 
 
 class DecisionError(OncoVigilError):

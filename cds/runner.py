@@ -10,11 +10,11 @@ from pathlib import Path
 
 from adapters import Auth, BearerTokenAuth, FhirClient, FhirClientConfig, SmartBackendAuth, SmartBackendConfig
 from cds.errors import ConfigError, SyncError
-from cds.extraction import load_extractors
+from cds.extraction import LoadedExtractors, load_extractors
 from cds.faults import checkpoint_from_env
 from cds.settings import Settings
 from cds.state import StateStore
-from cds.sync import OrdersHook, ProgressHook, SyncJob, SyncOptions, SyncReport
+from cds.sync import NotesStage, OrdersHook, ProgressHook, SyncJob, SyncOptions, SyncReport
 from models import RuntimeConfig
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,13 @@ async def run_sync_once(
     on_orders: OrdersHook | None = None,
     progress: ProgressHook | None = None,
     holder: str | None = None,
+    extractors: LoadedExtractors | None = None,
+    notes_stage: NotesStage | None = None,
 ) -> SyncReport:
-    """One sync under the database lease, so two replicas never run it at the same time."""
+    """One sync under the database lease, so two replicas never run it at the same time.
+
+    ``extractors`` + ``notes_stage``: the Ray engine runs the notes stage on its cluster (cds.sync_ray).
+    """
     who = holder or f"{socket.gethostname()}:{os.getpid()}"
     if not _acquire(store, who, settings.sync_lease_ttl_s):
         raise SyncError("OV-0061", "another OncoVigil process holds the sync lease; this run was skipped")
@@ -112,13 +117,14 @@ async def run_sync_once(
         interrupted = store.close_interrupted_runs("sync")
         if interrupted:
             log.warning("earlier sync runs were interrupted", extra={"runs": interrupted})
-        extractors = load_extractors(settings.resolved_models_dir, runtime_config(settings))
+        if extractors is None:
+            extractors = load_extractors(settings.resolved_models_dir, runtime_config(settings))
         options = SyncOptions(batch_size=settings.sync_batch_size, since=since,
                               summary_window_days=settings.summary_window_days,
                               write_batch_size=settings.fhir_write_batch_size)
         async with FhirClient(fhir_config(settings), auth=fhir_auth(settings)) as client:
             job = SyncJob(store, client, extractors, options, on_orders=on_orders, progress=progress,
-                          checkpoint=checkpoint_from_env(os.environ))
+                          checkpoint=checkpoint_from_env(os.environ), notes_stage=notes_stage)
             return await job.run()
     finally:
         store.release_lease(LEASE, who)

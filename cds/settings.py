@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     sync_lease_ttl_s: float = 3 * 3600.0
     summary_window_days: int = 365
 
+    # Ray backfill engine (`oncovigil sync --engine ray`); only read when that engine is asked for
+    ray_address: str | None = None
+    ray_window_s: float = Field(default=86400.0, gt=0)
+    ray_actors: int = Field(default=0, ge=0)
+
     @model_validator(mode="after")
     def _derived_paths(self) -> Settings:
         if self.models_dir is None:

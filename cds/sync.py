@@ -82,6 +82,8 @@ OrdersHook = Callable[[FhirClient, list[MedicationOrder], SyncReport], Awaitable
 ProgressHook = Callable[[str, int], None]
 # called with a stage name at the points where a crash matters (cds.faults); a no-op in production
 Checkpoint = Callable[[str], None]
+# replaces the in-process notes stage (the Ray engine, cds.sync_ray); orders and summaries stay here
+NotesStage = Callable[["SyncJob", SyncReport], Awaitable[None]]
 
 
 def _content_hash(note: Note) -> str:
@@ -108,6 +110,7 @@ class SyncJob:
         on_orders: OrdersHook | None = None,
         progress: ProgressHook | None = None,
         checkpoint: Checkpoint | None = None,
+        notes_stage: NotesStage | None = None,
     ) -> None:
         self._store = store
         self._client = client
@@ -116,6 +119,7 @@ class SyncJob:
         self._on_orders = on_orders
         self._progress = progress or (lambda _stage, _n: None)
         self._checkpoint = checkpoint or (lambda _stage: None)
+        self._notes_stage = notes_stage
         self._orders_cache: dict[str, list[MedicationOrder]] = {}
         self._touched_drugs: set[str] = set()
 
@@ -123,7 +127,10 @@ class SyncJob:
         report = SyncReport(run_id=self._store.start_run("sync"))
         log.info("sync started", extra={"run_id": report.run_id, "missing_models": self._extractors.missing})
         try:
-            await self._sync_notes(report)
+            if self._notes_stage is not None and self._extractors.extractors:
+                await self._notes_stage(self, report)
+            else:
+                await self._sync_notes(report)
             await self._sync_orders(report)
             await self._write_summaries(report)
             report.status = "ok" if not report.errors else "partial"
@@ -190,6 +197,28 @@ class SyncJob:
         await _gather_or_cancel(read(), infer(), write())
         if stats.skipped:
             report.counts["notes_not_current_or_unreadable"] = dict(stats.skipped)
+
+    # what a NotesStage needs of the job: the same state, client, dedupe and write-back as the local stage
+    @property
+    def store(self) -> StateStore:
+        return self._store
+
+    @property
+    def client(self) -> FhirClient:
+        return self._client
+
+    @property
+    def options(self) -> SyncOptions:
+        return self._options
+
+    def checkpoint(self, stage: str) -> None:
+        self._checkpoint(stage)
+
+    def needs_processing(self, note: Note) -> bool:
+        return note.type_code not in GENERATED_NOTE_TYPES and self._needs_processing(note)
+
+    async def write_note_batch(self, notes: list[Note], findings: list[NoteFindings], report: SyncReport) -> None:
+        await self._write_note_batch(notes, findings, report)
 
     def _extract(self, texts: list[str]) -> list[NoteFindings]:
         findings = self._extractors.run(texts)
