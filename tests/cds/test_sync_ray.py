@@ -31,6 +31,7 @@ import pytest
 from test_sync_kit import cli_env, delete_generated, duplicates, generated_snapshot, real_models_dir, run_cli
 
 from adapters import FhirClient, FhirClientConfig
+from cds.assessor import build_assessor_hook
 from cds.errors import SyncError
 from cds.runner import run_sync_once
 from cds.settings import Settings, load_settings
@@ -177,7 +178,9 @@ def _server(base_url: str, fn: Any) -> Any:
 def _ray_sync(settings: Settings, store: StateStore, cluster: RayCluster, **kw: Any) -> SyncReport:
     from cds.sync_ray import run_sync_ray_once
 
-    return asyncio.run(run_sync_ray_once(settings, store, address=cluster.address, **kw))
+    # the whole nightly job, as `oncovigil sync` wires it: notes on Ray, then the orders' DetectedIssues
+    hook = build_assessor_hook(settings, store)
+    return asyncio.run(run_sync_ray_once(settings, store, address=cluster.address, on_orders=hook, **kw))
 
 
 @dataclass
@@ -196,7 +199,8 @@ def baseline(seeded_sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> B
     delete_generated(base)
     home = tmp_path_factory.mktemp("local-sync")
     store = StateStore(f"sqlite:///{home}/state.db")
-    report = asyncio.run(run_sync_once(_settings(home, base, models), store))
+    settings = _settings(home, base, models)
+    report = asyncio.run(run_sync_once(settings, store, on_orders=build_assessor_hook(settings, store)))
     assert report.status == "ok", report.errors
     assert report.counts.get("AdverseEvent_created", 0) > 0, report.counts
     state = Baseline(
