@@ -1,4 +1,4 @@
-"""The ``summariser`` model task: per-drug ADE summaries, SFT then DPO; train, build, evaluate.
+"""The ``summaries`` model task: per-drug ADE summaries, SFT then DPO; train, build, evaluate.
 
 Data (``cds.summary_data``): grouped drug records from ADE-Corpus-V2 (dev: 20 % of drugs by a hash of the
 name) and from a synthetic cohort generated with ``cohort_seed`` (dev: a second cohort, ``dev_cohort_seed``);
@@ -13,7 +13,6 @@ threads, seed, max_seconds, base, d_model, layers, max_new_tokens.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import shutil
@@ -22,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from cds.errors import ConfigError
-from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint
+from cds.model_tasks import ARTIFACTS_ROOT, TaskContext, TaskSpec, artifact_fingerprint
+from cds.summarise import MODEL_DIR
 from cds.summary_data import cohort_groups, corpus_groups, ctcae_vocabulary, is_dev_drug, write_eval_file
 from models import ModelCard, read_card, write_card
 from models.card import TrainingData
@@ -128,7 +128,7 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
     write_card(staging, card)
     shutil.rmtree(artifact_out, ignore_errors=True)
     staging.rename(artifact_out)
-    model_dir = ctx.models_dir / "summariser"
+    model_dir = ctx.models_dir / MODEL_DIR
     export(ctx, artifact_out, model_dir)
     metrics = evaluate(ctx, artifact_out / "dev.jsonl", model_dir)
     # the dev figures go into the artifact's card; the built directory is re-stamped, not re-exported
@@ -208,14 +208,11 @@ def _provenance(ctx: TaskContext) -> list[TrainingData]:
 
 
 TASK = TaskSpec(
-    name="summariser",
+    name=MODEL_DIR,  # "summaries": `oncovigil eval summaries` is the evaluation contract
+    artifact_dir=ARTIFACTS_ROOT / "summariser",
     train=train,
     export=export,
     evaluate=evaluate,
     hf_task="text-generation-with-past",
     description="per-drug ADE summaries (SmolLM2-135M + LoRA, SFT then DPO; faithfulness guard at inference)",
 )
-
-
-def dump_json(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True)

@@ -24,6 +24,7 @@ from models.summariser import DrugGroup, check_summary, narrate
 log = logging.getLogger(__name__)
 
 DETERMINISTIC = "oncovigil-verbaliser"
+MODEL_DIR = "summaries"  # {models_dir}/summaries: the built summariser (task ``summaries``)
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,10 @@ def read_vocabulary(model_dir: Path) -> list[str]:
 
 
 def build_guarded_summariser(models_dir: Path, runtime: RuntimeConfig) -> GuardedSummariser:
-    """The guarded summariser over ``{models_dir}/summariser`` when it is built and intact, else deterministic."""
+    """The guarded summariser over ``{models_dir}/summaries`` when it is built and intact, else deterministic."""
     from models.summariser.generator import load_summariser
 
-    model_dir = models_dir / "summariser"
+    model_dir = models_dir / MODEL_DIR
     if not (model_dir / "model_card.json").is_file():
         log.info("no summariser model; summaries are deterministic", extra={"models_dir": str(models_dir)})
         return GuardedSummariser()
