@@ -12,6 +12,7 @@ number, which must equal one of the values its clause may mention.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -43,6 +44,12 @@ class GuardReport:
     @property
     def passed(self) -> bool:
         return not (self.hallucinated or self.omitted_serious or self.numeric_errors or self.empty)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_pattern(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    # the vocabulary is the same for every summary of a run: compile its ~1,600-way alternation once
+    return _phrase_pattern(phrases)
 
 
 def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str] | None:
@@ -123,7 +130,12 @@ def check_summary(text: str, group: DrugGroup, vocabulary: Collection[str] = ())
     """Hold ``text`` to ``group``; ``vocabulary`` names events the model might invent (lower-cased here)."""
     lowered = text.lower()
     record_terms = {t.term.lower(): t for t in group.terms}
-    pattern = _phrase_pattern([*record_terms, *(v.lower() for v in vocabulary)])
+    known = tuple(sorted({v.lower() for v in vocabulary}))
+    known_set = set(known)
+    if all(t in known_set for t in record_terms):
+        pattern = _cached_pattern(known)
+    else:
+        pattern = _cached_pattern(tuple(sorted(known_set | set(record_terms))))
     stated: list[str] = []
     declared_serious: set[str] = set()
     errors: list[str] = []
