@@ -11,6 +11,7 @@ Exception tree::
     ├── CohortError          OV-0040..0059  synthetic cohort generation and seeding
     ├── SyncError            OV-0060..0079  nightly sync and its state store
     └── DecisionError        OV-0080..0099  CDS decisions (missing patient data, ...)
+    (ConfigError)            OV-0120..0129  per-drug summaries: task options, eval files (cds.summarise)
 
 The leaves have their own trees (``adapters.errors``, ``models.errors``, ``hooks.errors``);
 the CLI maps all of them to a one-line message.

@@ -183,3 +183,25 @@ def write_eval_file(path: Path, groups: Iterable[DrugGroup]) -> int:
             fh.write(json.dumps(eval_line(group), sort_keys=True) + "\n")
             n += 1
     return n
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m cds.summary_data --out FILE.jsonl``: an eval file for ``oncovigil eval summaries``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write grouped drug records + reference summaries as JSONL.")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--cohort-patients", type=int, default=60)
+    parser.add_argument("--cohort-seed", type=int, default=202)
+    parser.add_argument("--window-days", type=int, default=365)
+    parser.add_argument("--corpus-dir", type=Path, default=None, help="../shared/data, to add ADE-Corpus-V2 groups")
+    args = parser.parse_args(argv)
+    groups = cohort_groups(args.cohort_patients, args.cohort_seed, (args.window_days,))
+    if args.corpus_dir is not None:
+        groups += corpus_groups(args.corpus_dir)
+    write_eval_file(args.out, groups)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,6 +11,8 @@ Exception tree::
     ├── ProviderError          OV-2030..2039  onnxruntime did not take a required execution provider
     ├── TrainingError          OV-2040..2059  training, merging, exporting or a failed parity check
     └── DataFormatError        OV-2060..2079  user-supplied data in the wrong format (CLI exit code 2)
+    (all of the above)         OV-2100..2119  the per-drug summariser (models.summariser): records,
+                               artifacts, export parity, generators
 """
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok,
         pad_token="<pad>",
         eos_token="</s>",
@@ -210,7 +210,7 @@ def _seq2seq(groups: Sequence[DrugGroup], config: FitConfig) -> tuple[Any, Batch
     pad, eos = int(tokenizer.pad_token_id), int(tokenizer.eos_token_id)
     if (pad, eos) != (0, 1):
         raise TrainingError("OV-2102", f"tiny T5 tokenizer has pad {pad} / eos {eos}; expected 0 / 1")
-    t5 = T5Config(
+    t5 = T5Config(  # type: ignore[no-untyped-call]
         vocab_size=len(tokenizer),
         d_model=config.d_model,
         d_kv=config.d_model // 4,
