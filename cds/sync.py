@@ -299,6 +299,7 @@ class SyncJob:
                     drug_display=str(p.get("drug_display") or p.get("drug")), ctcae_term=str(p["ctcae_term"]),
                     grade=p.get("grade"), onset=datetime.fromisoformat(p["date"]).date(),
                     evidence=str(p.get("event", "")),
+                    span=tuple(p["event_span"]) if p.get("event_span") else None,
                 ))
         records = group_by_drug(observations, self._options.summary_window_days)
         before = (self._summariser.counts.generated, self._summariser.counts.guard_fallbacks)
