@@ -8,7 +8,8 @@ from ``models.summariser.pairs``. Default architecture: SmolLM2-135M-Instruct + 
 both adapters (``sft/`` and ``dpo/``) so the eval contract can show the same figures before and after DPO.
 Task options (``-o key=value``): arch, sft_steps, dpo_steps, batch_size, lora_r, lora_layers, sft_lr, dpo_lr,
 beta, sft_weight, cohort_patients, cohort_seed, dev_cohort_seed, dev_fraction, dev_groups, corpus (0/1),
-threads, seed, max_seconds, base, d_model, layers, max_new_tokens.
+threads, seed, max_seconds, base, d_model, layers, max_new_tokens, resume_sft (an SFT adapter folder:
+DPO only, e.g. to retune beta or the learning rate).
 """
 
 from __future__ import annotations
@@ -110,7 +111,12 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
     arch = ctx.options.get("arch", "causal")
     if arch not in ("causal", "seq2seq"):
         raise ConfigError("OV-0120", f"summariser option arch={arch!r}: use causal or seq2seq")
-    config = FitConfig.from_options(arch, {k: _option(ctx, k) for k in DEFAULTS}, ctx.options.get("base", "smollm2"))
+    config = FitConfig.from_options(
+        arch,
+        {k: _option(ctx, k) for k in DEFAULTS},
+        ctx.options.get("base", "smollm2"),
+        ctx.options.get("resume_sft", ""),
+    )
     staging = artifact_out.with_name(artifact_out.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     outcome = fit_summariser(train_set, vocabulary, staging, config)

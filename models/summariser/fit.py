@@ -22,6 +22,7 @@ from models.summariser.pairs import preference_pairs
 from models.summariser.record import DrugGroup
 from models.summariser.training import (
     Batcher,
+    StageLog,
     SummariserTrainConfig,
     add_lora,
     reference_logprobs,
@@ -44,10 +45,12 @@ class FitConfig:
     layers: int = 2
     max_new_tokens: int = 160
     tokenizer_vocab: int = 1200
+    # causal only: an SFT adapter folder to start from; SFT is skipped and only DPO runs (a DPO retune)
+    resume_sft: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_options(cls, arch: str, o: Mapping[str, float], base: str = "smollm2") -> FitConfig:
+    def from_options(cls, arch: str, o: Mapping[str, float], base: str = "smollm2", resume_sft: str = "") -> FitConfig:
         train = SummariserTrainConfig(
             arch=arch,
             lora_r=int(o["lora_r"]),
@@ -70,6 +73,7 @@ class FitConfig:
             d_model=int(o["d_model"]),
             layers=int(o["layers"]),
             max_new_tokens=int(o["max_new_tokens"]),
+            resume_sft=resume_sft,
         )
 
 
@@ -124,9 +128,13 @@ def fit_summariser(
         model, batcher, name, source, save = _causal(config)
     else:
         model, batcher, name, source, save = _seq2seq(groups, config)
-    # SFT gets 65 % of the time budget at most, so DPO always runs
-    sft = train_sft(model, batcher, groups, cfg, started + 0.65 * cfg.max_seconds)
-    save(model, out_dir / "sft")
+    if config.resume_sft:
+        sft = StageLog(extra={"resumed_from_existing_sft_adapter": 1.0})
+        save(model, out_dir / "sft")
+    else:
+        # SFT gets 65 % of the time budget at most, so DPO always runs
+        sft = train_sft(model, batcher, groups, cfg, started + 0.65 * cfg.max_seconds)
+        save(model, out_dir / "sft")
     ref_started = time.perf_counter()
     dpo_pairs = pairs[: max(1, cfg.dpo_steps * max(1, cfg.batch_size // 2))]  # only the pairs DPO will see
     reference = reference_logprobs(model, batcher, dpo_pairs, cfg.arch)
@@ -157,7 +165,12 @@ def _causal(config: FitConfig) -> tuple[Any, Batcher, str, str, Any]:
 
     base = load_base(config.base)
     tokenizer = base.backend
-    model = add_lora(base.model, config.train)
+    if config.resume_sft:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base.model, config.resume_sft, is_trainable=True)
+    else:
+        model = add_lora(base.model, config.train)
     batcher = Batcher(
         "causal",
         lambda text: list(tokenizer.encode(text, add_special_tokens=False).ids),
