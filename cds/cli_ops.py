@@ -167,9 +167,11 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         drug: Annotated[str, typer.Option("--drug", help="Ingredient name or RxNorm code, e.g. cisplatin.")],
     ) -> None:
-        """Print the grouped ADE summary of one drug from the stored findings."""
+        """Print the grouped ADE summary of one drug: what the sync published, else built from the findings."""
         from cds.findings_map import identify_drug
-        from cds.grouping import AdeObservation, group_by_drug, verbalise
+        from cds.grouping import AdeObservation, group_by_drug
+        from cds.model_tasks import runtime_config
+        from cds.summarise import GROUP_KIND, build_guarded_summariser, summarise_records
 
         settings = settings_of(ctx)
         identity = identify_drug(drug)
@@ -177,8 +179,13 @@ def register(app: typer.Typer) -> None:
         if rxnorm is None:
             raise fail(f"OV-0008: unknown drug {drug!r}; give an ingredient name or an RxNorm code")
         store = StateStore(str(settings.state_db_url))
-        rows = store.findings(kind="ade", drug_rxnorm=rxnorm)
+        stored = store.findings(kind=GROUP_KIND, drug_rxnorm=rxnorm)
+        rows = [] if stored else store.findings(kind="ade", drug_rxnorm=rxnorm)
         store.close()
+        if stored:  # the grouped records the last sync stored, with the summary it published
+            for row in sorted(stored, key=lambda r: r.key):
+                typer.echo(str(row.payload["markdown"]))
+            return
         obs = [
             AdeObservation(r.patient_id, r.note_id, rxnorm, str(r.payload.get("drug_display") or drug),
                            str(r.payload["ctcae_term"]), r.payload.get("grade"),
@@ -188,5 +195,6 @@ def register(app: typer.Typer) -> None:
         if not obs:
             typer.echo(f"no adverse events recorded for {drug} (RxNorm {rxnorm}); run `oncovigil sync` first")
             return
-        for record in group_by_drug(obs, settings.summary_window_days):
-            typer.echo(verbalise(record))
+        summariser = build_guarded_summariser(settings.resolved_models_dir, runtime_config(settings))
+        for markdown in summarise_records(summariser, group_by_drug(obs, settings.summary_window_days)):
+            typer.echo(markdown)

@@ -15,6 +15,7 @@ Exception tree::
     │                        OV-0100..0109  DetectedIssue write-back (OV-0100: withdrawing a DetectedIssue
     │                                       that is not ours; raised by adapters as ResourceBuildError)
     └── RefineError          OV-0130..0139  ``oncovigil refine``: unsupported task, unusable labels
+    (ConfigError)            OV-0120..0129  per-drug summaries: task options, eval files (cds.summarise)
 
 The leaves have their own trees (``adapters.errors``, ``models.errors``, ``hooks.errors``);
 the CLI maps all of them to a one-line message.

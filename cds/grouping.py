@@ -11,6 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from models.summariser import DrugGroup, EvidenceRef, TermCount
+
 SERIOUS_GRADE = 3
 
 
@@ -27,6 +29,7 @@ class AdeObservation:
     onset: date
     first_dose: date | None = None
     evidence: str = ""
+    span: tuple[int, int] | None = None  # the event's characters in the note (evidence without text)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class Evidence:
     note_id: str
     term: str
     snippet: str
+    span: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ def _summarise_bucket(
         mid = len(onsets) // 2
         median = float(onsets[mid]) if len(onsets) % 2 else (onsets[mid - 1] + onsets[mid]) / 2
     ordered = sorted(items, key=lambda o: (-(o.grade or 0), o.note_id))
-    evidence = tuple(Evidence(o.note_id, o.ctcae_term, o.evidence[:160]) for o in ordered[:max_evidence])
+    evidence = tuple(Evidence(o.note_id, o.ctcae_term, o.evidence[:160], o.span) for o in ordered[:max_evidence])
     return GroupedAdeRecord(
         drug_rxnorm=rxnorm,
         drug_display=items[0].drug_display,
@@ -120,6 +124,21 @@ def _summarise_bucket(
         serious_events=sum(t.serious for t in terms),
         median_days_to_onset=median,
         evidence=evidence,
+    )
+
+
+def to_drug_group(record: GroupedAdeRecord) -> DrugGroup:
+    """The summariser's input: the grouped record as plain data (counts, grades, note ids and spans only)."""
+    return DrugGroup(
+        drug=record.drug_display,
+        rxnorm=record.drug_rxnorm,
+        period_start=record.period_start.isoformat(),
+        period_end=record.period_end.isoformat(),
+        patients=record.patients_affected,
+        reports=record.reports,
+        terms=tuple(TermCount(t.term, t.reports, t.patients, dict(t.grades), t.serious) for t in record.terms),
+        median_days_to_onset=record.median_days_to_onset,
+        evidence=tuple(EvidenceRef(e.note_id, e.term, *(e.span or (0, 0))) for e in record.evidence),
     )
 
 
@@ -143,5 +162,5 @@ def verbalise(record: GroupedAdeRecord) -> str:
         lines += ["", "Serious events: " + ", ".join(serious_terms) + "."]
     if record.evidence:
         lines += ["", "Evidence:"]
-        lines += [f"- DocumentReference/{e.note_id} ({e.term}): \"{e.snippet}\"" for e in record.evidence]
+        lines += [f'- DocumentReference/{e.note_id} ({e.term}): "{e.snippet}"' for e in record.evidence]
     return "\n".join(lines) + "\n"

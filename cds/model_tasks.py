@@ -142,7 +142,7 @@ def resolve_model_dir(ctx: TaskContext, spec: TaskSpec, model: Path | None) -> P
         return default
     if not model.is_dir():
         raise ConfigError("OV-0014", f"--model {model} is not a directory; pass an ONNX or Hugging Face model folder")
-    if (model / "model.onnx").is_file():
+    if (model / "model.onnx").is_file() or (model / "model_card.json").is_file():  # seq2seq dirs have no model.onnx
         return model
     digest = hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:12]
     target = ctx.models_dir / "_user" / f"{spec.name}-{digest}"

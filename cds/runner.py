@@ -14,6 +14,7 @@ from cds.extraction import LoadedExtractors, load_extractors
 from cds.faults import checkpoint_from_env
 from cds.settings import Settings
 from cds.state import StateStore
+from cds.summarise import build_guarded_summariser
 from cds.sync import NotesStage, OrdersHook, ProgressHook, SyncJob, SyncOptions, SyncReport
 from models import RuntimeConfig
 
@@ -123,8 +124,10 @@ async def run_sync_once(
                               summary_window_days=settings.summary_window_days,
                               write_batch_size=settings.fhir_write_batch_size)
         async with FhirClient(fhir_config(settings), auth=fhir_auth(settings)) as client:
+            summariser = build_guarded_summariser(settings.resolved_models_dir, runtime_config(settings))
             job = SyncJob(store, client, extractors, options, on_orders=on_orders, progress=progress,
-                          checkpoint=checkpoint_from_env(os.environ), notes_stage=notes_stage)
+                          checkpoint=checkpoint_from_env(os.environ), notes_stage=notes_stage,
+                          summariser=summariser)
             return await job.run()
     finally:
         store.release_lease(LEASE, who)

@@ -43,9 +43,10 @@ from adapters import (
 from cds.errors import SyncError
 from cds.extraction import LoadedExtractors, NoteFindings
 from cds.findings_map import ade_inputs, combination_rows, finding_key, toxicity_inputs
-from cds.grouping import AdeObservation, group_by_drug, verbalise
+from cds.grouping import AdeObservation, group_by_drug, to_drug_group
 from cds.phenotype_map import phenotype_inputs
 from cds.state import StateStore
+from cds.summarise import GuardedSummariser, grouped_record_row
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,11 @@ class SyncJob:
         progress: ProgressHook | None = None,
         checkpoint: Checkpoint | None = None,
         notes_stage: NotesStage | None = None,
+        summariser: GuardedSummariser | None = None,
     ) -> None:
         self._store = store
+        # deterministic narrative unless the composition root injects a model-backed (guarded) summariser
+        self._summariser = summariser or GuardedSummariser()
         self._client = client
         self._extractors = extractors
         self._options = options or SyncOptions()
@@ -343,16 +347,27 @@ class SyncJob:
                     drug_display=str(p.get("drug_display") or p.get("drug")), ctcae_term=str(p["ctcae_term"]),
                     grade=p.get("grade"), onset=datetime.fromisoformat(p["date"]).date(),
                     evidence=str(p.get("event", "")),
+                    span=tuple(p["event_span"]) if p.get("event_span") else None,
                 ))
         records = group_by_drug(observations, self._options.summary_window_days)
+        before = (self._summariser.counts.generated, self._summariser.counts.guard_fallbacks)
+        published = await asyncio.to_thread(self._summariser.summarise, [to_drug_group(r) for r in records])
+        generated = self._summariser.counts.generated - before[0]
+        fallbacks = self._summariser.counts.guard_fallbacks - before[1]
+        if generated:
+            report.add("summaries_generated", generated)
+        if fallbacks:
+            report.add("summaries_guard_fallback", fallbacks)
+        # the grouped record is stored with what was published, so `oncovigil summaries` shows exactly that
+        self._store.upsert_findings([grouped_record_row(r, p) for r, p in zip(records, published, strict=True)])
         items = [
             AdeSummaryInput(
                 key=f"ade-summary-{r.key}", drug_rxnorm=r.drug_rxnorm, drug_display=r.drug_display,
-                period_start=r.period_start, period_end=r.period_end, markdown=verbalise(r),
-                model_name="oncovigil-verbaliser", model_version="1",
+                period_start=r.period_start, period_end=r.period_end, markdown=p.markdown(r),
+                model_name=p.model_name, model_version=p.model_version,
                 title=f"Adverse events on {r.drug_display}, {r.period_start:%Y-%m-%d} to {r.period_end:%Y-%m-%d}",
             )
-            for r in records
+            for r, p in zip(records, published, strict=True)
         ]
         written = await write_ade_summaries(self._client, items, batch_size=self._options.write_batch_size)
         self._account(written, report, "AdeSummary")

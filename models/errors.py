@@ -11,6 +11,8 @@ Exception tree::
     ├── ProviderError          OV-2030..2039  onnxruntime did not take a required execution provider
     ├── TrainingError          OV-2040..2059  training, merging, exporting or a failed parity check
     └── DataFormatError        OV-2060..2079  user-supplied data in the wrong format (CLI exit code 2)
+    (all of the above)         OV-2100..2119  the per-drug summariser (models.summariser): records,
+                               artifacts, export parity, generators
 
     OV-2120..2139: the phenotype extractor (OV-2120 load) and its data (OV-2121, OV-2122), the toxicity
     retrieval index (OV-2123, OV-2124); raised as the classes above.
