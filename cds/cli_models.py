@@ -55,6 +55,9 @@ def train(
     if unknown:
         known = ", ".join(sorted(spec.option_keys or ()))
         raise fail(f"OV-0015: {task} has no option {', '.join(unknown)}; its options are: {known}")
+    not_numbers = spec.non_numeric_options(options)
+    if not_numbers:
+        raise fail(f"OV-0015: {task} options must be numbers: {', '.join(not_numbers)}")
     context = make_context(settings, options)
     try:
         summary = spec.train(context, data, out or spec.artifact)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint
+from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint, numeric_option
 from models import ModelCard, RuntimeConfig, read_card, write_card
 from models.ade import AdeConfig, AdeExtractor, corpus_metrics, note_metrics, read_corpus, read_terms, split_by_pmid
 from models.ade.corpus import AdeSentence, write_corpus
@@ -54,7 +54,7 @@ DEFAULTS: dict[str, float] = {
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    return float(ctx.options.get(key, DEFAULTS[key]))
+    return numeric_option(ctx, DEFAULTS, key)
 
 
 def _layers(first: int, count: int = 6) -> tuple[int, ...] | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cds.errors import ConfigError
-from cds.model_tasks import TaskContext, TaskSpec, export_pooled
+from cds.model_tasks import TaskContext, TaskSpec, export_pooled, numeric_option
 from models import ModelCard, RuntimeConfig, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.card import TrainingData
@@ -74,7 +74,7 @@ DEFAULTS: dict[str, float] = {
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    return float(ctx.options.get(key, DEFAULTS[key]))
+    return numeric_option(ctx, DEFAULTS, key)
 
 
 def _config(ctx: TaskContext) -> DrugCombTrainConfig:
@@ -259,6 +259,7 @@ def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
 
 
 TASK = TaskSpec(
+    text_option_keys=frozenset({"strategy"}),
     option_keys=frozenset({*DEFAULTS, "strategy"}),
     name="drugcomb",
     train=train,

@@ -21,7 +21,7 @@ from typing import Any
 
 from adapters.bulk_notes import bulk_notes_and_conditions
 from cds.cohort.phenotype import generate_phenotype_notes
-from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint
+from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint, numeric_option
 from models import ModelCard, RuntimeConfig, read_card, write_card
 from models.ade import read_corpus
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
@@ -75,7 +75,7 @@ _PHENOTYPE_WORDS = re.compile(
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    return float(ctx.options.get(key, DEFAULTS[key]))
+    return numeric_option(ctx, DEFAULTS, key)
 
 
 def synthetic_records(count: int, seed: int, typo_rate: float) -> list[dict[str, Any]]:
@@ -335,6 +335,7 @@ def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
 
 
 TASK = TaskSpec(
+    option_keys=frozenset(DEFAULTS),
     name="phenotype",
     train=train,
     export=export,

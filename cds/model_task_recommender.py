@@ -24,7 +24,7 @@ from typing import Any
 
 from cds.errors import ConfigError
 from cds.formulary import default_formulary
-from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint
+from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint, numeric_option
 from cds.recommender_eval import calibrate_warning_threshold, contract_report
 from cds.recommender_visits import synthea_visits
 from models import ModelCard, read_card, write_card
@@ -55,10 +55,7 @@ DEFAULTS: dict[str, float] = {
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    try:
-        return float(ctx.options.get(key, DEFAULTS[key]))
-    except ValueError as exc:
-        raise ConfigError("OV-0019", f"recommender option {key}={ctx.options[key]!r} is not a number") from exc
+    return numeric_option(ctx, DEFAULTS, key)
 
 
 def is_dev(key: str, fraction: float) -> bool:
@@ -252,6 +249,7 @@ def _provenance(seed: int, patients: int, fraction: float) -> list[TrainingData]
 
 
 TASK = TaskSpec(
+    text_option_keys=frozenset({"base"}),
     option_keys=frozenset({*DEFAULTS, "base"}),
     name="recommender",
     train=train,

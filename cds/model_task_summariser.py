@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cds.errors import ConfigError
-from cds.model_tasks import ARTIFACTS_ROOT, TaskContext, TaskSpec, artifact_fingerprint
+from cds.model_tasks import ARTIFACTS_ROOT, TaskContext, TaskSpec, artifact_fingerprint, numeric_option
 from cds.summarise import MODEL_DIR
 from cds.summary_data import cohort_groups, corpus_groups, ctcae_vocabulary, is_dev_drug, write_eval_file
 from models import ModelCard, read_card, write_card
@@ -59,10 +59,7 @@ DEFAULTS: dict[str, float] = {
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    try:
-        return float(ctx.options.get(key, DEFAULTS[key]))
-    except ValueError as exc:
-        raise ConfigError("OV-0120", f"summariser option {key}={ctx.options[key]!r} is not a number") from exc
+    return numeric_option(ctx, DEFAULTS, key)
 
 
 def _faithful(groups: list[DrugGroup], vocabulary: list[str]) -> list[DrugGroup]:
@@ -214,6 +211,8 @@ def _provenance(ctx: TaskContext) -> list[TrainingData]:
 
 
 TASK = TaskSpec(
+    text_option_keys=frozenset({"arch", "base", "resume_sft"}),
+    option_keys=frozenset({*DEFAULTS, "arch", "base", "resume_sft"}),
     name=MODEL_DIR,  # "summaries": `oncovigil eval summaries` is the evaluation contract
     artifact_dir=ARTIFACTS_ROOT / "summariser",
     train=train,

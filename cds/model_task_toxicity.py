@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cds.model_tasks import TaskContext, TaskSpec, export_pooled
+from cds.model_tasks import TaskContext, TaskSpec, export_pooled, numeric_option
 from models import ModelCard, RuntimeConfig, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.card import TrainingData
@@ -56,7 +56,7 @@ DEFAULTS: dict[str, float] = {
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    return float(ctx.options.get(key, DEFAULTS[key]))
+    return numeric_option(ctx, DEFAULTS, key)
 
 
 def _symptoms(ctx: TaskContext) -> tuple[str, ...]:
@@ -184,6 +184,7 @@ def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
 
 
 TASK = TaskSpec(
+    text_option_keys=frozenset({"symptoms"}),
     option_keys=frozenset({*DEFAULTS, "symptoms"}),
     name="toxicity",
     train=train,

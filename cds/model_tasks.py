@@ -62,8 +62,21 @@ class TaskSpec:
     # The ``-o key=value`` keys ``train`` reads; None accepts any. A typo must not silently train the default.
     option_keys: frozenset[str] | None = None
 
+    text_option_keys: frozenset[str] = frozenset()  # the options that are not numbers
+
     def unknown_options(self, options: Mapping[str, str]) -> list[str]:
         return [] if self.option_keys is None else sorted(set(options) - self.option_keys)
+
+    def non_numeric_options(self, options: Mapping[str, str]) -> list[str]:
+        """``key=value`` of every numeric option whose value is not a number (checked before any work)."""
+        numeric = (self.option_keys or frozenset()) - self.text_option_keys
+        bad: list[str] = []
+        for key in sorted(numeric & set(options)):
+            try:
+                float(options[key])
+            except ValueError:
+                bad.append(f"{key}={options[key]}")
+        return bad
 
     @property
     def artifact(self) -> Path:
@@ -94,6 +107,17 @@ def get_task(name: str) -> TaskSpec:
 
 def runtime_config(settings: Settings) -> RuntimeConfig:
     return RuntimeConfig(providers=tuple(settings.onnx_providers), threads=settings.onnx_threads)
+
+
+def numeric_option(ctx: TaskContext, defaults: Mapping[str, float], key: str) -> float:
+    """A task's ``-o key=value`` as a number (its default when not given); a non-number is a ConfigError."""
+    raw = ctx.options.get(key)
+    if raw is None:
+        return float(defaults[key])
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError("OV-0015", f"option {key}={raw!r} is not a number") from exc
 
 
 def make_context(settings: Settings, options: Mapping[str, str] | None = None) -> TaskContext:

@@ -83,4 +83,20 @@ def test_train_refuses_an_unknown_or_malformed_option_before_training(tmp_path: 
     assert "Traceback" not in typo.stderr
     malformed = subprocess.run([*exe, "train", "toxicity", "-o", "epochs"], capture_output=True, text=True, env=env)
     assert malformed.returncode == 2 and "key=value" in malformed.stderr
+    for task, key in (
+        ("ade", "epochs"),
+        ("toxicity", "epochs"),
+        ("drugcomb", "epochs"),
+        ("phenotype", "epochs"),
+        ("recommender", "max_steps"),
+        ("summaries", "seed"),
+    ):
+        word = subprocess.run(
+            [*exe, "train", task, "-o", f"{key}=many", "--out", str(tmp_path / "a")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert word.returncode == 2, (task, word.stderr[-2000:])
+        assert "OV-0015" in word.stderr and "many" in word.stderr and "Traceback" not in word.stderr, task
     assert not (tmp_path / "a").exists()
