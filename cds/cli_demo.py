@@ -16,6 +16,7 @@ import typer
 
 from cds.cli import fail, settings_of
 from cds.errors import OncoVigilError
+from cds.model_tasks import discover
 from cds.settings import Settings
 
 
@@ -132,7 +133,7 @@ def register(app: typer.Typer) -> None:
                        + ", ".join(f"{k} {v}" for k, v in report.server_counts.items()))
             typer.echo("[3/5] models: " + ", ".join(
                 f"{t} {'ok' if (settings.resolved_models_dir / t / 'model_card.json').is_file() else 'missing'}"
-                for t in ("ade", "toxicity", "drugcomb", "recommender")))
+                for t in discover()))
             typer.echo("[4/5] nightly sync (pull notes and orders, extract, write back) ...")
             store = StateStore(str(settings.state_db_url))
             t0 = time.perf_counter()
