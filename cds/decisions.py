@@ -183,6 +183,7 @@ class CdsDecisions:
                 cards.append(overprescription_card(
                     w.drug_display, f"MedicationRequest/{w.medication_request_id}", list(w.reasons), w.score,
                     hook_instance=call.hook_instance,
+                    model_doubts="low_score" in w.kinds if w.kinds else True,
                 ))
         logged = [(c.uuid, c.source.topic.code if c.source.topic else "unknown") for c in cards if c.uuid]
         if logged:  # a database write: off the event loop, like every other state access here

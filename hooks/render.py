@@ -85,6 +85,7 @@ def overprescription_card(
     alternative: AlternativeOrder | None = None,
     *,
     hook_instance: str,
+    model_doubts: bool = True,
 ) -> Card:
     """Warning: the draft order is likely overprescription; suggest removing it, or replacing it."""
     ref = draft_reference(draft_resource_id)
@@ -114,7 +115,13 @@ def overprescription_card(
         )
     why = "\n".join(f"- {md(r)}" for r in reasons) or "- (no single dominant factor)"
     scored = score == score  # NaN when only the rules spoke (no recommender model)
-    basis = f"model score {score:.2f}" if scored else "rule-based"
+    # A hard rule can warn about a drug the model would recommend: say so, or the score reads as the reason.
+    if not scored:
+        basis = "rule-based"
+    elif model_doubts:
+        basis = f"model score {score:.2f}"
+    else:
+        basis = f"rule-based; model score {score:.2f}"
     detail = (
         f"The draft order for **{md(drug_display)}** looks like overprescription for this patient "
         f"({basis}).\n\n**Why**\n\n{why}"

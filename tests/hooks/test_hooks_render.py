@@ -110,3 +110,13 @@ def test_long_names_still_give_a_short_summary() -> None:
 def test_prior_ade_needs_events() -> None:
     with pytest.raises(ValueError, match="at least one"):
         prior_ade_card("Drug", [], hook_instance="h")
+
+
+def test_a_hard_rule_warning_says_so_beside_the_model_score() -> None:
+    args = ("Prednisone 20 mg", "MedicationRequest/draft-1", ["grade 3 insomnia recorded with prednisone"], 0.89)
+    doubted = overprescription_card(*args, hook_instance="h")
+    ruled = overprescription_card(*args, hook_instance="h", model_doubts=False)
+    unscored = overprescription_card(*args[:3], float("nan"), hook_instance="h")
+    assert doubted.summary.endswith("(model score 0.89)")
+    assert ruled.summary.endswith("(rule-based; model score 0.89)")
+    assert unscored.summary.endswith("(rule-based)")
