@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -57,6 +57,17 @@ def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") or os.environ.get("ONCOVIGIL_REQUIRE_SANDBOX") == "1":
         pytest.fail(f"{reason} (sandbox required: CI or ONCOVIGIL_REQUIRE_SANDBOX=1)", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def prerequisite() -> Callable[[bool, str], None]:
+    """``prerequisite(ok, reason)``: skip locally, fail in CI (same rule as the sandbox itself)."""
+
+    def check(ok: bool, reason: str) -> None:
+        if not ok:
+            _unavailable(reason)
+
+    return check
 
 
 @pytest.fixture(scope="session")

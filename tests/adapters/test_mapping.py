@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -141,8 +142,8 @@ def synthea_request() -> dict[str, Any]:
     raise AssertionError("no Synthea MedicationRequest with dosage")
 
 
-@pytest.mark.skipif(not SYNTHEA.is_dir(), reason="needs ../shared/data/synthea_bulk_10")
-def test_synthea_request_round_trips_through_r4b_unchanged() -> None:
+def test_synthea_request_round_trips_through_r4b_unchanged(prerequisite: Callable[[bool, str], None]) -> None:
+    prerequisite(SYNTHEA.is_dir(), "needs ../shared/data/synthea_bulk_10")
     from fhir.resources.R4B.medicationrequest import MedicationRequest
 
     request = synthea_request()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -81,8 +81,10 @@ async def test_patient_context_in_one_call_with_bounded_concurrency(
     assert 1 < transport.max_in_flight <= 2
 
 
-@pytest.mark.skipif(not SYNTHEA.is_dir(), reason="needs ../shared/data/synthea_bulk_10")
-async def test_synthea_subset_loads_and_reloads_without_changes(fhir: FhirClient) -> None:
+async def test_synthea_subset_loads_and_reloads_without_changes(
+    fhir: FhirClient, prerequisite: Callable[[bool, str], None]
+) -> None:
+    prerequisite(SYNTHEA.is_dir(), "needs ../shared/data/synthea_bulk_10")
     def subset() -> Iterator[dict[str, Any]]:
         for resource in read_ndjson_dir(SYNTHEA):
             owner = json.dumps(resource.get("subject") or resource.get("patient") or {})

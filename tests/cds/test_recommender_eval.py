@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -176,8 +177,8 @@ def test_export_and_eval_cli_print_the_contract_keys(tmp_path: Path) -> None:
 SYNTHEA = load_settings().data_dir / "synthea_bulk_10"
 
 
-@pytest.mark.skipif(not SYNTHEA.is_dir(), reason="the public Synthea sample is not in the data folder")
-def test_synthea_visits_are_plain_encounter_records() -> None:
+def test_synthea_visits_are_plain_encounter_records(prerequisite: Callable[[bool, str], None]) -> None:
+    prerequisite(SYNTHEA.is_dir(), "the public Synthea sample is not in the data folder")
     from cds.recommender_visits import synthea_visits
 
     visits = synthea_visits(SYNTHEA, F)

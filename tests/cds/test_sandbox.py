@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +89,8 @@ def test_bad_database_or_port_is_refused(tmp_path: Path) -> None:
         SandboxManager(tmp_path, tmp_path, 70000, 256, 5.0)
 
 
-def test_file_database_lives_in_the_state_dir(tmp_path: Path) -> None:
-    if shutil.which("java") is None:
-        pytest.skip("java is not installed")
+def test_file_database_lives_in_the_state_dir(tmp_path: Path, prerequisite: Callable[[bool, str], None]) -> None:
+    prerequisite(shutil.which("java") is not None, "java is not installed")
     manager = SandboxManager(tmp_path / "hapi", tmp_path / "state", 18123, 512, 5.0, "file")
     cmd = manager.command()
     assert cmd[1:] == [
@@ -116,9 +115,8 @@ def test_start_refuses_a_port_taken_by_someone_else(tmp_path: Path) -> None:
     assert not manager.pid_file.exists()
 
 
-def test_start_fails_fast_when_the_server_dies(tmp_path: Path) -> None:
-    if shutil.which("java") is None:
-        pytest.skip("java is not installed")
+def test_start_fails_fast_when_the_server_dies(tmp_path: Path, prerequisite: Callable[[bool, str], None]) -> None:
+    prerequisite(shutil.which("java") is not None, "java is not installed")
     manager = _manager(tmp_path)
     manager.jar.parent.mkdir(parents=True)
     manager.jar.write_text("this is not a jar")

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,9 +101,11 @@ def test_engine_ray_without_ray_installed_exits_2_with_a_coded_line(tmp_path: Pa
     assert bogus.returncode == 2 and "OV-0115" in bogus.stderr
 
 
-def test_an_address_where_no_cluster_listens_fails_fast_with_a_coded_line(tmp_path: Path) -> None:
-    if importlib.util.find_spec("ray") is None:  # not imported here: the cluster fixture must import it first
-        pytest.skip("ray is not installed (pip install 'oncovigil[ray]')")
+def test_an_address_where_no_cluster_listens_fails_fast_with_a_coded_line(
+    tmp_path: Path, prerequisite: Callable[[bool, str], None]
+) -> None:
+    # not imported here: the cluster fixture must import it first
+    prerequisite(importlib.util.find_spec("ray") is not None, "ray is not installed (pip install 'oncovigil[ray]')")
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -124,7 +126,7 @@ class RayCluster:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[RayCluster]:
+def ray_cluster(prerequisite: Callable[[bool, str], None]) -> Iterator[RayCluster]:
     """Head + 2 workers on 127.0.0.1, 1 CPU and 100 MB of object store each; everything stopped afterwards."""
     previous = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -133,7 +135,8 @@ def ray_cluster() -> Iterator[RayCluster]:
         from ray._private import ray_constants
         from ray.cluster_utils import Cluster
     except ImportError:
-        pytest.skip("ray is not installed (pip install 'oncovigil[ray]')")
+        prerequisite(False, "ray is not installed (pip install 'oncovigil[ray]')")
+        raise
     # read once when Ray is first imported: a test that imported Ray earlier would leave the driver hanging
     assert not ray_constants.ENABLE_RAY_CLUSTER, "ray was imported in this process before the cluster fixture"
     node = {"num_cpus": 1, "object_store_memory": 100 * MB, "node_ip_address": "127.0.0.1"}

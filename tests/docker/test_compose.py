@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,10 +108,10 @@ def _compose_cli() -> list[str] | None:
     return [legacy] if legacy else None
 
 
-def test_compose_config_accepts_the_file() -> None:
+def test_compose_config_accepts_the_file(prerequisite: Callable[[bool, str], None]) -> None:
     cli = _compose_cli()
-    if cli is None:
-        pytest.skip("no Compose CLI installed (apt-get install docker-compose); the structure tests above ran")
+    prerequisite(cli is not None, "no Compose CLI installed (apt-get install docker-compose); the structure tests ran")
+    assert cli is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ONCOVIGIL_", "POSTGRES_", "HAPI_"))}
     result = subprocess.run([*cli, "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env,
                             timeout=120, check=False)

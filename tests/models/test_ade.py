@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -144,10 +145,9 @@ def test_corpus_metrics_exact_relaxed_and_negation() -> None:
 
 
 @pytest.fixture(scope="module")
-def default_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def default_model(tmp_path_factory: pytest.TempPathFactory, prerequisite: Callable[[bool, str], None]) -> Path:
     """The committed artifact, materialised: reuse `oncovigil models build`'s directory when it is current."""
-    if not (ARTIFACT / "model_card.json").is_file():
-        pytest.skip("models/artifacts/ade is not committed in this checkout")
+    prerequisite((ARTIFACT / "model_card.json").is_file(), "models/artifacts/ade is not committed in this checkout")
     from cds.model_tasks import get_task, is_built
     from cds.settings import load_settings
 
