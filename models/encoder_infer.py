@@ -15,9 +15,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from models.card import CARD_FILE, verify_dir
 from models.encoder_export import HIDDEN_OUTPUT
+from models.encoder_train import TASK_FILE
 from models.errors import ModelLoadError
-from models.runtime import LoadedSession, bucket_by_length
+from models.registry import RuntimeConfig
+from models.runtime import LoadedSession, bucket_by_length, load_model_dir_session
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -207,3 +210,22 @@ def _snap(text: str, span: EntitySpan) -> EntitySpan:
     while end < len(text) and text[end - 1].isalnum() and text[end].isalnum():
         end += 1
     return EntitySpan(start, end, span.kind, span.confidence)
+
+
+def card_decoding(model_dir: Path, verify: bool) -> dict[str, float]:
+    """The decoding settings (thresholds chosen on the dev split) a model card carries; hashes checked first."""
+    if verify or (model_dir / CARD_FILE).is_file():
+        return dict(verify_dir(model_dir).hyperparameters.get("decoding") or {})
+    return {}
+
+
+def open_token_classifier(
+    model_dir: Path, runtime: RuntimeConfig, max_batch: int, max_tokens: int
+) -> TokenClassifierRunner:
+    """A token classifier's ONNX session and tokenizer, with the window length it was trained with."""
+    max_len = 128
+    if (model_dir / TASK_FILE).is_file():
+        max_len = int(json.loads((model_dir / TASK_FILE).read_text(encoding="utf-8")).get("max_len", 128))
+    session = load_model_dir_session(model_dir, runtime.providers, runtime.threads, runtime.allow_int8, runtime.require)
+    tokenizer = EncoderTokenizer(model_dir / "tokenizer.json", max_len)
+    return TokenClassifierRunner(session, tokenizer, max_batch, max_tokens)

@@ -12,7 +12,6 @@ Pipeline per note (numpy + onnxruntime only):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,14 +21,19 @@ import numpy as np
 from models.ade.ctcae import TERMS_FILE, VECTORS_FILE, CtcaeIndex, CtcaeMatch, CtcaeTerm, read_terms
 from models.ade.cues import core_mention, is_negated, severity
 from models.ade.decode import tidy
-from models.card import CARD_FILE, verify_dir
 from models.encoder_export import EMBEDDER_FILE
-from models.encoder_infer import EncoderTokenizer, EntitySpan, TokenClassifierRunner, decode_bio, read_labels
-from models.encoder_train import TASK_FILE
+from models.encoder_infer import (
+    EntitySpan,
+    TokenClassifierRunner,
+    card_decoding,
+    decode_bio,
+    open_token_classifier,
+    read_labels,
+)
 from models.errors import ModelLoadError
 from models.records import AdeFinding, pipe_batches
 from models.registry import RuntimeConfig
-from models.runtime import CPU, load_model_dir_session, load_session, split_sentences_with_offsets, window_spans
+from models.runtime import CPU, load_session, split_sentences_with_offsets, window_spans
 
 NAME = "ade-extractor.v1"
 DRUG, AE = "DRUG", "AE"
@@ -91,26 +95,17 @@ class AdeExtractor:
         the term list (terms are matched lexically, or by embedding when the model exposes hidden states).
         """
         runtime = runtime or RuntimeConfig()
-        decoding: dict[str, float] = {}
-        if verify or (model_dir / CARD_FILE).is_file():
-            decoding = dict(verify_dir(model_dir).hyperparameters.get("decoding") or {})
+        decoding = card_decoding(model_dir, verify)
         if config is None:
             # The threshold chosen on the dev split travels in the model card.
             threshold = float(decoding.get("min_entity_confidence", 0.0))
             config = AdeConfig(max_batch=runtime.max_batch, min_entity_confidence=threshold)
-        max_len = 128
-        if (model_dir / TASK_FILE).is_file():
-            max_len = int(json.loads((model_dir / TASK_FILE).read_text(encoding="utf-8")).get("max_len", 128))
-        session = load_model_dir_session(
-            model_dir, runtime.providers, runtime.threads, runtime.allow_int8, runtime.require
-        )
-        tokenizer = EncoderTokenizer(model_dir / "tokenizer.json", max_len)
-        runner = TokenClassifierRunner(session, tokenizer, config.max_batch, config.max_tokens)
+        runner = open_token_classifier(model_dir, runtime, config.max_batch, config.max_tokens)
         index: CtcaeIndex | None = None
         embed = None
         if (model_dir / EMBEDDER_FILE).is_file():
             embedder_session = load_session(model_dir / EMBEDDER_FILE, [CPU], runtime.threads)
-            embed = TokenClassifierRunner(embedder_session, tokenizer, config.max_batch, config.max_tokens).embed
+            embed = TokenClassifierRunner(embedder_session, runner.tokenizer, config.max_batch, config.max_tokens).embed
         if (model_dir / TERMS_FILE).is_file():
             terms = read_terms(model_dir / TERMS_FILE)
             vectors_path = model_dir / VECTORS_FILE

@@ -9,15 +9,19 @@ laterality to the side a site names ("RUL").
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.card import CARD_FILE, verify_dir
-from models.encoder_infer import EncoderTokenizer, EntitySpan, TokenClassifierRunner, decode_bio, read_labels
-from models.encoder_train import TASK_FILE
+from models.encoder_infer import (
+    EntitySpan,
+    TokenClassifierRunner,
+    card_decoding,
+    decode_bio,
+    open_token_classifier,
+    read_labels,
+)
 from models.errors import ModelLoadError
 from models.phenotype.labels import ENTITY_TYPES, FIELD_TYPES
 from models.phenotype.normalise import MARKER_TYPES, diagnosis_from, implied_laterality, marker_kind, normalise
@@ -25,7 +29,7 @@ from models.phenotype.normalise import site as site_of
 from models.phenotype.records import Phenotype, PhenotypeField
 from models.records import pipe_batches
 from models.registry import Registry, RuntimeConfig
-from models.runtime import load_model_dir_session, window_spans
+from models.runtime import window_spans
 
 NAME = "phenotype-extractor.v1"
 _FIELD_OF = {kind: name for name, kind in FIELD_TYPES.items()}
@@ -113,21 +117,12 @@ class PhenotypeExtractor:
     ) -> PhenotypeExtractor:
         """Open a model directory; refuses one whose files do not match its model card."""
         runtime = runtime or RuntimeConfig()
-        decoding: dict[str, float] = {}
-        if verify or (model_dir / CARD_FILE).is_file():
-            decoding = dict(verify_dir(model_dir).hyperparameters.get("decoding") or {})
+        decoding = card_decoding(model_dir, verify)
         if config is None:
             config = PhenotypeConfig(
                 min_confidence=float(decoding.get("min_confidence", 0.0)), max_batch=runtime.max_batch
             )
-        max_len = 128
-        if (model_dir / TASK_FILE).is_file():
-            max_len = int(json.loads((model_dir / TASK_FILE).read_text(encoding="utf-8")).get("max_len", 128))
-        session = load_model_dir_session(
-            model_dir, runtime.providers, runtime.threads, runtime.allow_int8, runtime.require
-        )
-        tokenizer = EncoderTokenizer(model_dir / "tokenizer.json", max_len)
-        runner = TokenClassifierRunner(session, tokenizer, config.max_batch, config.max_tokens)
+        runner = open_token_classifier(model_dir, runtime, config.max_batch, config.max_tokens)
         return cls(runner, read_labels(model_dir), config)
 
     @property
