@@ -98,7 +98,10 @@ class RecommenderAssessor:
         self, context: PatientContext, drafts: Sequence[MedicationOrder], prior: Sequence[RecordedAdverseEvent]
     ) -> list[OrderWarning]:
         events = prior_events(prior)
-        phenotype = self._phenotypes(context.patient_id) if self._phenotypes is not None else ()
+        # a state-database read: off the event loop, like every other one in the request path
+        phenotype: Sequence[str] = ()
+        if self._phenotypes is not None:
+            phenotype = await asyncio.to_thread(self._phenotypes, context.patient_id)
         summary = patient_summary(context, drafts, events, self._formulary, phenotype)
         names = [drug_name(d, self._formulary) for d in drafts]
         scores = await asyncio.to_thread(self._scores, summary, list(dict.fromkeys(names)))
