@@ -37,7 +37,13 @@ from adapters.identifiers import (
 from adapters.notes import last_updated_bounds, note_from_document, pull_notes
 from adapters.orders import order_from_request, pull_orders
 from adapters.outcome import OutcomeIssue, ValidationResult
-from adapters.phenotype import PhenotypeObservationInput, write_phenotype_observations
+from adapters.phenotype import (
+    ObservationComponent,
+    PhenotypeObservationInput,
+    PrimaryCancerConditionInput,
+    write_phenotype_observations,
+    write_primary_cancer_conditions,
+)
 from adapters.prefetch import ParsedPrefetch, parse_medication_requests, parse_prefetch
 from adapters.records import (
     AdeSummaryInput,
@@ -94,11 +100,13 @@ __all__ = [
     "MappingError",
     "MedicationOrder",
     "Note",
+    "ObservationComponent",
     "OutcomeIssue",
     "ParsedPrefetch",
     "PatientContext",
     "PatientRecord",
     "PhenotypeObservationInput",
+    "PrimaryCancerConditionInput",
     "PullStats",
     "RecordedAdverseEvent",
     "RecordedDetectedIssue",
@@ -131,4 +139,5 @@ __all__ = [
     "write_adverse_events",
     "write_detected_issues",
     "write_phenotype_observations",
+    "write_primary_cancer_conditions",
 ]

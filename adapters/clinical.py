@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.fhirjson import concept_text, first_code, status_code
+from adapters.fhirjson import concept_text, first_code, has_tag, status_code
 from adapters.fhirtime import parse_date, parse_datetime
+from adapters.identifiers import CS_TAGS, TAG_GENERATED
 from adapters.records import ConditionRecord, PatientRecord
 
 Resource = dict[str, Any]
@@ -41,6 +42,12 @@ def condition_from_resource(condition: Resource) -> ConditionRecord:
 def _text(concept: object) -> str | None:
     text = concept.get("text") if isinstance(concept, dict) else None
     return text if isinstance(text, str) and text.strip() else None
+
+
+def is_clinical_condition(condition: Resource) -> bool:
+    """False for the Conditions OncoVigil itself wrote (unconfirmed, extracted from notes): decisions and the
+    recommender read what clinicians recorded, never our own extractions fed back as indications."""
+    return not has_tag(condition, CS_TAGS, TAG_GENERATED)
 
 
 def condition_is_active(record: ConditionRecord) -> bool:

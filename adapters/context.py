@@ -13,6 +13,7 @@ from adapters.clinical import (
     allergy_label,
     condition_from_resource,
     condition_is_active,
+    is_clinical_condition,
     patient_from_resource,
 )
 from adapters.fhirtime import format_datetime
@@ -116,6 +117,8 @@ def _conditions(pages: list[Resource]) -> list[ConditionRecord]:
     seen: dict[str, ConditionRecord] = {}
     for bundle in pages:
         for resource in matches(bundle):
+            if not is_clinical_condition(resource):
+                continue
             record = condition_from_resource(resource)
             if condition_is_active(record):
                 seen.setdefault(record.id, record)

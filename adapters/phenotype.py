@@ -1,4 +1,5 @@
-"""Cancer phenotype write-back: mCODE-aligned Observations (stage group with TNM components, tumour markers).
+"""Cancer phenotype write-back: mCODE-aligned Observations (stage group with TNM components, tumour markers)
+and one primary cancer Condition per patient and diagnosis.
 
 Each Observation lives at a deterministic logical id (``ov-obs-<digest of its key>``) and is written with
 ``PUT`` (update-as-create), like AdverseEvent: the key is (patient, note, field), so a re-run with the same
@@ -7,7 +8,10 @@ content digest, conditional create) names the Device of the model version that r
 
 Aligned with mCODE, not claiming its profiles: mCODE's stage and tumour-marker profiles expect
 ``status`` final/amended and clinician-verified data, whereas these are machine-extracted, so
-``status`` is ``preliminary`` and no ``meta.profile`` is asserted.
+``status`` is ``preliminary`` and no ``meta.profile`` is asserted. The primary cancer Condition is ours, next
+to the clinician's (never an edit of theirs): ``verificationStatus`` ``unconfirmed``, tagged as generated, with
+the notes that state it as evidence and the stage as ``stage.summary``; its id is a digest of (patient,
+diagnosis), so each sync replaces it with the newest phenotype instead of adding one.
 """
 
 from __future__ import annotations
@@ -33,6 +37,15 @@ Resource = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
+class ObservationComponent:
+    """One Observation.component: the T category of a stage, the gene a biomarker test studied."""
+
+    code: Coding
+    value_text: str
+    value_coding: Coding | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PhenotypeObservationInput:
     """One extracted phenotype fact of a patient, ready to become an Observation."""
 
@@ -45,7 +58,7 @@ class PhenotypeObservationInput:
     model_name: str
     model_version: str
     value_coding: Coding | None = None
-    components: tuple[tuple[Coding, str], ...] = ()  # (code, value text), e.g. the T, N and M categories
+    components: tuple[ObservationComponent, ...] = ()
     laboratory: bool = False
     effective: datetime | None = None
     evidence_text: str | None = None
@@ -81,8 +94,8 @@ def phenotype_observation_resource(item: PhenotypeObservationInput, device_ref: 
         resource["note"] = [{"text": f"Stated in the note as: {item.evidence_text}"}]
     if item.components:
         resource["component"] = [
-            {"code": _concept(code, code[2]), "valueCodeableConcept": {"text": value}}
-            for code, value in item.components
+            {"code": _concept(c.code, c.code[2]), "valueCodeableConcept": _concept(c.value_coding, c.value_text)}
+            for c in item.components
         ]
     return resource
 
@@ -106,3 +119,75 @@ async def write_phenotype_observations(
 ) -> WriteReport:
     """Write phenotype Observations (with Device and Provenance); a re-run with the same values writes nothing."""
     return await write_planned(client, plan_all(items, plan_phenotype_observation, recorded), batch_size)
+
+
+CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+SID_PRIMARY_CANCER = f"{OV}/sid/primary-cancer-condition"
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryCancerConditionInput:
+    """A patient's primary cancer as read from their notes (newest statement of each field wins)."""
+
+    key: str
+    patient_id: str
+    code: Coding | None
+    code_text: str
+    model_name: str
+    model_version: str
+    evidence_note_ids: tuple[str, ...]
+    body_site_text: str | None = None
+    histology_text: str | None = None
+    stage_text: str | None = None
+    recorded: datetime | None = None
+
+
+def primary_cancer_condition_resource(item: PrimaryCancerConditionInput) -> Resource:
+    check_key(item.key, "primary cancer condition")
+    resource: Resource = {
+        "resourceType": "Condition",
+        "id": logical_id("pcc", item.key),
+        "meta": {"tag": [GENERATED_TAG]},
+        "identifier": [{"system": SID_PRIMARY_CANCER, "value": item.key}],
+        "clinicalStatus": {"coding": [{"system": CONDITION_CLINICAL, "code": "active"}]},
+        "verificationStatus": {"coding": [{"system": CONDITION_VERIFICATION, "code": "unconfirmed"}]},
+        "code": _concept(item.code, item.code_text),
+        "subject": {"reference": f"Patient/{item.patient_id}"},
+        "note": [{"text": f"Read from clinical notes by OncoVigil {item.model_name} {item.model_version}; "
+                          "not confirmed by a clinician."}],
+    }
+    if item.body_site_text:
+        resource["bodySite"] = [{"text": item.body_site_text}]
+    if item.histology_text or item.stage_text:
+        resource["stage"] = [{"summary": {"text": item.stage_text or "not stated"}}]
+    if item.histology_text:
+        resource["note"].append({"text": f"Histology stated in the notes: {item.histology_text}"})
+    if item.recorded is not None:
+        resource["recordedDate"] = format_datetime(item.recorded)
+    if item.evidence_note_ids:
+        resource["evidence"] = [
+            {"detail": [{"reference": f"DocumentReference/{n}"} for n in item.evidence_note_ids]}
+        ]
+    return resource
+
+
+def plan_primary_cancer_condition(item: PrimaryCancerConditionInput, recorded: datetime) -> PlannedItem:
+    device_url = placeholder("device", device_key(item.model_name, item.model_version))
+    resource = validated(primary_cancer_condition_resource(item))
+    target = f"Condition/{resource['id']}"
+    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
+    sources = [f"DocumentReference/{n}" for n in item.evidence_note_ids]
+    prov = provenance_entry("pcc", item.key, resource, target, device_url, sources, recorded)
+    return PlannedItem(item.key, "Condition", (item.model_name, item.model_version), (entry, prov))
+
+
+async def write_primary_cancer_conditions(
+    client: FhirClient,
+    items: Iterable[PrimaryCancerConditionInput],
+    *,
+    batch_size: int | None = None,
+    recorded: datetime | None = None,
+) -> WriteReport:
+    """Write (replace) each patient's primary cancer Condition; unchanged content writes nothing new."""
+    return await write_planned(client, plan_all(items, plan_primary_cancer_condition, recorded), batch_size)

@@ -18,6 +18,7 @@ from adapters.clinical import (
     allergy_label,
     condition_from_resource,
     condition_is_active,
+    is_clinical_condition,
     patient_from_resource,
 )
 from adapters.orders import order_from_request
@@ -73,7 +74,7 @@ def parse_prefetch(prefetch: Mapping[str, Any] | None) -> ParsedPrefetch:
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     conditions: dict[str, ConditionRecord] = {}
     for resource in resources:
-        if resource.get("resourceType") == "Condition":
+        if resource.get("resourceType") == "Condition" and is_clinical_condition(resource):
             record = condition_from_resource(resource)
             if condition_is_active(record):
                 conditions.setdefault(record.id, record)

@@ -105,7 +105,8 @@ def provenance_entry(
 
 
 def kind_type(kind: str) -> str:
-    return {"ae": "AdverseEvent", "di": "DetectedIssue", "summary": "DocumentReference", "obs": "Observation"}[kind]
+    return {"ae": "AdverseEvent", "di": "DetectedIssue", "summary": "DocumentReference", "obs": "Observation",
+            "pcc": "Condition"}[kind]
 
 
 def plan_adverse_event(item: AdverseEventInput, recorded: datetime) -> PlannedItem:

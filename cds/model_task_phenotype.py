@@ -1,10 +1,12 @@
 """The ``phenotype`` model task: train on generated pathology and consult notes, build, evaluate.
 
 Training data: ``cds.cohort.phenotype.generate_phenotype_notes`` (train seed ``notes_seed``, dev notes from
-``dev_notes_seed``: no note on both sides), 5 % of words misspelled at generation. Dev metrics are
-per-field exact match and F1, clean and with 10 % of words misspelled (``misspell_rate``), fp32 and int8.
+``dev_notes_seed``: no note on both sides), 5 % of words misspelled at generation, ``ehr_share`` of them
+EHR-style encounter notes (problem-list displays such as Synthea's, and suspicions that are no diagnosis).
+Dev metrics are per-field exact match and F1, clean and with 10 % of words misspelled (``misspell_rate``),
+fp32 and int8.
 Task options (``-o key=value``): epochs, batch_size, learning_rate, max_len, notes, dev_notes, notes_seed,
-dev_notes_seed, typo_rate, misspell_rate, max_steps, threads, seed, reuse_adapter.
+dev_notes_seed, typo_rate, misspell_rate, ehr_share, max_steps, threads, seed, reuse_adapter.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ DEFAULTS: dict[str, float] = {
     "dev_notes_seed": 202,
     "typo_rate": 0.05,
     "misspell_rate": 0.10,
+    "ehr_share": 0.15,
     "max_steps": -1,
     "threads": 0,
     "seed": 13,
@@ -78,12 +81,13 @@ def _option(ctx: TaskContext, key: str) -> float:
     return numeric_option(ctx, DEFAULTS, key)
 
 
-def synthetic_records(count: int, seed: int, typo_rate: float) -> list[dict[str, Any]]:
-    return [n.to_json() for n in generate_phenotype_notes(count, seed, typo_rate)]
+def synthetic_records(count: int, seed: int, typo_rate: float, ehr_share: float) -> list[dict[str, Any]]:
+    return [n.to_json() for n in generate_phenotype_notes(count, seed, typo_rate, ehr_share=ehr_share)]
 
 
 def dev_notes(ctx: TaskContext) -> list[LabelledNote]:
-    records = synthetic_records(int(_option(ctx, "dev_notes")), int(_option(ctx, "dev_notes_seed")), 0.0)
+    count, seed = int(_option(ctx, "dev_notes")), int(_option(ctx, "dev_notes_seed"))
+    records = synthetic_records(count, seed, 0.0, _option(ctx, "ehr_share"))
     return [parse_record(r, f"dev note {r['note_id']}") for r in records]
 
 
@@ -187,7 +191,8 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
     if _option(ctx, "reuse_adapter") and (artifact_out / "model_card.json").is_file():
         return rescore(ctx, artifact_out)
     started = time.perf_counter()
-    records = synthetic_records(int(_option(ctx, "notes")), int(_option(ctx, "notes_seed")), _option(ctx, "typo_rate"))
+    count, seed = int(_option(ctx, "notes")), int(_option(ctx, "notes_seed"))
+    records = synthetic_records(count, seed, _option(ctx, "typo_rate"), _option(ctx, "ehr_share"))
     examples = sentence_examples(records) + negative_sentences(data_dir, int(_option(ctx, "neg_sentences")))
     config = EncoderTrainConfig(
         base_dir=minilm_dir(),
@@ -226,7 +231,8 @@ def new_card(ctx: TaskContext, config: dict[str, Any], result: dict[str, Any], n
                 source="cds.cohort.phenotype.generate_phenotype_notes (this repository)",
                 licence="Apache-2.0 (generated)",
                 split=f"train: {notes} notes, seed {int(_option(ctx, 'notes_seed'))}, "
-                f"{_option(ctx, 'typo_rate'):.0%} of words misspelled; dev: {int(_option(ctx, 'dev_notes'))} "
+                f"{_option(ctx, 'typo_rate'):.0%} of words misspelled, {_option(ctx, 'ehr_share'):.0%} EHR-style "
+                f"encounter notes; dev: {int(_option(ctx, 'dev_notes'))} "
                 f"clean notes, seed {int(_option(ctx, 'dev_notes_seed'))}, also scored with "
                 f"{_option(ctx, 'misspell_rate'):.0%} misspelled",
             ),
@@ -299,7 +305,8 @@ def rescore(ctx: TaskContext, artifact: Path) -> dict[str, Any]:
 
 def write_dev_copy(ctx: TaskContext, out: Path) -> int:
     """The dev notes in the ``eval phenotype --data`` format."""
-    records = synthetic_records(int(_option(ctx, "dev_notes")), int(_option(ctx, "dev_notes_seed")), 0.0)
+    count, seed = int(_option(ctx, "dev_notes")), int(_option(ctx, "dev_notes_seed"))
+    records = synthetic_records(count, seed, 0.0, _option(ctx, "ehr_share"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
     return len(records)

@@ -39,12 +39,13 @@ from adapters import (
     write_ade_summaries,
     write_adverse_events,
     write_phenotype_observations,
+    write_primary_cancer_conditions,
 )
 from cds.errors import SyncError
 from cds.extraction import LoadedExtractors, NoteFindings
 from cds.findings_map import ade_inputs, combination_rows, finding_key, toxicity_inputs
 from cds.grouping import AdeObservation, group_by_drug, to_drug_group
-from cds.phenotype_map import phenotype_inputs
+from cds.phenotype_map import phenotype_inputs, primary_cancer_input, states_a_cancer
 from cds.state import StateStore
 from cds.summarise import GuardedSummariser, grouped_record_row
 
@@ -245,6 +246,7 @@ class SyncJob:
     async def _write_note_batch(self, notes: list[Note], findings: list[NoteFindings], report: SyncReport) -> None:
         events: list[AdverseEventInput] = []
         observations: list[PhenotypeObservationInput] = []
+        cancer_patients: set[str] = set()
         for note, found in zip(notes, findings, strict=True):
             rows: list[dict[str, Any]] = []
             if "ade" in self._extractors.extractors:
@@ -264,6 +266,8 @@ class SyncJob:
                 obs, pheno_rows = phenotype_inputs(note, found.phenotype, self._extractors.model_label("phenotype"))
                 observations += obs
                 self._store.replace_note_findings(note.id, "phenotype", pheno_rows)
+                if note.patient_id and states_a_cancer(found.phenotype):
+                    cancer_patients.add(note.patient_id)
             report.add("findings", len(rows))
         written = await self._write_events(events) if events else None
         self._checkpoint("write")
@@ -280,9 +284,29 @@ class SyncJob:
             done = {finding_key("phenotype", o.patient_id, o.note_id or "")
                     for o in observations if o.key in observed.references}
             self._store.mark_written(sorted(done))
+        if cancer_patients:
+            await self._write_primary_cancers(sorted(cancer_patients), report)
         for task, version in self._extractors.versions.items():
             self._store.mark_processed(task, version, [(n.id, _content_hash(n)) for n in notes])
         report.add("notes_processed", len(notes))
+
+    async def _write_primary_cancers(self, patients: list[str], report: SyncReport) -> None:
+        """Each patient's primary cancer Condition, rebuilt from all their stored phenotype rows (newest first),
+        so the result does not depend on which of their notes this batch held."""
+        model = self._extractors.model_label("phenotype")
+        conditions = []
+        for patient in patients:
+            rows = sorted(
+                self._store.findings(kind="phenotype", patient_id=patient), key=lambda r: r.created_at, reverse=True
+            )
+            found = primary_cancer_input(patient, [(r.note_id or "", r.payload) for r in rows], model)
+            if found is not None:
+                conditions.append(found)
+        if conditions:
+            written = await write_primary_cancer_conditions(
+                self._client, conditions, batch_size=self._options.write_batch_size
+            )
+            self._account(written, report, "Condition")
 
     async def _write_events(self, events: list[AdverseEventInput]) -> WriteReport:
         """Writes the batch; a finding we cannot turn into valid FHIR is a counted failure, not a failed run.

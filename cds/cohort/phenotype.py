@@ -4,6 +4,12 @@ A separate generator from ``generate_cohort`` (its outputs and counts stay byte-
 ``(count, seed)`` -> the same notes. Facts are stated in varied wording, abbreviations (IDC, NSCLC, ER+,
 RUL) and, at ``typo_rate``, misspelled; every fact's span is placed by the builder and remapped through
 the misspelling step, and its normalised value is the truth the phenotype extractor is scored against.
+
+A share of notes (``ehr_share``) is written the way EHR-generated encounter notes state a diagnosis: a
+problem-list display in SNOMED CT's style ("Patient is presenting with non-small cell carcinoma of lung,
+TNM stage 1 (disorder).", "history of ... malignant neoplasm of breast (disorder)"), next to suspected
+cancers ("suspected lung cancer (situation)") that are no diagnosis. Whether a note is one of them is drawn
+from its own random stream, so the other notes of a seed are the same with or without them.
 """
 
 from __future__ import annotations
@@ -116,6 +122,40 @@ _CANCERS: tuple[_Cancer, ...] = (
         (PDL1,),
         False,
     ),
+)
+
+# Problem-list displays in SNOMED CT's style: (diagnosis phrase, stage phrase or None).
+_EHR_DISPLAYS: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "breast": (("malignant neoplasm of breast", None), ("carcinoma of breast", None), ("breast cancer", None)),
+    "lung": (
+        ("non-small cell carcinoma of lung", "TNM stage 1"),
+        ("non-small cell carcinoma of lung", "TNM stage 3"),
+        ("non-small cell lung cancer", None),
+        ("malignant neoplasm of lung", None),
+    ),
+    "colon": (("malignant tumor of colon", None), ("carcinoma of colon", None), ("malignant neoplasm of colon", None)),
+    "rectum": (("malignant tumor of rectum", None), ("malignant neoplasm of rectum", None)),
+    "prostate": (("malignant tumor of prostate", None), ("neoplasm of prostate", None), ("prostate cancer", None)),
+    "pancreas": (("malignant tumor of pancreas", None), ("carcinoma of pancreas", None)),
+    "head and neck": (("squamous cell carcinoma of head and neck", None), ("malignant tumor of oropharynx", None)),
+}
+_EHR_FINDINGS: tuple[str, ...] = (
+    "acute bronchitis (disorder)",
+    "viral sinusitis (disorder)",
+    "full-time employment (finding)",
+    "stress (finding)",
+    "prediabetes (finding)",
+    "anemia (disorder)",
+    "hypertension (disorder)",
+    "social isolation (finding)",
+    "body mass index 30+ - obesity (finding)",
+    "chronic pain (finding)",
+)
+_SUSPECTED: tuple[str, ...] = (
+    "suspected lung cancer (situation)",
+    "suspected breast cancer (situation)",
+    "suspected prostate cancer (situation)",
+    "screening for malignant neoplasm of colon (procedure)",
 )
 
 # Sentences that state no tumour phenotype, in the shapes EHR notes take (medication lists, histories with
@@ -388,12 +428,58 @@ def _note(rng: random.Random, note_id: str, typo_rate: float, distractors: bool)
     return PhenotypeNoteTruth(note_id, kind, text, tuple(spans), truth)
 
 
+def _ehr_note(rng: random.Random, note_id: str, typo_rate: float) -> PhenotypeNoteTruth:
+    """An encounter note in the EHR-generated style; a third state only a suspicion (no diagnosis)."""
+    cancer = rng.choice(_CANCERS)
+    truth: dict[str, str | None] = dict.fromkeys(FIELD_TYPES)
+    b = _Builder()
+    b.add(f"{rng.randrange(1990, 2026)}-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}\n\n")
+    b.add(rng.choice(["# Chief Complaint\n- Cough\n\n", "# Chief Complaint\n- Fatigue\n\n", ""]))
+    b.add("# History of Present Illness\n")
+    b.add(f"Patient is a {rng.randrange(38, 86)} year-old {rng.choice(['female', 'male'])}. Patient has a history of ")
+    history = rng.sample(_EHR_FINDINGS, rng.randint(1, 4))
+    b.add(", ".join(history))
+    suspected = rng.random() < 0.33
+    in_history = not suspected and rng.random() < 0.3
+    phrase, stage = rng.choice(_EHR_DISPLAYS[cancer.site])
+    if in_history:
+        b.add(", ")
+        b.fact(phrase, DX)
+        b.add(" (disorder)")
+    b.add(".\n\n# Medications\n")
+    b.add(rng.choice(["acetaminophen 325 mg oral tablet", "No current medications.", "lisinopril 10 mg oral tablet"]))
+    b.add("\n\n# Assessment and Plan\nPatient is presenting with ")
+    if suspected:
+        b.add(rng.choice(_SUSPECTED))
+    elif in_history:
+        b.add(rng.choice(_EHR_FINDINGS))
+    else:
+        b.fact(phrase, DX)
+        if stage is not None:
+            b.add(", ")
+            b.fact(stage, STAGE)
+            truth["stage_group"] = "I" if stage.endswith("1") else "III"
+        b.add(" (disorder)")
+    b.add(". \n")
+    if not suspected:
+        truth["diagnosis"] = cancer.diagnosis  # the site is only inside the diagnosis phrase: no SITE mention
+    text, spans = "".join(b.parts), list(b.spans)
+    if typo_rate > 0:
+        text, spans = inject_misspellings(text, spans, typo_rate, rng.randrange(1 << 30))
+    return PhenotypeNoteTruth(note_id, "encounter", text, tuple(spans), truth)
+
+
 def generate_phenotype_notes(
-    count: int, seed: int, typo_rate: float = 0.05, distractors: bool = True
+    count: int, seed: int, typo_rate: float = 0.05, distractors: bool = True, ehr_share: float = 0.0
 ) -> list[PhenotypeNoteTruth]:
     """``count`` notes; note i depends only on (seed, i). ``typo_rate``: share of words misspelled;
-    ``distractors``: up to three sentences per note that state no phenotype (medications, history, vitals)."""
-    return [
-        _note(random.Random(f"{seed}:phenotype:{i}"), f"ov-phe-{seed}-{i:05d}", typo_rate, distractors)
-        for i in range(1, count + 1)
-    ]
+    ``distractors``: up to three sentences per note that state no phenotype (medications, history, vitals);
+    ``ehr_share``: share of EHR-style encounter notes (problem-list displays, suspicions)."""
+    notes = []
+    for i in range(1, count + 1):
+        note_id = f"ov-phe-{seed}-{i:05d}"
+        if ehr_share > 0 and random.Random(f"{seed}:phenotype-ehr:{i}").random() < ehr_share:
+            notes.append(_ehr_note(random.Random(f"{seed}:phenotype-ehr-note:{i}"), note_id, typo_rate))
+        else:
+            notes.append(_note(random.Random(f"{seed}:phenotype:{i}"), note_id, typo_rate, distractors))
+    return notes

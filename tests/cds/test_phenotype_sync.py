@@ -1,6 +1,7 @@
 """Phenotype write-back through the real sync against the live sandbox: a pathology note becomes mCODE-aligned
-Observations (stage group with TNM components, ER, PR, HER2) with Provenance; a re-run writes nothing new;
-the recommender's patient summary carries the stored phenotype."""
+Observations (stage group with TNM components, ER, PR, HER2) and an unconfirmed primary cancer Condition, with
+Provenance; a re-run writes nothing new; the recommender's patient summary carries the stored phenotype, while
+the patient context (indications) never reads our own Condition."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from adapters import FhirClient, FhirClientConfig, Note, PatientContext
+from adapters import FhirClient, FhirClientConfig, Note, PatientContext, fetch_patient_context
 from cds.assessor import stored_phenotype
 from cds.extraction import LoadedExtractors
 from cds.formulary import default_formulary
-from cds.phenotype_map import phenotype_inputs, summary_phrases
+from cds.phenotype_map import phenotype_inputs, primary_cancer_input, summary_phrases
 from cds.recommender_assessor import patient_summary
 from cds.state import StateStore
 from cds.sync import SyncJob, SyncOptions
@@ -66,15 +67,54 @@ def test_only_notes_that_name_a_cancer_become_observations_and_weak_values_are_n
     assert set(by_text) == {"Cancer stage group", "HER2 status", "PD-L1 expression (TPS or CPS category)"}
     stage = by_text["Cancer stage group"]
     assert stage.code is not None and stage.code[1] == "21908-9" and stage.value_text == "Stage IIB"
-    assert [(code[1], value) for code, value in stage.components] == [
+    assert [(c.code[1], c.value_text) for c in stage.components] == [
         ("21905-5", "T2"),
         ("21906-3", "N1"),
         ("21907-1", "M0"),
     ]
     assert by_text["HER2 status"].value_coding == ("http://snomed.info/sct", "42425007", "Equivocal (qualifier value)")
-    assert by_text["PD-L1 expression (TPS or CPS category)"].code is None
+    pdl1 = by_text["PD-L1 expression (TPS or CPS category)"]
+    assert pdl1.code is None  # LOINC's PD-L1 codes name an antibody clone the note does not state
+    assert [(c.code[1], c.value_coding) for c in pdl1.components] == [
+        ("48018-6", ("http://www.genenames.org/geneId", "HGNC:17635", "CD274"))
+    ]
     # the same fact of the same note always has the same key: the write is idempotent
     assert [i.key for i in inputs] == [i.key for i in phenotype_inputs(_note(), phenotype, MODEL)[0]]
+
+
+def test_driver_mutations_are_genetic_variant_assessments_of_their_gene() -> None:
+    phenotype = Phenotype((_field("diagnosis", "non-small cell lung cancer"), _field("egfr", "positive"),
+                           _field("alk", "negative"), _field("kras", "negative")))  # fmt: skip
+    inputs, _ = phenotype_inputs(_note(), phenotype, MODEL)
+    genes = {i.components[0].value_coding[1]: i for i in inputs if i.components and i.components[0].value_coding}
+    assert set(genes) == {"HGNC:3236", "HGNC:427", "HGNC:6407"}
+    assert {i.code[1] for i in genes.values() if i.code} == {"69548-6"}
+    assert genes["HGNC:3236"].value_coding == ("http://snomed.info/sct", "10828004", "Positive (qualifier value)")
+    assert genes["HGNC:427"].value_coding == ("http://snomed.info/sct", "260385009", "Negative (qualifier value)")
+
+
+def _row(**fields: str) -> dict[str, Any]:
+    return {name: {"value": value, "confidence": 0.9} for name, value in fields.items()}
+
+
+def test_primary_cancer_takes_the_newest_diagnosis_and_only_its_own_stage() -> None:
+    rows = [  # newest note first
+        ("n3", _row(er="positive")),
+        ("n2", _row(diagnosis="breast cancer", site="breast", laterality="left", histology="invasive ductal carcinoma")),
+        ("n1", _row(diagnosis="colon cancer", stage_group="IIIB")),
+        ("n0", _row(diagnosis="breast cancer", stage_group="IIA")),
+    ]
+    found = primary_cancer_input(PATIENT, rows, MODEL)
+    assert found is not None
+    assert found.code == ("http://snomed.info/sct", "254837009", "Malignant neoplasm of breast (disorder)")
+    assert (found.body_site_text, found.histology_text, found.stage_text) == (
+        "left breast", "invasive ductal carcinoma", "Stage IIA",
+    )  # fmt: skip
+    assert found.evidence_note_ids == ("n0", "n2")  # the colon cancer's stage IIIB did not leak in
+    assert found.key == primary_cancer_input(PATIENT, list(reversed(rows[:2])) + rows[2:], MODEL).key  # type: ignore[union-attr]
+    weak = [("n1", {"diagnosis": {"value": "breast cancer", "confidence": 0.2}})]
+    assert primary_cancer_input(PATIENT, weak, MODEL) is None
+    assert primary_cancer_input(PATIENT, [("n3", _row(er="positive"))], MODEL) is None
 
 
 def test_summary_phrases_feed_the_recommender_history() -> None:
@@ -150,11 +190,16 @@ def test_sync_writes_phenotype_observations_once(
             after_second = await _observations(client)
             provenance = {o["id"]: await _provenance_count(client, o["id"]) for o in after_second}
             phrases = stored_phenotype(first_store)(PATIENT)
+            conditions = [
+                c async for c in client.search("Condition", [("subject", f"Patient/{PATIENT}")], fresh=True)
+                if c["id"].startswith("ov-pcc-")
+            ]
+            context = await fetch_patient_context(client, PATIENT)
             first_store.close()
             second_store.close()
-            return first, second, after_first, after_second, provenance, phrases
+            return first, second, after_first, after_second, provenance, phrases, conditions, context
 
-    first, second, after_first, after_second, provenance, phrases = asyncio.run(go())
+    first, second, after_first, after_second, provenance, phrases, conditions, context = asyncio.run(go())
     assert first.status == "ok" and second.status == "ok", (first.errors, second.errors)
     by_code = {o["code"].get("coding", [{}])[0].get("code"): o for o in after_first}
     assert set(by_code) == {"21908-9", "16112-5", "16113-3", "48676-1"}
@@ -172,6 +217,16 @@ def test_sync_writes_phenotype_observations_once(
     assert all(o["meta"]["versionId"] == "1" for o in after_second)
     assert set(provenance.values()) == {1}
     assert phrases[:2] == ["breast cancer, stage IIB", "ER-positive"] and "HER2-positive" in phrases
+    # one unconfirmed primary cancer Condition of ours, replaced (not duplicated) by the re-run
+    assert len(conditions) == 1, conditions
+    (condition,) = conditions
+    assert condition["verificationStatus"]["coding"][0]["code"] == "unconfirmed"
+    assert condition["code"]["coding"][0]["code"] == "254837009"
+    assert condition["stage"][0]["summary"]["text"] == "Stage IIB"
+    assert condition["bodySite"][0]["text"] == "left breast"
+    assert condition["evidence"][0]["detail"] == [{"reference": f"DocumentReference/{NOTE_ID}"}]
+    assert condition["meta"]["versionId"] == "1" and second.counts.get("Condition_created", 0) == 0
+    assert condition["id"] not in {c.id for c in context.conditions}  # indications are the clinician's only
 
 
 def test_bulk_export_diagnosis_is_scored_against_the_patients_conditions(
