@@ -60,11 +60,10 @@ def build_assessor_hook(settings: Settings, store: StateStore) -> OrdersHook | N
     """What the sync does with changed orders: re-assess those patients and write or withdraw DetectedIssues.
 
     Prior adverse events come from the FHIR server (ours, written earlier in the same run, and other
-    systems'), so ``store`` is not needed here; the parameter stays for callers.
+    systems'); ``store`` gives the tumour phenotype the notes stage extracted, so a nightly warning and a card
+    at prescribing time score the same patient summary.
     """
-    del store
     recommender, author = _load_recommender(settings)
     formulary = default_formulary()
-    return DetectedIssueSync(
-        RecommenderAssessor(recommender, formulary), formulary, author, settings.fhir_write_batch_size
-    )
+    assessor = RecommenderAssessor(recommender, formulary, stored_phenotype(store))
+    return DetectedIssueSync(assessor, formulary, author, settings.fhir_write_batch_size)
