@@ -3,7 +3,7 @@
 Usage:
 
     python bench/sync.py [--patients 20] [--scale 10] [--models DIR] [--batch 16] [--url URL]
-                         [--out bench/RESULTS_sync.md]
+                         [--threads 0] [--no-spin] [--out bench/RESULTS_sync.md]
 
 For each cohort size (``--patients`` and ``--patients * --scale``; the generator with one seed extends the
 smaller cohort, so the second seeding only adds patients) it seeds the server, then runs two child
@@ -16,7 +16,9 @@ processes on the same notes and the same loaded models:
 The ratio of the two rates shows how much of the FHIR traffic the pipelined stages hide (target >= 0.8).
 Each child reports its peak resident memory (``ru_maxrss``) and its memory right after loading the models;
 at 1x and 10x the peaks should be about equal (target: flat). Without ``--url`` a dedicated in-memory HAPI
-sandbox is started and stopped. Prints a Markdown table and writes it with the machine facts to ``--out``.
+sandbox is started and stopped. ``--threads`` / ``--no-spin`` set the ONNX session (intra-op threads, idle
+threads sleeping instead of busy-waiting) of both children alike. Prints a Markdown table and writes it with
+the machine facts to ``--out``.
 Numbers are for comparison side by side, never for timed assertions.
 """
 
@@ -52,6 +54,7 @@ def _settings(args: argparse.Namespace, home: Path) -> Any:
     return load_settings(
         home=home, fhir_base_url=args.url, models_dir=Path(args.models), state_db_url=f"sqlite:///{home}/state.db",
         onnx_providers=args.providers.split(","), sync_batch_size=args.batch, fhir_read_timeout_s=300.0,
+        onnx_threads=args.threads, onnx_spin_wait=not args.no_spin,
     )
 
 
@@ -134,7 +137,8 @@ async def _child_extract(args: argparse.Namespace) -> dict[str, Any]:
 def _run_child(mode: str, args: argparse.Namespace, home: Path) -> dict[str, Any]:
     home.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--url", args.url, "--models",
-           args.models, "--batch", str(args.batch), "--providers", args.providers, "--home", str(home)]
+           args.models, "--batch", str(args.batch), "--providers", args.providers, "--home", str(home),
+           "--threads", str(args.threads), *(["--no-spin"] if args.no_spin else [])]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONCOVIGIL_")}
     env["ONCOVIGIL_LOG_LEVEL"] = "WARNING"
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -231,7 +235,8 @@ def _report(rows: list[dict[str, Any]], facts: dict[str, Any], args: argparse.Na
         "# Sync benchmark: I/O hidden behind inference, memory against cohort size",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python bench/sync.py --patients {args.patients} "
-        f"--scale {args.scale} --batch {args.batch}` against a {'given' if args.given_url else 'dedicated in-memory'}"
+        f"--scale {args.scale} --batch {args.batch} --threads {args.threads}{' --no-spin' if args.no_spin else ''}`"
+        " against a {'given' if args.given_url else 'dedicated in-memory'}"
         " HAPI sandbox on the same machine.",
         "",
         _table(rows),
@@ -281,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", default="CPUExecutionProvider")
     parser.add_argument("--url", default=None, help="FHIR base URL of a server to seed (default: own sandbox)")
     parser.add_argument("--heap-mb", type=int, default=1536)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX intra-op threads (0: onnxruntime's choice)")
+    parser.add_argument("--no-spin", action="store_true", help="idle ONNX threads sleep instead of busy-waiting")
     parser.add_argument("--out", default=str(REPO / "bench" / "RESULTS_sync.md"))
     parser.add_argument("--child", choices=("sync", "extract"), help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)

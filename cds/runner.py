@@ -93,7 +93,12 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
     # No dynamic int8: it takes one activation scale over the whole batch, so a note's findings would
     # depend on the notes batched with it; a resumed run batches differently and would not reproduce
     # an uninterrupted one (tests/cds/test_crash.py). fp32 (fp16 on GPU) gives each note the same answer.
-    return RuntimeConfig(providers=tuple(settings.onnx_providers), threads=settings.onnx_threads, allow_int8=False)
+    return RuntimeConfig(
+        providers=tuple(settings.onnx_providers),
+        threads=settings.onnx_threads,
+        allow_int8=False,
+        spin=settings.onnx_spin_wait,
+    )
 
 
 async def run_sync_once(

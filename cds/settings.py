@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     models_dir: Path | None = None
     onnx_providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     onnx_threads: int = 0
+    onnx_spin_wait: bool = True
 
     # cohort
     cohort_patients: int = 50

@@ -226,6 +226,8 @@ def open_token_classifier(
     max_len = 128
     if (model_dir / TASK_FILE).is_file():
         max_len = int(json.loads((model_dir / TASK_FILE).read_text(encoding="utf-8")).get("max_len", 128))
-    session = load_model_dir_session(model_dir, runtime.providers, runtime.threads, runtime.allow_int8, runtime.require)
+    session = load_model_dir_session(
+        model_dir, runtime.providers, runtime.threads, runtime.allow_int8, runtime.require, runtime.spin
+    )
     tokenizer = EncoderTokenizer(model_dir / "tokenizer.json", max_len)
     return TokenClassifierRunner(session, tokenizer, max_batch, max_tokens)

@@ -24,6 +24,9 @@ class RuntimeConfig:
     allow_int8: bool = True
     require: str | None = None
     max_batch: int = 32
+    # Idle ONNX threads busy-wait for the next op by default; on a host that shares its cores with the FHIR
+    # server and the writer (the nightly sync), that spinning takes CPU from them. False makes them sleep.
+    spin: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -46,10 +46,12 @@ def load_session(
     providers: Sequence[str] = DEFAULT_PROVIDERS,
     threads: int = 0,
     require: str | None = None,
+    spin: bool = True,
 ) -> LoadedSession:
     """Build an InferenceSession.
 
-    ``threads`` 0 lets onnxruntime choose; ``require`` names a provider the session must really take.
+    ``threads`` 0 lets onnxruntime choose; ``require`` names a provider the session must really take;
+    ``spin`` False makes idle intra-op threads sleep instead of busy-waiting.
     """
     import onnxruntime as ort
 
@@ -70,6 +72,9 @@ def load_session(
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     available = set(ort.get_available_providers())
     asked = [p for p in providers if p in available]
     if not asked:
@@ -121,6 +126,7 @@ def load_model_dir_session(
     threads: int = 0,
     allow_int8: bool = True,
     require: str | None = None,
+    spin: bool = True,
 ) -> LoadedSession:
     """Load the right ONNX variant of a model directory for the provider the session really gets.
 
@@ -128,7 +134,7 @@ def load_model_dir_session(
     model is loaded once, in the variant that fits.
     """
     gpu = CUDA in providers and gpu_usable(providers)
-    return load_session(pick_variant(model_dir, gpu, allow_int8), providers if gpu else [CPU], threads, require)
+    return load_session(pick_variant(model_dir, gpu, allow_int8), providers if gpu else [CPU], threads, require, spin)
 
 
 def gpu_usable(providers: Sequence[str] = DEFAULT_PROVIDERS) -> bool:

@@ -104,7 +104,7 @@ class AdeExtractor:
         index: CtcaeIndex | None = None
         embed = None
         if (model_dir / EMBEDDER_FILE).is_file():
-            embedder_session = load_session(model_dir / EMBEDDER_FILE, [CPU], runtime.threads)
+            embedder_session = load_session(model_dir / EMBEDDER_FILE, [CPU], runtime.threads, spin=runtime.spin)
             embed = TokenClassifierRunner(embedder_session, runner.tokenizer, config.max_batch, config.max_tokens).embed
         if (model_dir / TERMS_FILE).is_file():
             terms = read_terms(model_dir / TERMS_FILE)

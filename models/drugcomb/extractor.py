@@ -160,7 +160,7 @@ def load_drugcomb_extractor(
     """
     config = config or RuntimeConfig()
     classifier = load_pooled_classifier(
-        model_dir, config.providers, config.threads, config.allow_int8, config.require, config.max_batch
+        model_dir, config.providers, config.threads, config.allow_int8, config.require, config.max_batch, config.spin
     )
     decode_config = DecodeConfig.from_dict(classifier.task.extra.get("drugcomb", {}))
     extra = dict(extra_drugs or {})

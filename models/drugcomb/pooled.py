@@ -197,6 +197,7 @@ def load_pooled_classifier(
     allow_int8: bool = True,
     require: str | None = None,
     max_batch: int = 32,
+    spin: bool = True,
 ) -> PooledClassifier:
     """Check the directory's hashes (when it has a card), open the session the providers allow, load the head."""
     from models.card import CARD_FILE, verify_dir
@@ -205,7 +206,7 @@ def load_pooled_classifier(
     if (model_dir / CARD_FILE).is_file():
         verify_dir(model_dir)
     task = PooledTask.read(model_dir)
-    session = load_model_dir_session(model_dir, providers, threads, allow_int8, require)
+    session = load_model_dir_session(model_dir, providers, threads, allow_int8, require, spin)
     return PooledClassifier(
         session, load_tokenizer(model_dir, task.max_len), NumpyHead.load(model_dir), task, max_batch
     )

@@ -111,3 +111,17 @@ def test_long_sentences_are_cut_into_windows_with_offsets() -> None:
     assert joined.split() == text.split()
     packed = window_spans(text, lambda s: count(s.split()), max_tokens=12, pack=True)
     assert len(packed) <= len(windows)
+
+
+@pytest.mark.parametrize("spin", [True, False])
+def test_idle_threads_sleep_only_when_asked(tmp_path: Path, spin: bool) -> None:
+    loaded = load_session(_tiny_graph(tmp_path / "model.onnx"), (CPU,), threads=2, spin=spin)
+    options = loaded.session.get_session_options()
+    key = "session.intra_op.allow_spinning"
+    if spin:  # left unset: onnxruntime's default, which spins
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            options.get_session_config_entry(key)
+    else:
+        assert options.get_session_config_entry(key) == "0"
+    out = loaded.run({"x": np.array([[1, 2, 3]], dtype=np.float32)})
+    np.testing.assert_allclose(out[0], [[4.0, 5.0]])
