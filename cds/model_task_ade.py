@@ -35,11 +35,11 @@ log = logging.getLogger(__name__)
 VENDORED_TERMS = Path(__file__).resolve().parent / "data" / "ctcae_v5_terms.csv"
 INT8_MAX_PAIR_F1_DROP = 0.01
 DEFAULTS: dict[str, float] = {
-    "epochs": 2,
+    "epochs": 6,
     "batch_size": 16,
     "learning_rate": 1e-3,
     "max_len": 128,
-    "neg_ratio": 0.5,
+    "neg_ratio": 1.0,
     "note_patients": 40,
     "dev_note_patients": 10,
     "notes_seed": 1001,
