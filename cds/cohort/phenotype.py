@@ -462,7 +462,8 @@ def _ehr_note(rng: random.Random, note_id: str, typo_rate: float) -> PhenotypeNo
         b.add(" (disorder)")
     b.add(". \n")
     if not suspected:
-        truth["diagnosis"] = cancer.diagnosis  # the site is only inside the diagnosis phrase: no SITE mention
+        truth["diagnosis"] = cancer.diagnosis
+        truth["site"] = cancer.site  # named inside the diagnosis phrase ("... of breast"), no SITE mention of its own
     text, spans = "".join(b.parts), list(b.spans)
     if typo_rate > 0:
         text, spans = inject_misspellings(text, spans, typo_rate, rng.randrange(1 << 30))
