@@ -3,7 +3,7 @@
 Usage:
 
     python bench/sync.py [--patients 20] [--scale 10] [--models DIR] [--batch 16] [--url URL]
-                         [--threads 0] [--no-spin] [--out bench/RESULTS_sync.md]
+                         [--threads 0] [--no-spin] [--pin] [--out bench/RESULTS_sync.md]
 
 For each cohort size (``--patients`` and ``--patients * --scale``; the generator with one seed extends the
 smaller cohort, so the second seeding only adds patients) it seeds the server, then runs two child
@@ -17,8 +17,11 @@ The ratio of the two rates shows how much of the FHIR traffic the pipelined stag
 Each child reports its peak resident memory (``ru_maxrss``) and its memory right after loading the models;
 at 1x and 10x the peaks should be about equal (target: flat). Without ``--url`` a dedicated in-memory HAPI
 sandbox is started and stopped. ``--threads`` / ``--no-spin`` set the ONNX session (intra-op threads, idle
-threads sleeping instead of busy-waiting) of both children alike. Prints a Markdown table and writes it with
-the machine facts to ``--out``.
+threads sleeping instead of busy-waiting) of both children alike. ``--pin`` gives the sandbox server the last
+core and both children the others (ONNX threads = their count unless ``--threads``): on a small machine this
+stands in for a FHIR server on its own host, so the ratio measures the I/O the pipeline hides rather than the
+CPU the server takes from inference. The server's CPU seconds during each child are recorded. Prints a
+Markdown table and writes it with the machine facts to ``--out``.
 Numbers are for comparison side by side, never for timed assertions.
 """
 
@@ -42,6 +45,15 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 COHORT_SEED = 7
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb() -> float:
@@ -136,15 +148,19 @@ async def _child_extract(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_child(mode: str, args: argparse.Namespace, home: Path) -> dict[str, Any]:
     home.mkdir(parents=True, exist_ok=True)
+    server_before = _cpu_seconds(args.server_pid) if args.server_pid else 0.0
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, "--url", args.url, "--models",
            args.models, "--batch", str(args.batch), "--providers", args.providers, "--home", str(home),
-           "--threads", str(args.threads), *(["--no-spin"] if args.no_spin else [])]
+           "--threads", str(args.threads), *(["--no-spin"] if args.no_spin else []),
+           *(["--cpus", ",".join(map(str, sorted(args.client_cpus)))] if args.client_cpus else [])]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONCOVIGIL_")}
     env["ONCOVIGIL_LOG_LEVEL"] = "WARNING"
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{mode} child failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if args.server_pid:
+        result["server_cpu_s"] = _cpu_seconds(args.server_pid) - server_before
     return result
 
 
@@ -170,6 +186,11 @@ def _sandbox(args: argparse.Namespace, work: Path) -> Iterator[str]:
     manager.build()
     seconds = manager.start()
     print(f"sandbox up at {manager.url} in {seconds:.0f} s", file=sys.stderr)
+    args.server_pid = manager.status().pid
+    if args.server_cpus and args.server_pid:
+        # -a: every thread of the JVM, not only its main thread
+        subprocess.run(["taskset", "-a", "-p", "-c", ",".join(map(str, sorted(args.server_cpus))),
+                        str(args.server_pid)], check=True, capture_output=True)
     try:
         yield manager.url
     finally:
@@ -201,8 +222,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| cohort | patients | notes | sync s (notes / orders / summaries) | sync notes/s | extract-only s "
         "| extract notes/s | inference s inside sync | ratio end to end | ratio notes stage | peak RSS sync MB "
-        "| RSS after load MB | peak RSS extract MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| RSS after load MB | peak RSS extract MB | server CPU s during sync |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         s, e = r["sync"], r["extract"]
@@ -212,7 +233,8 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"| {r['label']} | {r['patients']} | {s['notes']} | {s['seconds']:.1f} ({split}) | {r['sync_rate']:.2f} "
             f"| {e['seconds']:.1f} | {r['extract_rate']:.2f} | {st.get('extract_in_sync', 0.0):.1f} "
             f"| {r['ratio']:.2f} | {r['notes_stage_ratio']:.2f} "
-            f"| {s['peak_rss_mb']:.0f} | {s['rss_after_load_mb']:.0f} | {e['peak_rss_mb']:.0f} |"
+            f"| {s['peak_rss_mb']:.0f} | {s['rss_after_load_mb']:.0f} | {e['peak_rss_mb']:.0f} "
+            f"| {s.get('server_cpu_s', 0.0):.1f} |"
         )
     return "\n".join(lines)
 
@@ -235,8 +257,9 @@ def _report(rows: list[dict[str, Any]], facts: dict[str, Any], args: argparse.Na
         "# Sync benchmark: I/O hidden behind inference, memory against cohort size",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python bench/sync.py --patients {args.patients} "
-        f"--scale {args.scale} --batch {args.batch} --threads {args.threads}{' --no-spin' if args.no_spin else ''}`"
-        " against a {'given' if args.given_url else 'dedicated in-memory'}"
+        f"--scale {args.scale} --batch {args.batch} --threads {args.threads}{' --no-spin' if args.no_spin else ''}"
+        f"{' --pin' if args.pin else ''}`"
+        f" against a {'given' if args.given_url else 'dedicated in-memory'}"
         " HAPI sandbox on the same machine.",
         "",
         _table(rows),
@@ -266,7 +289,9 @@ def _report(rows: list[dict[str, Any]], facts: dict[str, Any], args: argparse.Na
         f"- {facts['os']}, Python {facts['python']}, onnxruntime {facts['onnxruntime']} "
         f"(providers available: {', '.join(facts['providers_available'])}; used: {args.providers})",
         f"- Models: {', '.join(f'{k} {v}' for k, v in facts['models'].items()) or 'none'}",
-        "- FHIR server: HAPI FHIR JPA 8.8 sandbox (docker/hapi), H2 in memory, same host",
+        "- FHIR server: HAPI FHIR JPA 8.8 sandbox (docker/hapi), H2 in memory, same host"
+        + (f", pinned to core(s) {sorted(args.server_cpus)}; sync and extract-only on {sorted(args.client_cpus)}"
+           if args.server_cpus else ", sharing every core with the sync"),
         "",
         "## Raw results",
         "",
@@ -288,10 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heap-mb", type=int, default=1536)
     parser.add_argument("--threads", type=int, default=0, help="ONNX intra-op threads (0: onnxruntime's choice)")
     parser.add_argument("--no-spin", action="store_true", help="idle ONNX threads sleep instead of busy-waiting")
+    parser.add_argument("--pin", action="store_true", help="the sandbox on the last core, the children on the others")
+    parser.add_argument("--cpus", help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(REPO / "bench" / "RESULTS_sync.md"))
     parser.add_argument("--child", choices=("sync", "extract"), help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.cpus.split(",")})
     if args.child:
         run = _child_sync if args.child == "sync" else _child_extract
         print(json.dumps(asyncio.run(run(args)), default=str))
@@ -304,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (models / "ade" / "model_card.json").is_file():
         raise SystemExit(f"no ADE model in {models}; run `oncovigil models build` or pass --models")
     args.given_url = args.url is not None
+    args.server_pid, args.server_cpus, args.client_cpus = None, None, None
+    if args.pin and not args.given_url:
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2:
+            raise SystemExit("--pin needs at least two cores")
+        args.server_cpus, args.client_cpus = {cores[-1]}, set(cores[:-1])
+        args.threads = args.threads or len(args.client_cpus)
     loads = [os.getloadavg()[0]]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ov-bench-sync-") as tmp, _sandbox(args, Path(tmp)) as url:
