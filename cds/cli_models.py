@@ -31,7 +31,9 @@ def _user_errors(exc: ModelError) -> typer.Exit:
 
 def train(
     ctx: typer.Context,
-    task: Annotated[str, typer.Argument(help="Task to train: ade, toxicity, drugcomb, recommender, phenotype, summaries.")],
+    task: Annotated[
+        str, typer.Argument(help="Task to train: ade, toxicity, drugcomb, recommender, phenotype, summaries.")
+    ],
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Public data folder (default: settings.data_dir).")
     ] = None,
