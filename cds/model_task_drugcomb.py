@@ -64,10 +64,10 @@ DEFAULTS: dict[str, float] = {
     "batch_size": 32,
     "learning_rate": 1.5e-3,
     "head_learning_rate": 3e-3,
-    "top_layers": 1,
+    "top_layers": 2,
     "max_len": 160,
-    "time_budget_s": 720,
-    "max_steps": 750,
+    "time_budget_s": 1080,
+    "max_steps": 1500,
     "threads": 0,
     "seed": 13,
 }
