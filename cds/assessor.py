@@ -8,7 +8,7 @@ from collections.abc import Callable
 from cds.decisions import OrderAssessor
 from cds.formulary import default_formulary
 from cds.issue_sync import DetectedIssueSync, IssueAuthor
-from cds.phenotype_map import summary_phrases
+from cds.phenotype_map import note_order, summary_phrases
 from cds.recommender_assessor import RecommenderAssessor
 from cds.settings import Settings
 from cds.state import StateStore
@@ -40,7 +40,7 @@ def stored_phenotype(store: StateStore) -> Callable[[str], list[str]]:
     """Patient id -> phenotype phrases ("HER2-positive", "stage IIIA") from the sync's findings, newest note first."""
 
     def lookup(patient_id: str) -> list[str]:
-        rows = sorted(store.findings(kind="phenotype", patient_id=patient_id), key=lambda r: r.created_at, reverse=True)
+        rows = sorted(store.findings(kind="phenotype", patient_id=patient_id), key=note_order, reverse=True)
         return summary_phrases([r.payload for r in rows])
 
     return lookup

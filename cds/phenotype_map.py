@@ -61,6 +61,7 @@ VALUES: dict[str, Coding] = {
     "negative": (SNOMED, "260385009", "Negative (qualifier value)"),
     "equivocal": (SNOMED, "42425007", "Equivocal (qualifier value)"),
 }
+NOTE_DATE = "note_date"
 # Below this the tagger's mean token probability is too weak a witness to write anything to the EHR.
 MIN_WRITE_CONFIDENCE = 0.5
 
@@ -98,7 +99,8 @@ def phenotype_inputs(
                 "patient_id": patient,
                 "note_id": note.id,
                 "drug_rxnorm": None,
-                "payload": payload,
+                # the note's date is no field: it orders a patient's phenotypes whatever order they were read in
+                "payload": {**payload, NOTE_DATE: note_date(note).isoformat()},
                 "model": f"{model[0]}@{model[1]}",
                 "written": 0,
             }
@@ -201,6 +203,11 @@ _PHRASES = {
     "alk": {"positive": "ALK-rearranged", "negative": "ALK-negative"},
     "kras": {"positive": "KRAS-mutant", "negative": "KRAS wild-type"},
 }
+
+
+def note_order(row: Any) -> tuple[str, str]:
+    """Sort key of stored phenotype rows, oldest first (the note's date, then its id); reverse for newest."""
+    return (str(row.payload.get(NOTE_DATE) or ""), str(row.note_id))
 
 
 def summary_phrases(payloads: Sequence[dict[str, Any]]) -> list[str]:

@@ -251,6 +251,14 @@ class StateStore:
                 q = q.where(FindingRow.written == 0)
             return list(s.scalars(q.order_by(FindingRow.key)))
 
+    def finding_patients_since(self, kind: str, since: datetime | None) -> set[str]:
+        """Patients with findings of ``kind`` stored at or after ``since`` (all when None)."""
+        with self.session() as s:
+            q = select(FindingRow.patient_id).where(FindingRow.kind == kind)
+            if since is not None:
+                q = q.where(FindingRow.created_at >= since)
+            return {p for p in s.scalars(q.distinct()) if p}
+
     def finding_drugs_since(self, kind: str, since: datetime | None) -> set[str]:
         """RxNorm codes of the drugs with findings of ``kind`` stored at or after ``since`` (all when None)."""
         with self.session() as s:

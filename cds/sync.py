@@ -45,7 +45,7 @@ from cds.errors import SyncError
 from cds.extraction import LoadedExtractors, NoteFindings
 from cds.findings_map import ade_inputs, combination_rows, finding_key, toxicity_inputs
 from cds.grouping import AdeObservation, group_by_drug, to_drug_group
-from cds.phenotype_map import phenotype_inputs, primary_cancer_input, states_a_cancer
+from cds.phenotype_map import note_order, phenotype_inputs, primary_cancer_input
 from cds.state import StateStore
 from cds.summarise import GuardedSummariser, grouped_record_row
 
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 NOTES = "DocumentReference"
 ORDERS = "MedicationRequest"
 SUMMARIES = "ade-summary"  # state mark: findings created before it are in the summaries on the server
+PRIMARY_CANCERS = "primary-cancer"  # state mark: phenotypes stored before it are in the patients' Conditions
 # DocumentReference type codes we write ourselves (adapters' ADE summary); extracting them would feed
 # our output back in as input
 GENERATED_NOTE_TYPES = frozenset({"ade-summary"})
@@ -86,6 +87,12 @@ ProgressHook = Callable[[str, int], None]
 Checkpoint = Callable[[str], None]
 # replaces the in-process notes stage (the Ray engine, cds.sync_ray); orders and summaries stay here
 NotesStage = Callable[["SyncJob", SyncReport], Awaitable[None]]
+
+
+def _model_of(rows: list[Any]) -> tuple[str, str]:
+    """(name, version) of the model that read the newest of ``rows`` ("name@version" as stored)."""
+    name, _, version = str(rows[0].model if rows else "phenotype-extractor.v1@?").partition("@")
+    return name, version or "?"
 
 
 def _content_hash(note: Note) -> str:
@@ -136,6 +143,7 @@ class SyncJob:
                 await self._notes_stage(self, report)
             else:
                 await self._sync_notes(report)
+            await self._write_primary_cancers(report)
             await self._sync_orders(report)
             await self._write_summaries(report)
             report.status = "ok" if not report.errors else "partial"
@@ -246,7 +254,6 @@ class SyncJob:
     async def _write_note_batch(self, notes: list[Note], findings: list[NoteFindings], report: SyncReport) -> None:
         events: list[AdverseEventInput] = []
         observations: list[PhenotypeObservationInput] = []
-        cancer_patients: set[str] = set()
         for note, found in zip(notes, findings, strict=True):
             rows: list[dict[str, Any]] = []
             if "ade" in self._extractors.extractors:
@@ -266,8 +273,6 @@ class SyncJob:
                 obs, pheno_rows = phenotype_inputs(note, found.phenotype, self._extractors.model_label("phenotype"))
                 observations += obs
                 self._store.replace_note_findings(note.id, "phenotype", pheno_rows)
-                if note.patient_id and states_a_cancer(found.phenotype):
-                    cancer_patients.add(note.patient_id)
             report.add("findings", len(rows))
         written = await self._write_events(events) if events else None
         self._checkpoint("write")
@@ -284,29 +289,9 @@ class SyncJob:
             done = {finding_key("phenotype", o.patient_id, o.note_id or "")
                     for o in observations if o.key in observed.references}
             self._store.mark_written(sorted(done))
-        if cancer_patients:
-            await self._write_primary_cancers(sorted(cancer_patients), report)
         for task, version in self._extractors.versions.items():
             self._store.mark_processed(task, version, [(n.id, _content_hash(n)) for n in notes])
         report.add("notes_processed", len(notes))
-
-    async def _write_primary_cancers(self, patients: list[str], report: SyncReport) -> None:
-        """Each patient's primary cancer Condition, rebuilt from all their stored phenotype rows (newest first),
-        so the result does not depend on which of their notes this batch held."""
-        model = self._extractors.model_label("phenotype")
-        conditions = []
-        for patient in patients:
-            rows = sorted(
-                self._store.findings(kind="phenotype", patient_id=patient), key=lambda r: r.created_at, reverse=True
-            )
-            found = primary_cancer_input(patient, [(r.note_id or "", r.payload) for r in rows], model)
-            if found is not None:
-                conditions.append(found)
-        if conditions:
-            written = await write_primary_cancer_conditions(
-                self._client, conditions, batch_size=self._options.write_batch_size
-            )
-            self._account(written, report, "Condition")
 
     async def _write_events(self, events: list[AdverseEventInput]) -> WriteReport:
         """Writes the batch; a finding we cannot turn into valid FHIR is a counted failure, not a failed run.
@@ -350,6 +335,34 @@ class SyncJob:
         newest = max((o.last_updated for o in changed if o.last_updated), default=None)
         if newest is not None:
             self._store.set_watermark(ORDERS, newest.astimezone(UTC).isoformat())
+
+    # primary cancers --------------------------------------------------------------------------------
+    async def _write_primary_cancers(self, report: SyncReport) -> None:
+        """Each patient with phenotypes stored since the last mark gets their primary cancer Condition rebuilt
+        from *all* their stored phenotypes, newest note first.
+
+        Once per run, after the notes: the content depends only on the stored rows, never on how the notes
+        were batched, so a crashed and resumed run writes what an uninterrupted one does. The mark moves only
+        after the writes; a run that died before leaves it, and the next run rebuilds those patients.
+        """
+        mark = self._store.get_watermark(PRIMARY_CANCERS)
+        started = datetime.now(UTC)  # taken before reading: rows stored later are newer than the mark
+        patients = self._store.finding_patients_since("phenotype", datetime.fromisoformat(mark) if mark else None)
+        conditions = []
+        for patient in sorted(patients):
+            rows = sorted(self._store.findings(kind="phenotype", patient_id=patient), key=note_order, reverse=True)
+            found = primary_cancer_input(patient, [(r.note_id, r.payload) for r in rows], _model_of(rows))
+            if found is not None:
+                conditions.append(found)
+        if conditions:
+            written = await write_primary_cancer_conditions(
+                self._client, conditions, batch_size=self._options.write_batch_size
+            )
+            self._account(written, report, "Condition")
+            if written.failures:
+                return  # the mark stays: the next run tries these patients again
+        if patients:
+            self._store.set_watermark(PRIMARY_CANCERS, started.isoformat())
 
     # summaries --------------------------------------------------------------------------------------
     async def _write_summaries(self, report: SyncReport) -> None:
