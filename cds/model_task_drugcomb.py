@@ -50,7 +50,7 @@ INT8_MAX_F1_DROP = 0.01
 CALIBRATION_SALT = "drugcomb-calibration"
 DEFAULTS: dict[str, float] = {
     "dev_fraction": 0.2,
-    "calibration_fraction": 0.0,
+    "calibration_fraction": 0.15,
     "note_patients": 40,
     "notes_seed": 5101,
     "dev_note_patients": 40,
