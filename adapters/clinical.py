@@ -44,10 +44,16 @@ def _text(concept: object) -> str | None:
     return text if isinstance(text, str) and text.strip() else None
 
 
-def is_clinical_condition(condition: Resource) -> bool:
-    """False for the Conditions OncoVigil itself wrote (unconfirmed, extracted from notes): decisions and the
-    recommender read what clinicians recorded, never our own extractions fed back as indications."""
-    return not has_tag(condition, CS_TAGS, TAG_GENERATED)
+def active_clinical_condition(condition: Resource) -> ConditionRecord | None:
+    """The record of an active, not refuted Condition a clinician recorded; None otherwise.
+
+    The Conditions OncoVigil itself writes (unconfirmed, extracted from notes) are skipped: decisions and the
+    recommender read what clinicians recorded, never our own extractions fed back as indications.
+    """
+    if has_tag(condition, CS_TAGS, TAG_GENERATED):
+        return None
+    record = condition_from_resource(condition)
+    return record if condition_is_active(record) else None
 
 
 def condition_is_active(record: ConditionRecord) -> bool:

@@ -9,13 +9,7 @@ from typing import Any, TypeVar
 
 from adapters.bundle import matches
 from adapters.client import FhirClient
-from adapters.clinical import (
-    allergy_label,
-    condition_from_resource,
-    condition_is_active,
-    is_clinical_condition,
-    patient_from_resource,
-)
+from adapters.clinical import active_clinical_condition, allergy_label, patient_from_resource
 from adapters.fhirtime import format_datetime
 from adapters.notes import note_from_document
 from adapters.orders import INCLUDE_MEDICATION, orders_from_bundle
@@ -117,10 +111,7 @@ def _conditions(pages: list[Resource]) -> list[ConditionRecord]:
     seen: dict[str, ConditionRecord] = {}
     for bundle in pages:
         for resource in matches(bundle):
-            if not is_clinical_condition(resource):
-                continue
-            record = condition_from_resource(resource)
-            if condition_is_active(record):
+            if (record := active_clinical_condition(resource)) is not None:
                 seen.setdefault(record.id, record)
     return list(seen.values())
 

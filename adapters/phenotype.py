@@ -27,7 +27,7 @@ from adapters.fhirtime import format_datetime
 from adapters.identifiers import OV, device_key, logical_id, placeholder
 from adapters.records import WriteReport
 from adapters.validation import validated
-from adapters.writer import PlannedItem, plan_all, provenance_entry, write_planned
+from adapters.writer import PlannedItem, plan_all, plan_put_at_id, write_planned
 
 SID_PHENOTYPE = f"{OV}/sid/phenotype-observation"
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -103,11 +103,9 @@ def phenotype_observation_resource(item: PhenotypeObservationInput, device_ref: 
 def plan_phenotype_observation(item: PhenotypeObservationInput, recorded: datetime) -> PlannedItem:
     device_url = placeholder("device", device_key(item.model_name, item.model_version))
     resource = validated(phenotype_observation_resource(item, device_url), placeholders={device_url: "Device"})
-    target = f"Observation/{resource['id']}"
-    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
     sources = [f"DocumentReference/{item.note_id}"] if item.note_id else []
-    prov = provenance_entry("obs", item.key, resource, target, device_url, sources, recorded)
-    return PlannedItem(item.key, "Observation", (item.model_name, item.model_version), (entry, prov))
+    model = (item.model_name, item.model_version)
+    return plan_put_at_id("obs", item.key, resource, device_url, sources, model, recorded)
 
 
 async def write_phenotype_observations(
@@ -175,11 +173,9 @@ def primary_cancer_condition_resource(item: PrimaryCancerConditionInput) -> Reso
 def plan_primary_cancer_condition(item: PrimaryCancerConditionInput, recorded: datetime) -> PlannedItem:
     device_url = placeholder("device", device_key(item.model_name, item.model_version))
     resource = validated(primary_cancer_condition_resource(item))
-    target = f"Condition/{resource['id']}"
-    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
     sources = [f"DocumentReference/{n}" for n in item.evidence_note_ids]
-    prov = provenance_entry("pcc", item.key, resource, target, device_url, sources, recorded)
-    return PlannedItem(item.key, "Condition", (item.model_name, item.model_version), (entry, prov))
+    model = (item.model_name, item.model_version)
+    return plan_put_at_id("pcc", item.key, resource, device_url, sources, model, recorded)
 
 
 async def write_primary_cancer_conditions(

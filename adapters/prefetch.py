@@ -14,13 +14,7 @@ from typing import Any
 
 from adapters.adverse_events import parse_adverse_events
 from adapters.bundle import resources_of
-from adapters.clinical import (
-    allergy_label,
-    condition_from_resource,
-    condition_is_active,
-    is_clinical_condition,
-    patient_from_resource,
-)
+from adapters.clinical import active_clinical_condition, allergy_label, patient_from_resource
 from adapters.orders import order_from_request
 from adapters.records import (
     ConditionRecord,
@@ -74,10 +68,8 @@ def parse_prefetch(prefetch: Mapping[str, Any] | None) -> ParsedPrefetch:
     patients = [r for r in resources if r.get("resourceType") == "Patient"]
     conditions: dict[str, ConditionRecord] = {}
     for resource in resources:
-        if resource.get("resourceType") == "Condition" and is_clinical_condition(resource):
-            record = condition_from_resource(resource)
-            if condition_is_active(record):
-                conditions.setdefault(record.id, record)
+        if resource.get("resourceType") == "Condition" and (record := active_clinical_condition(resource)):
+            conditions.setdefault(record.id, record)
     orders: dict[str, MedicationOrder] = {}
     for order in parse_medication_requests(resources):
         orders.setdefault(order.id, order)

@@ -109,14 +109,30 @@ def kind_type(kind: str) -> str:
             "pcc": "Condition"}[kind]
 
 
+def plan_put_at_id(
+    kind: str,
+    key: str,
+    resource: Resource,
+    device_url: str,
+    sources: list[str],
+    model: tuple[str, str],
+    recorded: datetime,
+) -> PlannedItem:
+    """A validated resource with a deterministic logical id, written by ``PUT`` (update-as-create), and its
+    Provenance: an identical re-run creates no new version and no second Provenance."""
+    rtype = str(resource["resourceType"])
+    target = f"{rtype}/{resource['id']}"
+    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
+    prov = provenance_entry(kind, key, resource, target, device_url, sources, recorded)
+    return PlannedItem(key, rtype, model, (entry, prov))
+
+
 def plan_adverse_event(item: AdverseEventInput, recorded: datetime) -> PlannedItem:
     device_url = placeholder("device", device_key(item.model_name, item.model_version))
     resource = validated(adverse_event_resource(item, device_url), placeholders={device_url: "Device"})
-    target = f"AdverseEvent/{resource['id']}"
     sources = [f"DocumentReference/{item.note_id}"] if item.note_id else []
-    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
-    prov = provenance_entry("ae", item.finding_key, resource, target, device_url, sources, recorded)
-    return PlannedItem(item.finding_key, "AdverseEvent", (item.model_name, item.model_version), (entry, prov))
+    model = (item.model_name, item.model_version)
+    return plan_put_at_id("ae", item.finding_key, resource, device_url, sources, model, recorded)
 
 
 def plan_detected_issue(item: DetectedIssueInput, recorded: datetime) -> PlannedItem:

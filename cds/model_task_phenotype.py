@@ -86,9 +86,13 @@ def synthetic_records(count: int, seed: int, typo_rate: float, ehr_share: float)
     return [n.to_json() for n in generate_phenotype_notes(count, seed, typo_rate, ehr_share=ehr_share)]
 
 
-def dev_notes(ctx: TaskContext) -> list[LabelledNote]:
+def _dev_records(ctx: TaskContext) -> list[dict[str, Any]]:
     count, seed = int(_option(ctx, "dev_notes")), int(_option(ctx, "dev_notes_seed"))
-    records = synthetic_records(count, seed, 0.0, _option(ctx, "ehr_share"))
+    return synthetic_records(count, seed, 0.0, _option(ctx, "ehr_share"))
+
+
+def dev_notes(ctx: TaskContext) -> list[LabelledNote]:
+    records = _dev_records(ctx)
     return [parse_record(r, f"dev note {r['note_id']}") for r in records]
 
 
@@ -310,8 +314,7 @@ def rescore(ctx: TaskContext, artifact: Path) -> dict[str, Any]:
 
 def write_dev_copy(ctx: TaskContext, out: Path) -> int:
     """The dev notes in the ``eval phenotype --data`` format."""
-    count, seed = int(_option(ctx, "dev_notes")), int(_option(ctx, "dev_notes_seed"))
-    records = synthetic_records(count, seed, 0.0, _option(ctx, "ehr_share"))
+    records = _dev_records(ctx)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
     return len(records)

@@ -205,6 +205,12 @@ _PHRASES = {
 }
 
 
+def stored_model(label: str) -> tuple[str, str]:
+    """(name, version) back from a stored row's ``model`` ("name@version", as ``phenotype_inputs`` writes it)."""
+    name, _, version = label.partition("@")
+    return name, version
+
+
 def note_order(row: Any) -> tuple[str, str]:
     """Sort key of stored phenotype rows, oldest first (the note's date, then its id); reverse for newest."""
     return (str(row.payload.get(NOTE_DATE) or ""), str(row.note_id))

@@ -253,19 +253,18 @@ class StateStore:
 
     def finding_patients_since(self, kind: str, since: datetime | None) -> set[str]:
         """Patients with findings of ``kind`` stored at or after ``since`` (all when None)."""
-        with self.session() as s:
-            q = select(FindingRow.patient_id).where(FindingRow.kind == kind)
-            if since is not None:
-                q = q.where(FindingRow.created_at >= since)
-            return {p for p in s.scalars(q.distinct()) if p}
+        return self._distinct_since(FindingRow.patient_id, kind, since)
 
     def finding_drugs_since(self, kind: str, since: datetime | None) -> set[str]:
         """RxNorm codes of the drugs with findings of ``kind`` stored at or after ``since`` (all when None)."""
+        return self._distinct_since(FindingRow.drug_rxnorm, kind, since)
+
+    def _distinct_since(self, column: Any, kind: str, since: datetime | None) -> set[str]:
         with self.session() as s:
-            q = select(FindingRow.drug_rxnorm).where(FindingRow.kind == kind, FindingRow.drug_rxnorm.is_not(None))
+            q = select(column).where(FindingRow.kind == kind, column.is_not(None))
             if since is not None:
                 q = q.where(FindingRow.created_at >= since)
-            return {rx for rx in s.scalars(q.distinct()) if rx}
+            return {str(v) for v in s.scalars(q.distinct()) if v}
 
     # runs ---------------------------------------------------------------------------------------
     def start_run(self, kind: str) -> int:

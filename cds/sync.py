@@ -45,7 +45,7 @@ from cds.errors import SyncError
 from cds.extraction import LoadedExtractors, NoteFindings
 from cds.findings_map import ade_inputs, combination_rows, finding_key, toxicity_inputs
 from cds.grouping import AdeObservation, group_by_drug, to_drug_group
-from cds.phenotype_map import note_order, phenotype_inputs, primary_cancer_input
+from cds.phenotype_map import note_order, phenotype_inputs, primary_cancer_input, stored_model
 from cds.state import StateStore
 from cds.summarise import GuardedSummariser, grouped_record_row
 
@@ -87,12 +87,6 @@ ProgressHook = Callable[[str, int], None]
 Checkpoint = Callable[[str], None]
 # replaces the in-process notes stage (the Ray engine, cds.sync_ray); orders and summaries stay here
 NotesStage = Callable[["SyncJob", SyncReport], Awaitable[None]]
-
-
-def _model_of(rows: list[Any]) -> tuple[str, str]:
-    """(name, version) of the model that read the newest of ``rows`` ("name@version" as stored)."""
-    name, _, version = str(rows[0].model if rows else "phenotype-extractor.v1@?").partition("@")
-    return name, version or "?"
 
 
 def _content_hash(note: Note) -> str:
@@ -351,7 +345,8 @@ class SyncJob:
         conditions = []
         for patient in sorted(patients):
             rows = sorted(self._store.findings(kind="phenotype", patient_id=patient), key=note_order, reverse=True)
-            found = primary_cancer_input(patient, [(r.note_id, r.payload) for r in rows], _model_of(rows))
+            notes = [(r.note_id, r.payload) for r in rows]
+            found = primary_cancer_input(patient, notes, stored_model(rows[0].model))
             if found is not None:
                 conditions.append(found)
         if conditions:
