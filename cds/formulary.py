@@ -4,8 +4,11 @@ Each entry is one ingredient (or a fixed combination product) at the level the r
 extractors reason at, with its RxNorm *ingredient* RxCUI (``None`` where we do not vouch for a code), a
 therapeutic class fine enough that two drugs of one class are redundant (two platinum agents, two 5-HT3
 antagonists; never "antineoplastic"), and indication keywords matched as words in a patient's condition
-labels. Supportive oncology drugs are indicated by any cancer. The oncology entries use the same names,
-RxCUIs and classes as the synthetic cohort (``cds.cohort.codes``), which a test checks.
+labels. Supportive oncology drugs are indicated by any cancer. A targeted drug whose label restricts it to a
+biomarker names the tumour phenotypes that rule it out (``excluded_by``: trastuzumab and pertuzumab by
+"HER2-negative", cetuximab by "KRAS-mutant"), matched against the phrases the phenotype extractor stores.
+The oncology entries use the same names, RxCUIs and classes as the synthetic cohort (``cds.cohort.codes``),
+which a test checks.
 
 Matching is deliberately simple and explainable: lower-case word matching, no fuzzy logic. A drug the
 formulary does not know has no class and no indication check, so it never gets a rule-based reason.
@@ -41,10 +44,15 @@ class FormularyDrug:
     drug_class: str
     indications: tuple[str, ...]
     synonyms: tuple[str, ...] = ()
+    excluded_by: tuple[str, ...] = ()  # tumour phenotype phrases under which the labelled indication fails
 
 
 def _f(name: str, rxnorm: str | None, drug_class: str, indications: Sequence[str], *synonyms: str) -> FormularyDrug:
     return FormularyDrug(name, rxnorm, drug_class, tuple(indications), tuple(synonyms))
+
+
+def _targeted(drug: FormularyDrug, *excluded_by: str) -> FormularyDrug:
+    return FormularyDrug(drug.name, drug.rxnorm, drug.drug_class, drug.indications, drug.synonyms, excluded_by)
 
 
 _LUNG = ("lung",)
@@ -100,8 +108,8 @@ DEFAULT_DRUGS: tuple[FormularyDrug, ...] = (
         (*_LUNG, "melanoma", "renal cell", *_HN, "urothelial", "hodgkin", "esophageal", "gastric"),
         "opdivo",
     ),
-    _f("trastuzumab", "224905", "anti-HER2 antibody", _HER2, "herceptin"),
-    _f("pertuzumab", "1298944", "anti-HER2 dimerization inhibitor", _HER2, "perjeta"),
+    _targeted(_f("trastuzumab", "224905", "anti-HER2 antibody", _HER2, "herceptin"), "HER2-negative"),
+    _targeted(_f("pertuzumab", "1298944", "anti-HER2 dimerization inhibitor", _HER2, "perjeta"), "HER2-negative"),
     _f(
         "bevacizumab",
         "253337",
@@ -109,7 +117,8 @@ DEFAULT_DRUGS: tuple[FormularyDrug, ...] = (
         (*_COLORECTAL, *_LUNG, "glioblastoma", "renal cell", "ovarian", "cervical"),
         "avastin",
     ),
-    _f("cetuximab", "318341", "anti-EGFR", (*_COLORECTAL, *_HN), "erbitux"),
+    # RAS-mutant colorectal cancer does not respond to anti-EGFR antibodies (the label's restriction)
+    _targeted(_f("cetuximab", "318341", "anti-EGFR", (*_COLORECTAL, *_HN), "erbitux"), "KRAS-mutant"),
     _f("rituximab", "121191", "anti-CD20", ("lymphoma", "leukemia", "rheumatoid arthritis", "vasculitis"), "rituxan"),
     _f("leuprolide", "42375", "GnRH agonist", ("prostate", *_BREAST, "endometriosis"), "lupron"),
     _f("bicalutamide", "83008", "antiandrogen", ("prostate",), "casodex"),
@@ -292,6 +301,11 @@ class Formulary:
         """True when any condition label contains one of the drug's indication keywords as words."""
         texts = [_norm(c) for c in conditions]
         return any(_words(keyword).search(text) for keyword in drug.indications for text in texts)
+
+    def excluded_by(self, drug: FormularyDrug, phenotype: Iterable[str]) -> str | None:
+        """The first tumour phenotype phrase that rules ``drug`` out ("HER2-negative"), or None."""
+        wanted = {_norm(p) for p in drug.excluded_by}
+        return next((p for p in phenotype if _norm(p) in wanted), None)
 
     def indicated_for(self, drug: FormularyDrug, conditions: Iterable[str]) -> list[str]:
         """The condition labels that indicate ``drug`` (for the explanation shown to the prescriber)."""

@@ -127,7 +127,7 @@ def issue_key(patient_id: str, drug: str, kinds: Sequence[str]) -> str:
 def _severity(kinds: Sequence[str]) -> Literal["high", "moderate", "low"]:
     if "prior_serious_ade" in kinds:
         return "high"
-    return "moderate" if "duplicate_therapy" in kinds else "low"
+    return "moderate" if "duplicate_therapy" in kinds or "biomarker_mismatch" in kinds else "low"
 
 
 def issue_inputs(

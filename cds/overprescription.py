@@ -14,10 +14,14 @@ Policy (what ``decide_overprescription`` warns about). The recommender gives eac
      class, all but the best-scored are.
    - ``prior_serious_ade``: the patient has a recorded adverse event of grade >= 3 attributed to this drug
      (matched by RxCUI, else by formulary ingredient name).
+   - ``biomarker_mismatch``: the tumour phenotype extracted from the patient's notes rules the drug out
+     under its label (trastuzumab for a HER2-negative tumour, cetuximab for a KRAS-mutant one); the detail
+     says the finding came from the notes, so the prescriber can weigh it against the record.
 4. **Soft rule + model doubt**: ``no_indication`` (the formulary knows the drug's indications and none matches
-   an active condition, nor the order's own stated reason) warns only when the model does not recommend the
-   drug either (score below ``threshold``): formularies miss off-label use, and the model has seen the whole
-   patient.
+   an active condition, the order's own stated reason, nor the tumour phenotype: "HER2-positive" from a
+   pathology note indicates trastuzumab when the coded diagnosis only says breast cancer) warns only when the
+   model does not recommend the drug either (score below ``threshold``): formularies miss off-label use, and
+   the model has seen the whole patient.
 5. A draft without a score (no model available) can only be warned about by the hard rules.
 
 Warnings come out in order of the drafts, one per draft, reasons in a fixed order.
@@ -32,10 +36,16 @@ from typing import Literal
 from cds.formulary import Formulary, FormularyDrug
 
 OrderStatus = Literal["active", "draft"]
-ReasonKind = Literal["low_score", "duplicate_therapy", "prior_serious_ade", "no_indication"]
-HARD_RULES: frozenset[ReasonKind] = frozenset({"duplicate_therapy", "prior_serious_ade"})
+ReasonKind = Literal["low_score", "duplicate_therapy", "prior_serious_ade", "biomarker_mismatch", "no_indication"]
+HARD_RULES: frozenset[ReasonKind] = frozenset({"duplicate_therapy", "prior_serious_ade", "biomarker_mismatch"})
 SERIOUS_GRADE = 3
-_ORDER: tuple[ReasonKind, ...] = ("low_score", "duplicate_therapy", "prior_serious_ade", "no_indication")
+_ORDER: tuple[ReasonKind, ...] = (
+    "low_score",
+    "duplicate_therapy",
+    "prior_serious_ade",
+    "biomarker_mismatch",
+    "no_indication",
+)
 
 
 @dataclass(frozen=True)
@@ -104,8 +114,12 @@ def decide_overprescription(
     formulary: Formulary,
     include_active: bool = False,
     warning_threshold: float | None = None,
+    tumour_phenotype: Sequence[str] = (),
 ) -> list[OverprescriptionWarning]:
-    """Warnings for the judged orders under the policy in the module docstring."""
+    """Warnings for the judged orders under the policy in the module docstring.
+
+    ``tumour_phenotype`` holds the phrases the notes stage extracted ("HER2-positive", "KRAS-mutant").
+    """
     warn_below = threshold if warning_threshold is None else warning_threshold
     conditions = list(patient_conditions)
     entries = [formulary.lookup(o.drug, o.rxnorm) for o in orders]
@@ -127,7 +141,14 @@ def decide_overprescription(
         event = serious.get(key) or (serious.get(order.rxnorm) if order.rxnorm else None)
         if event is not None:
             reasons["prior_serious_ade"] = _event_text(event)
-        if entry is not None and entry.indications and not formulary.indicated(entry, [*conditions, *order.reasons]):
+        excluded = formulary.excluded_by(entry, tumour_phenotype) if entry is not None else None
+        if excluded is not None and entry is not None:
+            reasons["biomarker_mismatch"] = (
+                f"the tumour is {excluded} in the patient's notes (extracted phenotype), "
+                f"which rules out {entry.name} under its label"
+            )
+        indications = [*conditions, *order.reasons, *tumour_phenotype]
+        if entry is not None and entry.indications and not formulary.indicated(entry, indications):
             shown = "; ".join(conditions) if conditions else "none recorded"
             reasons["no_indication"] = f"no active condition indicates {entry.name} (conditions: {shown})"
         doubted = "no_indication" in reasons and score is not None and score < threshold

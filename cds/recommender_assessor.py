@@ -122,6 +122,7 @@ class RecommenderAssessor:
             threshold,
             self._formulary,
             warning_threshold=model.warning_threshold if model is not None else None,
+            tumour_phenotype=phenotype,
         )
         displays = {d.id: d.display or n for n, d in zip(names, drafts, strict=True)}
         return [

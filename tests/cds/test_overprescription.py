@@ -160,3 +160,45 @@ def test_the_orders_own_stated_reason_can_be_its_indication() -> None:
     [w] = _decide([stated], {"tamsulosin": 0.1}, conditions=rectal)
     assert w.kinds == ("low_score",)  # the model may still doubt it; the formulary no longer does
     assert _decide([stated], {"tamsulosin": 0.6}, conditions=rectal) == []
+
+
+BREAST = ["malignant neoplasm of breast"]
+
+
+def test_tumour_phenotype_from_the_notes_is_an_indication() -> None:
+    # The coded diagnosis says only "breast"; the pathology note said HER2 3+.
+    def decide(phenotype: list[str]) -> list[OverprescriptionWarning]:
+        return decide_overprescription(
+            [Order("trastuzumab", "224905", "mr-1")], BREAST, [], {"trastuzumab": 0.2}, T, F, tumour_phenotype=phenotype
+        )
+
+    [w] = decide([])
+    assert w.kinds == ("low_score", "no_indication")
+    [w] = decide(["breast cancer, stage IIB", "HER2-positive"])
+    assert w.kinds == ("low_score",)
+
+
+@pytest.mark.parametrize(
+    ("drug", "rxnorm", "conditions", "phenotype", "mismatch"),
+    [
+        ("trastuzumab", "224905", ["breast cancer, her2-positive"], ["HER2-negative"], "HER2-negative"),
+        ("pertuzumab", "1298944", BREAST, ["ER-positive", "her2-negative"], "her2-negative"),
+        ("cetuximab", "318341", ["colon cancer"], ["KRAS-mutant"], "KRAS-mutant"),
+        ("cetuximab", "318341", ["colon cancer"], ["KRAS wild-type"], None),
+        ("trastuzumab", "224905", BREAST, ["HER2 equivocal"], None),
+        ("carboplatin", "40048", BREAST, ["HER2-negative"], None),
+    ],
+)
+def test_biomarker_mismatch_is_a_hard_rule(
+    drug: str, rxnorm: str, conditions: list[str], phenotype: list[str], mismatch: str | None
+) -> None:
+    # The model recommends every drug here: only the tumour phenotype can raise the warning.
+    warnings = decide_overprescription(
+        [Order(drug, rxnorm, "mr-1")], conditions, [], {drug: 0.95}, T, F, tumour_phenotype=phenotype
+    )
+    if mismatch is None:
+        assert warnings == []
+        return
+    [w] = warnings
+    assert w.kinds[0] == "biomarker_mismatch" and w.hard
+    assert mismatch in w.reasons[0].detail and "notes" in w.reasons[0].detail

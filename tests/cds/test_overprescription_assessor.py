@@ -106,3 +106,23 @@ def test_summary_prefers_the_clinicians_condition_label() -> None:
     # ... which is also what the formulary reads an indication from (trastuzumab is indicated).
     trastuzumab = F.lookup("trastuzumab", "224905")
     assert trastuzumab is not None and F.indicated(trastuzumab, summary.conditions)
+
+
+def test_the_stored_tumour_phenotype_reaches_the_policy() -> None:
+    breast = PatientContext(
+        patient_id="p3",
+        age=58,
+        sex="female",
+        conditions=[_condition("Malignant neoplasm of breast (disorder)")],
+    )
+    drafts = [_order("mr-7", "trastuzumab 150 MG Injection", "224905", "draft")]
+    asked: list[str] = []
+
+    def phenotypes(patient_id: str) -> list[str]:
+        asked.append(patient_id)
+        return ["breast cancer, stage IIA", "HER2-negative"]
+
+    [w] = asyncio.run(RecommenderAssessor(None, F, phenotypes).assess(breast, drafts, []))
+    assert asked == ["p3"]
+    assert w.kinds == ("biomarker_mismatch", "no_indication") and "HER2-negative" in w.reasons[0]
+    assert asyncio.run(RecommenderAssessor(None, F).assess(breast, drafts, [])) == []
