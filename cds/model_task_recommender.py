@@ -8,7 +8,9 @@ sandbox cohort is the unseen evaluation set. The threshold is calibrated on the 
 in recommender.json; the baselines are fitted on the training split and shipped as baselines.json.
 Task options (``-o key=value``): max_steps, max_seconds, learning_rate, max_candidates, negative_ratio,
 lora_r, cohort_patients, cohort_seed, synthea (0/1), dev_fraction, threads, seed, int8 (0/1), base
-("smollm2" or a Hugging Face causal-LM folder).
+("smollm2" or a Hugging Face causal-LM folder), phenotype_variants (0/1) and phenotype_share: cohort visits
+are also trained as a site whose coded diagnosis is generic and whose tumour phenotype (stage, HER2) comes
+from the notes (``cds.recommender_tumour``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from cds.errors import ConfigError
 from cds.formulary import default_formulary
 from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint, numeric_option
 from cds.recommender_eval import calibrate_warning_threshold, contract_report
+from cds.recommender_tumour import is_variant, phenotype_of, with_phenotype_variants
 from cds.recommender_visits import synthea_visits
 from models import ModelCard, read_card, write_card
 from models.card import TrainingData
@@ -51,6 +54,8 @@ DEFAULTS: dict[str, float] = {
     "threads": 0,
     "seed": 13,
     "int8": 1,
+    "phenotype_variants": 1,
+    "phenotype_share": 1 / 3,
 }
 
 
@@ -90,6 +95,25 @@ def synthea_training_visits(data_dir: Path) -> list[TrainingVisit]:
     return [replace(v, candidates=vocabulary, group=v.visit_id) for v in visits]
 
 
+def biomarker_sensitivity(
+    visits: Sequence[TrainingVisit], scores: Sequence[dict[str, float]]
+) -> dict[str, dict[str, float | int]]:
+    """Mean P(yes) of the anti-HER2 drugs on phenotype variants, by the HER2 phrase of the phenotype line.
+
+    The variants' coded condition says only "breast cancer": a gap between the two means is the model
+    reading the tumour phenotype.
+    """
+    found: dict[str, list[float]] = {}
+    for visit, row in zip(visits, scores, strict=True):
+        markers = [p for p in phenotype_of(visit.patient.history) if p.lower().startswith("her2")]
+        if not is_variant(visit) or not markers:
+            continue
+        for drug in ("trastuzumab", "pertuzumab"):
+            if drug in row:
+                found.setdefault(markers[0], []).append(row[drug])
+    return {k: {"mean_p_yes": round(sum(v) / len(v), 4), "scores": len(v)} for k, v in sorted(found.items())}
+
+
 def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any]:
     from models.recommender.base import load_base
     from models.recommender.training import RecommenderTrainConfig, save_adapter, score_visits, train_recommender
@@ -102,7 +126,10 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
             "OV-0019",
             f"cohort_seed {seed} is the sandbox cohort's seed (the unseen evaluation set); choose another",
         )
-    co_train, co_dev = _split(cohort_visits(int(_option(ctx, "cohort_patients")), seed), fraction, by_group=True)
+    cohort = cohort_visits(int(_option(ctx, "cohort_patients")), seed)
+    if _option(ctx, "phenotype_variants"):
+        cohort = with_phenotype_variants(cohort, _option(ctx, "phenotype_share"))
+    co_train, co_dev = _split(cohort, fraction, by_group=True)
     syn = synthea_training_visits(data_dir) if _option(ctx, "synthea") else []
     syn_train, syn_dev = _split(syn, fraction, by_group=False)
     config = RecommenderTrainConfig(
@@ -129,9 +156,14 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
     dev_metrics: dict[str, Any] = {
         "threshold": outcome.threshold,
         "warning_threshold": warn_at,
-        "calibrated_on": "cohort_dev",
-        "cohort_dev": contract_report(co_dev, co_scores, outcome.threshold, baselines, formulary, warn_at),
+        "calibrated_on": "cohort_dev (with its phenotype variants)",
     }
+    for name, variants in (("cohort_dev", False), ("cohort_dev_phenotype", True)):
+        rows = [(v, s) for v, s in zip(co_dev, co_scores, strict=True) if is_variant(v) == variants]
+        if rows:
+            chosen, scores = [v for v, _ in rows], [s for _, s in rows]
+            dev_metrics[name] = contract_report(chosen, scores, outcome.threshold, baselines, formulary, warn_at)
+    dev_metrics["phenotype_sensitivity"] = biomarker_sensitivity(co_dev, co_scores)
     if syn_dev:
         syn_scores = score_visits(outcome.model, base, config.prompt, syn_dev, ctx.progress)
         dev_metrics["synthea_dev"] = contract_report(

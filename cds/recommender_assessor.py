@@ -18,6 +18,7 @@ from adapters import MedicationOrder, PatientContext, RecordedAdverseEvent
 from cds.decisions import OrderWarning
 from cds.formulary import Formulary
 from cds.overprescription import Order, PriorEvent, decide_overprescription
+from cds.recommender_tumour import history_with_phenotype
 from models.recommender import MedicationRecommender, PatientSummary
 
 _TAG = re.compile(r"\s*\((disorder|finding|situation|morphologic abnormality)\)\s*$")
@@ -70,9 +71,9 @@ def patient_summary(
         conditions=tuple(dict.fromkeys(conditions)),
         previous_medications=tuple(dict.fromkeys(previous)),
         allergies=tuple(context.allergies),
-        # The tumour phenotype goes into the history line, not the conditions: the indication rules read the
-        # conditions, and "HER2-positive" is a property of the cancer, not a condition of its own.
-        history="; ".join(([f"tumour phenotype: {', '.join(phenotype)}"] if phenotype else []) + serious),
+        # The tumour phenotype goes into the history line, not the conditions: "HER2-positive" is a property
+        # of the cancer, not a condition of its own (the policy reads it separately, as ``tumour_phenotype``).
+        history=history_with_phenotype(phenotype, serious),
     )
 
 

@@ -10,7 +10,8 @@ rules too and the comparison isolates the scores. Per visit:
 - orders = the previous medications as *active* orders and the ordered drugs (prescribed + overprescribed)
   as *drafts*; warned = the drafts the decision warns about;
 - prior events = the "grade N <event> on <drug> (<date>)" phrases of the history (the only place a
-  visits.jsonl line carries recorded adverse events).
+  visits.jsonl line carries recorded adverse events), and the tumour phenotype its "tumour phenotype: ..."
+  clause (``cds.recommender_tumour``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 from cds.formulary import Formulary
 from cds.overprescription import Order, PriorEvent, decide_overprescription
+from cds.recommender_tumour import phenotype_of
 from models.recommender.baselines import Baselines
 from models.recommender.metrics import SetMetrics, VisitOutcome, set_metrics
 from models.recommender.visits import TrainingVisit
@@ -67,6 +69,7 @@ def outcome(
         threshold,
         formulary,
         warning_threshold=warning_threshold,
+        tumour_phenotype=phenotype_of(visit.patient.history),
     )
     return VisitOutcome(
         recommended=frozenset(d for d in visit.universe if scores.get(d, 0.0) >= threshold),
