@@ -1,7 +1,9 @@
 """``oncovigil refine TASK --labels FILE``: fix the labels a compact extractor gets wrong, cheapest way first.
 
-Retrieval over the labelled notes (no training), then LoRA fine-tuning for what retrieval leaves under the
-target; a change is kept only when the held-out score improves. Only ``toxicity`` is supported so far.
+Retrieval over the labelled examples (no training), then LoRA fine-tuning for what retrieval leaves under the
+target; a change is kept only when the held-out score improves. Tasks: ``toxicity`` (labelled notes in the
+toxicity eval format, accuracy per symptom) and ``drugcomb`` (DrugComb-format sentences, F1 per relation
+class).
 """
 
 from __future__ import annotations
@@ -10,88 +12,138 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cds.cli import fail, settings_of
 from cds.errors import ConfigError, RefineError
-from cds.extraction import RETRIEVAL_DIR
+from cds.extraction import RETRIEVAL_DIRS
 from cds.model_tasks import get_task, make_context, resolve_model_dir
-from cds.refine import FineTune, RefineOptions, refine_toxicity
+from cds.refine import FineTune, RefineOptions
+from cds.refine_drugcomb import refine_drugcomb
+from cds.refine_toxicity import refine_toxicity
 from models import ModelCard, ModelError, RuntimeConfig, read_card, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.runtime import CPU
-from models.toxicity import REGISTRY_NAME, ToxicityExtractor, ToxicityNote, load_toxicity_extractor, read_notes
-from models.toxicity.build import build_toxicity_dir
-from models.toxicity.train import ToxicityTrainConfig, train_toxicity
+
+TARGETS = {"toxicity": 0.95, "drugcomb": 0.6}  # per-label accuracy / per-class F1
 
 
-def lora_fine_tuner(symptoms: tuple[str, ...], budget_s: float, threads: int) -> FineTune:
+def _card(artifact: Path, name: str, task: str, hyperparameters: dict[str, Any]) -> None:
+    card = ModelCard(
+        name=name,
+        task=task,
+        version="1-refined",
+        labels=[],
+        base_model=MINILM_NAME,
+        base_model_source=MINILM_SOURCE,
+        hyperparameters={**hyperparameters, "refined_from": "labelled pool"},
+    )
+    write_card(artifact, card)
+
+
+def toxicity_fine_tuner(symptoms: tuple[str, ...], budget_s: float, threads: int) -> FineTune:
     """Train a new adapter and head on the pool within ``budget_s``, build it, and open it (CPU, fp32)."""
+    from models.toxicity import REGISTRY_NAME, ToxicityExtractor, ToxicityNote, load_toxicity_extractor
+    from models.toxicity.build import build_toxicity_dir
+    from models.toxicity.train import ToxicityTrainConfig, train_toxicity
 
     def fine_tune(pool: Sequence[ToxicityNote], folder: Path) -> ToxicityExtractor:
         config = ToxicityTrainConfig(symptoms=symptoms, threads=threads, time_budget_s=budget_s)
         artifact, model_dir = folder / "artifact", folder / "model"
         summary = train_toxicity(pool, minilm_dir(), artifact, config)
         (folder / "training.json").write_text(json.dumps(summary, default=str) + "\n", encoding="utf-8")
-        card = ModelCard(
-            name=REGISTRY_NAME,
-            task="toxicity",
-            version="1-refined",
-            labels=[],
-            base_model=MINILM_NAME,
-            base_model_source=MINILM_SOURCE,
-            hyperparameters={**config.as_dict(), "training": summary, "refined_from": "labelled pool"},
-        )
-        write_card(artifact, card)
+        _card(artifact, REGISTRY_NAME, "toxicity", {**config.as_dict(), "training": summary})
         build_toxicity_dir(artifact, model_dir, int8=False, threads=threads)
         return load_toxicity_extractor(model_dir, RuntimeConfig(providers=(CPU,), threads=threads, allow_int8=False))
 
     return fine_tune
 
 
+def drugcomb_fine_tuner(drugs_file: Path, budget_s: float, threads: int) -> FineTune:
+    """A new adapter and head on the pool sentences within ``budget_s`` (the current model's decoding)."""
+    from models.drugcomb import DrugCombExtractor
+    from models.drugcomb.build import build_drugcomb_dir
+    from models.drugcomb.data import DrugCombDoc
+    from models.drugcomb.extractor import REGISTRY_NAME, load_drugcomb_extractor
+    from models.drugcomb.train import DrugCombTrainConfig, train_drugcomb
+
+    def fine_tune(pool: Sequence[DrugCombDoc], folder: Path) -> DrugCombExtractor:
+        config = DrugCombTrainConfig(threads=threads, time_budget_s=budget_s)
+        artifact, model_dir = folder / "artifact", folder / "model"
+        summary = train_drugcomb(pool, [], minilm_dir(), drugs_file, artifact, config)
+        (folder / "training.json").write_text(json.dumps(summary, default=str) + "\n", encoding="utf-8")
+        _card(artifact, REGISTRY_NAME, "drugcomb", {**config.as_dict(), "training": summary})
+        build_drugcomb_dir(artifact, model_dir, int8=False, threads=threads)
+        return load_drugcomb_extractor(model_dir, RuntimeConfig(providers=(CPU,), threads=threads, allow_int8=False))
+
+    return fine_tune
+
+
+def _run(
+    task: str, model_dir: Path, labels: Path, destination: Path, options: RefineOptions, budget_s: float, threads: int
+) -> dict[str, Any]:
+    runtime = RuntimeConfig(providers=(CPU,), threads=threads, allow_int8=False)
+    has_card = (model_dir / "model_card.json").is_file()
+    fingerprint = read_card(model_dir).files.get("model.onnx") if has_card else None
+    if task == "drugcomb":
+        from models.drugcomb.data import read_jsonl
+        from models.drugcomb.extractor import load_drugcomb_extractor
+        from models.drugcomb.lexicon import DRUGS_FILE
+
+        extractor = load_drugcomb_extractor(model_dir, runtime)
+        tuner = drugcomb_fine_tuner(model_dir / DRUGS_FILE, budget_s, threads) if options.finetune else None
+        return refine_drugcomb(extractor, read_jsonl(labels), destination, options, tuner, fingerprint)
+    from models.toxicity import load_toxicity_extractor, read_notes
+
+    current = load_toxicity_extractor(model_dir, runtime)
+    notes = read_notes(labels, current.symptoms)
+    toxicity_tuner = toxicity_fine_tuner(current.symptoms, budget_s, threads) if options.finetune else None
+    return refine_toxicity(current, notes, destination, options, toxicity_tuner, fingerprint)
+
+
 def refine(
     ctx: typer.Context,
-    task: Annotated[str, typer.Argument(help="Task to refine (toxicity).")],
-    labels: Annotated[Path, typer.Option("--labels", help="Labelled notes (the task's eval format, JSONL).")],
+    task: Annotated[str, typer.Argument(help="Task to refine: toxicity or drugcomb.")],
+    labels: Annotated[
+        Path, typer.Option("--labels", help="Labelled examples, JSONL: the task's eval format.")
+    ],
     model: Annotated[Path | None, typer.Option("--model", help="Model directory to start from.")] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Report, index, adapter (default {home}/refine/TASK).")
     ] = None,
-    target: Annotated[float, typer.Option("--target", help="Per-label accuracy target on held-out notes.")] = 0.95,
+    target: Annotated[
+        float | None,
+        typer.Option("--target", help="Per-label target (toxicity: accuracy 0.95; drugcomb: F1 0.6)."),
+    ] = None,
     finetune: Annotated[bool, typer.Option("--finetune/--no-finetune", help="Allow LoRA fine-tuning.")] = True,
     budget_s: Annotated[float, typer.Option("--finetune-budget-s", help="Fine-tuning time budget.")] = 240.0,
     threads: Annotated[int, typer.Option("--threads", help="torch and onnxruntime threads.")] = 1,
+    k: Annotated[int, typer.Option("--k", min=1, help="Labelled neighbours that vote at inference.")] = 8,
     install: Annotated[
         bool, typer.Option("--install", help="If retrieval is kept, put its index where the sync loads it.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object.")] = False,
 ) -> None:
-    """Refine TASK from labelled notes and write a before/after report per label."""
+    """Refine TASK from labelled examples and write a before/after report per label."""
     settings = settings_of(ctx)
-    if task != "toxicity":
-        raise fail(f"OV-0130: refine supports the toxicity task only (got {task!r})")
+    if task not in TARGETS:
+        raise fail(f"OV-0130: refine supports the tasks {', '.join(TARGETS)} (got {task!r})")
     if not labels.is_file():
-        raise fail(f"OV-0131: --labels {labels} is not a file; pass labelled notes in JSONL")
+        raise fail(f"OV-0131: --labels {labels} is not a file; pass labelled examples in JSONL")
     context = make_context(settings)
     destination = out or settings.home / "refine" / task
+    options = RefineOptions(target=TARGETS[task] if target is None else target, finetune=finetune, k=k)
     try:
         model_dir = resolve_model_dir(context, get_task(task), model)
-        runtime = RuntimeConfig(providers=(CPU,), threads=threads, allow_int8=False)
-        current = load_toxicity_extractor(model_dir, runtime)
-        notes = read_notes(labels, current.symptoms)
-        tuner = lora_fine_tuner(current.symptoms, budget_s, threads) if finetune else None
-        options = RefineOptions(target=target, finetune=finetune)
-        has_card = (model_dir / "model_card.json").is_file()
-        fingerprint = read_card(model_dir).files.get("model.onnx") if has_card else None
-        report = refine_toxicity(current, notes, destination, options, tuner, fingerprint)
+        report = _run(task, model_dir, labels, destination, options, budget_s, threads)
     except (ConfigError, RefineError) as exc:
         raise fail(str(exc)) from exc
     except ModelError as exc:
         raise fail(str(exc), 2 if exc.user_error else 1) from exc
     if install and report["kept"] == "retrieval":
-        target_dir = settings.resolved_models_dir / RETRIEVAL_DIR
+        target_dir = settings.resolved_models_dir / RETRIEVAL_DIRS[task]
         target_dir.mkdir(parents=True, exist_ok=True)
         for name in ("retrieval.json", "retrieval_index.npz"):
             shutil.copy2(destination / name, target_dir / name)

@@ -59,21 +59,26 @@ class LoadedExtractors:
         return (f"oncovigil-{task}", self.versions.get(task, "unknown"))
 
 
-# A refinement's kept retrieval index (``oncovigil refine toxicity --install``) is used by the sync from here.
-RETRIEVAL_DIR = "toxicity_retrieval"
+# A refinement's kept retrieval index (``oncovigil refine TASK --install``) is used by the sync from here.
+RETRIEVAL_DIRS: dict[str, str] = {"toxicity": "toxicity_retrieval", "drugcomb": "drugcomb_retrieval"}
 
 
-def _with_retrieval(base: Any, version: str, models_dir: Path, card: Any) -> tuple[Any, str]:
-    """The toxicity extractor with the installed retrieval index; the plain one when the index is stale."""
+def _with_retrieval(task: str, base: Any, version: str, models_dir: Path, card: Any) -> tuple[Any, str]:
+    """The extractor with its installed retrieval index; the plain one when the index is stale."""
     from cds.errors import RefineError
-    from cds.refine import load_retrieval
+    from cds.refine_drugcomb import load_drugcomb_retrieval
+    from cds.refine_toxicity import load_retrieval
 
+    folder, fingerprint = models_dir / RETRIEVAL_DIRS[task], card.files.get("model.onnx")
     try:
-        wrapped = load_retrieval(base, models_dir / RETRIEVAL_DIR, card.files.get("model.onnx"))
+        if task == "drugcomb":
+            wrapped: Any = load_drugcomb_retrieval(base, folder, fingerprint)
+        else:
+            wrapped = load_retrieval(base, folder, fingerprint)
     except RefineError as exc:
-        log.warning("retrieval index not used", extra={"reason": exc.code})
+        log.warning("retrieval index not used", extra={"task": task, "reason": exc.code})
         return base, version
-    log.info("retrieval index loaded", extra={"windows": len(wrapped.index), "weight": wrapped.weight})
+    log.info("retrieval index loaded", extra={"task": task, "size": len(wrapped.index), "weight": wrapped.weight})
     # the version changes with the index, so notes are read again when labels were added
     return wrapped, f"{version}+knn{len(wrapped.index)}w{wrapped.weight}"
 
@@ -94,7 +99,7 @@ def load_extractors(
         card = read_card(model_dir)
         extractors[task] = registry.create(card.name, model_dir, runtime)
         versions[task] = f"{card.name}@{card.version}"
-        if task == "toxicity" and (models_dir / RETRIEVAL_DIR / "retrieval.json").is_file():
-            extractors[task], versions[task] = _with_retrieval(extractors[task], versions[task], models_dir, card)
+        if task in RETRIEVAL_DIRS and (models_dir / RETRIEVAL_DIRS[task] / "retrieval.json").is_file():
+            extractors[task], versions[task] = _with_retrieval(task, extractors[task], versions[task], models_dir, card)
         log.info("extractor loaded", extra={"task": task, "model": versions[task]})
     return LoadedExtractors(extractors, versions, missing)

@@ -178,16 +178,25 @@ class PooledClassifier:
         self.max_batch = max_batch
 
     def logits(self, rows: Sequence[InputRow]) -> FloatArray:
+        return self.logits_and_features(rows)[0]
+
+    def logits_and_features(self, rows: Sequence[InputRow]) -> tuple[FloatArray, FloatArray]:
+        """Logits and the head's input features (the pooled vectors retrieval compares), one ONNX pass."""
+        labels = len(self.task.labels)
         if not rows:
-            return np.zeros((0, len(self.task.labels)), dtype=np.float32)
+            return np.zeros((0, labels), dtype=np.float32), np.zeros((0, 0), dtype=np.float32)
         encodings = encode_rows(self.tokenizer, rows)
-        out = np.zeros((len(rows), len(self.task.labels)), dtype=np.float32)
+        out = np.zeros((len(rows), labels), dtype=np.float32)
+        vectors: FloatArray = np.zeros((len(rows), 0), dtype=np.float32)
         for batch in bucket_by_length(encodings, lambda e: len(e.ids), self.max_batch, 8192):
             feeds = pad_batch([encodings[i] for i in batch], [rows[i] for i in batch])
             (hidden,) = self.session.run(feeds, [HIDDEN])
             features = pool(np.asarray(hidden, dtype=np.float32), feeds, self.task.pooling)
             out[batch] = self.head(features)
-        return out
+            if vectors.shape[1] == 0:
+                vectors = np.zeros((len(rows), features.shape[1]), dtype=np.float32)
+            vectors[batch] = features
+        return out, vectors
 
 
 def load_pooled_classifier(

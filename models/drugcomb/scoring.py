@@ -85,3 +85,17 @@ def drugcomb_scores(gold: Iterable[ScoredRelation], predicted: Iterable[ScoredRe
             out[f"precision_{name}_{mode}"] = prf.precision
             out[f"recall_{name}_{mode}"] = prf.recall
     return out
+
+
+def label_prf(gold: Iterable[ScoredRelation], predicted: Iterable[ScoredRelation], label: str) -> Prf:
+    """Exact-match precision, recall and F1 of one class: the same sentence, drug set and label.
+
+    Not one of the published scores; it tells which class a model gets wrong (``oncovigil refine``).
+    """
+    wanted = {(r.doc_id, r.drugs) for r in gold if r.label == label}
+    found = {(r.doc_id, r.drugs) for r in predicted if r.label == label}
+    hits = len(wanted & found)
+    precision = hits / len(found) if found else 0.0
+    recall = hits / len(wanted) if wanted else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return Prf(precision, recall, f1)

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from models.drugcomb.pooled import HIDDEN, InputRow, encode_rows, pad_batch, pool
 from models.encoder_infer import softmax
 from models.errors import DataFormatError
+from models.knn import Vote, blend, unit, vote
 from models.records import ToxicityFinding, pipe_batches
 from models.runtime import bucket_by_length
 from models.toxicity.data import ToxicityNote
@@ -114,8 +115,7 @@ def forward(extractor: ToxicityExtractor, texts: Sequence[str]) -> tuple[FloatAr
         hidden = np.asarray(hidden, dtype=np.float32)
         logits[batch] = classifier.head(pool(hidden, feeds, classifier.task.pooling))
         mask = feeds["attention_mask"][..., None].astype(np.float32)
-        mean = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
-        mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-9)
+        mean = unit((hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0))
         if vectors.shape[1] == 0:
             vectors = np.zeros((len(texts), mean.shape[1]), dtype=np.float32)
         vectors[batch] = mean
@@ -144,19 +144,17 @@ def build_index(extractor: ToxicityExtractor, notes: Iterable[ToxicityNote]) -> 
 
 @dataclass(frozen=True)
 class WindowParts:
-    """Model and neighbour distributions of a list of windows: [windows, symptoms, classes] each."""
+    """Model distributions ``[windows, symptoms, classes]`` and the neighbours' votes on status and grade."""
 
     model_status: FloatArray
     model_grade: FloatArray
-    knn_status: FloatArray
-    knn_grade: FloatArray
-    knn_has_grade: npt.NDArray[np.bool_]
+    status_vote: Vote
+    grade_vote: Vote
 
     def blend(self, weight: float) -> FloatArray:
         """Rows in the head's layout whose softmax is the blended distribution (log-probabilities)."""
-        status = (1 - weight) * self.model_status + weight * self.knn_status
-        with_grade = self.knn_has_grade[..., None]
-        grade = np.where(with_grade, (1 - weight) * self.model_grade + weight * self.knn_grade, self.model_grade)
+        status = blend(self.model_status, self.status_vote, weight)
+        grade = blend(self.model_grade, self.grade_vote, weight)
         count = len(status)
         logs = [np.log(np.maximum(status, 1e-9)).reshape(count, -1), np.log(np.maximum(grade, 1e-9)).reshape(count, -1)]
         out: FloatArray = np.concatenate(logs, axis=1).astype(np.float32)
@@ -187,28 +185,13 @@ class RetrievalToxicityExtractor:
         logits, vectors = forward(self.base, texts)
         model_status = softmax(logits[:, : layout.grade_offset].reshape(len(texts), n, statuses))
         model_grade = softmax(logits[:, layout.grade_offset :].reshape(len(texts), n, grades))
-        knn_status = np.zeros_like(model_status)
-        knn_grade = np.zeros_like(model_grade)
-        has_grade = np.zeros((len(texts), n), dtype=bool)
-        if len(self.index) and len(texts):
-            k = min(self.k, len(self.index))
-            sims = vectors @ self.index.vectors.T
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            top_sims = np.take_along_axis(sims, top, axis=1)
-            weights = softmax((top_sims / self.tau).astype(np.float32))  # [windows, k]
-            neighbour_status = self.index.status[top]  # [windows, k, symptoms]
-            neighbour_grade = self.index.grade[top]
-            for c in range(statuses):
-                knn_status[:, :, c] = (weights[..., None] * (neighbour_status == c)).sum(axis=1)
-            graded = neighbour_grade >= 0
-            mass = (weights[..., None] * graded).sum(axis=1)
-            has_grade = mass > 0
-            for g in range(grades):
-                vote = (weights[..., None] * (neighbour_grade == g)).sum(axis=1)
-                knn_grade[:, :, g] = np.where(has_grade, vote / np.maximum(mass, 1e-9), 0.0)
-        else:
-            knn_status = model_status
-        return WindowParts(model_status, model_grade, knn_status, knn_grade, has_grade)
+        index = self.index
+        return WindowParts(
+            model_status,
+            model_grade,
+            vote(vectors, index.vectors, index.status, statuses, self.k, self.tau),
+            vote(vectors, index.vectors, index.grade, grades, self.k, self.tau),
+        )
 
     def logits(self, texts: Sequence[str]) -> FloatArray:
         return self.parts(texts).blend(self.weight)

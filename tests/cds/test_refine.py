@@ -18,7 +18,8 @@ from test_drugcomb_tinybert import build_tiny_bert
 
 from cds.cohort import generate_cohort
 from cds.errors import RefineError
-from cds.refine import STRATEGIES, RefineOptions, load_retrieval, refine_toxicity, split
+from cds.refine import STRATEGIES, RefineOptions, split
+from cds.refine_toxicity import load_retrieval, refine_toxicity
 from models.card import ModelCard, write_card
 from models.registry import RuntimeConfig
 from models.runtime import CPU
@@ -50,10 +51,10 @@ def student(tmp_path_factory: pytest.TempPathFactory, labelled: list[ToxicityNot
 
 
 def test_split_is_deterministic_and_disjoint(labelled: list[ToxicityNote]) -> None:
-    pool, held = split(labelled, 0.3, "heldout")
+    pool, held = split(labelled, 0.3, "heldout", lambda n: n.note_id)
     assert {n.note_id for n in pool}.isdisjoint({n.note_id for n in held})
     assert len(pool) + len(held) == len(labelled) and held
-    assert [n.note_id for n in split(labelled, 0.3, "heldout")[1]] == [n.note_id for n in held]
+    assert [n.note_id for n in split(labelled, 0.3, "heldout", lambda n: n.note_id)[1]] == [n.note_id for n in held]
 
 
 def test_refine_reports_every_label_and_keeps_only_an_improvement(
@@ -68,7 +69,7 @@ def test_refine_reports_every_label_and_keeps_only_an_improvement(
     report = refine_toxicity(student, labelled, tmp_path, RefineOptions(target=1.01), no_better_fine_tune)
     assert set(report["per_label"]) == set(SYMPTOMS)
     assert report["under_target_before"] == list(SYMPTOMS)  # nothing reaches an impossible target
-    assert calls == [report["pool_notes"]]
+    assert calls == [report["pool_items"]]
     assert set(report["macro_f1"]) == set(STRATEGIES)
     assert report["macro_f1"]["lora"] == report["macro_f1"]["current"]
     kept = report["kept"]
@@ -102,7 +103,7 @@ def test_the_sync_loads_an_installed_index_only_for_the_model_it_was_built_on(
 ) -> None:
     import shutil
 
-    from cds.extraction import RETRIEVAL_DIR, load_extractors
+    from cds.extraction import RETRIEVAL_DIRS, load_extractors
     from models import read_card
     from models.toxicity.retrieval import INDEX_FILE, RetrievalToxicityExtractor, build_index
 
@@ -110,7 +111,7 @@ def test_the_sync_loads_an_installed_index_only_for_the_model_it_was_built_on(
     models = tmp_path / "models"
     shutil.copytree(model_dir, models / "toxicity")
     index, _ = build_index(student, labelled[:10])
-    installed = models / RETRIEVAL_DIR
+    installed = models / RETRIEVAL_DIRS["toxicity"]
     index.save(installed / INDEX_FILE)
     fingerprint = read_card(model_dir).files["model.onnx"]
     settings = {"weight": 0.5, "k": 4, "tau": 0.05, "windows": len(index), "model_onnx_sha256": fingerprint}

@@ -46,3 +46,23 @@ def build_tiny_bert(folder: Path, seed: int = 0) -> Path:
     )
     BertModel(config).save_pretrained(str(folder))
     return folder
+
+
+def build_tiny_drugcomb(root: Path, docs: list[object], max_steps: int = 2) -> Path:
+    """A weak drug-combination model on the tiny BERT (real train -> merge -> export path); its model folder."""
+    from models.card import ModelCard, write_card
+    from models.drugcomb import REGISTRY_NAME
+    from models.drugcomb.build import build_drugcomb_dir
+    from models.drugcomb.train import DrugCombTrainConfig, train_drugcomb
+
+    base = build_tiny_bert(root / "base")
+    drugs = root / "drugs.txt"
+    drugs.write_text("Cisplatin\nPaclitaxel\nGemcitabine\nCarboplatin\n", encoding="utf-8")
+    config = DrugCombTrainConfig(
+        max_size=3, max_length=48, top_layers=1, mlp_hidden=16, lora_r=4, batch_size=2, max_steps=max_steps, threads=1
+    )
+    train_drugcomb(docs[:2], [], base, drugs, root / "artifact", config)  # type: ignore[arg-type]
+    card = ModelCard(name=REGISTRY_NAME, task="drugcomb", version="0", base_model="tiny", base_model_source="test")
+    write_card(root / "artifact", card)
+    build_drugcomb_dir(root / "artifact", root / "model", int8=False, base_dir=base)
+    return root / "model"
