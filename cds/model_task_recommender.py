@@ -8,9 +8,10 @@ sandbox cohort is the unseen evaluation set. The threshold is calibrated on the 
 in recommender.json; the baselines are fitted on the training split and shipped as baselines.json.
 Task options (``-o key=value``): max_steps, max_seconds, learning_rate, max_candidates, negative_ratio,
 lora_r, cohort_patients, cohort_seed, synthea (0/1), dev_fraction, threads, seed, int8 (0/1), base
-("smollm2" or a Hugging Face causal-LM folder), phenotype_variants (0/1) and phenotype_share: cohort visits
-are also trained as a site whose coded diagnosis is generic and whose tumour phenotype (stage, HER2) comes
-from the notes (``cds.recommender_tumour``).
+("smollm2" or a Hugging Face causal-LM folder), phenotype_variants (0/1, off) and phenotype_share: also train
+on cohort visits as a site whose coded diagnosis is generic and whose tumour phenotype (stage, HER2) comes from
+the notes (``cds.recommender_tumour``). The dev report always scores those variants of the dev visits
+(``cohort_dev_phenotype``), and so does ``eval recommender`` (``phenotype_variants``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cds.errors import ConfigError
 from cds.formulary import default_formulary
 from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint, numeric_option
 from cds.recommender_eval import calibrate_warning_threshold, contract_report
-from cds.recommender_tumour import is_variant, phenotype_of, with_phenotype_variants
+from cds.recommender_tumour import is_variant, phenotype_of, phenotype_variant, with_phenotype_variants
 from cds.recommender_visits import synthea_visits
 from models import ModelCard, read_card, write_card
 from models.card import TrainingData
@@ -54,7 +55,7 @@ DEFAULTS: dict[str, float] = {
     "threads": 0,
     "seed": 13,
     "int8": 1,
-    "phenotype_variants": 1,
+    "phenotype_variants": 0,
     "phenotype_share": 1 / 3,
 }
 
@@ -95,6 +96,11 @@ def synthea_training_visits(data_dir: Path) -> list[TrainingVisit]:
     return [replace(v, candidates=vocabulary, group=v.visit_id) for v in visits]
 
 
+def phenotype_variants(visits: Sequence[TrainingVisit]) -> list[TrainingVisit]:
+    """Every visit with a staged cancer as its phenotype variant (generic site code, tumour in the notes)."""
+    return [v for v in (phenotype_variant(visit, share=1.0) for visit in visits) if v is not None]
+
+
 def biomarker_sensitivity(
     visits: Sequence[TrainingVisit], scores: Sequence[dict[str, float]]
 ) -> dict[str, dict[str, float | int]]:
@@ -114,6 +120,19 @@ def biomarker_sensitivity(
     return {k: {"mean_p_yes": round(sum(v) / len(v), 4), "scores": len(v)} for k, v in sorted(found.items())}
 
 
+def phenotype_report(
+    variants: Sequence[TrainingVisit],
+    scores: Sequence[dict[str, float]],
+    threshold: float,
+    baselines: Any,
+    formulary: Any,
+    warning_threshold: float | None,
+) -> dict[str, Any]:
+    """The contract report on phenotype variants, with their count and the anti-HER2 separation."""
+    report = contract_report(variants, scores, threshold, baselines, formulary, warning_threshold)
+    return {**report, "visits": len(variants), "her2_sensitivity": biomarker_sensitivity(variants, scores)}
+
+
 def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any]:
     from models.recommender.base import load_base
     from models.recommender.training import RecommenderTrainConfig, save_adapter, score_visits, train_recommender
@@ -126,10 +145,9 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
             "OV-0019",
             f"cohort_seed {seed} is the sandbox cohort's seed (the unseen evaluation set); choose another",
         )
-    cohort = cohort_visits(int(_option(ctx, "cohort_patients")), seed)
+    co_train, co_dev = _split(cohort_visits(int(_option(ctx, "cohort_patients")), seed), fraction, by_group=True)
     if _option(ctx, "phenotype_variants"):
-        cohort = with_phenotype_variants(cohort, _option(ctx, "phenotype_share"))
-    co_train, co_dev = _split(cohort, fraction, by_group=True)
+        co_train = with_phenotype_variants(co_train, _option(ctx, "phenotype_share"))
     syn = synthea_training_visits(data_dir) if _option(ctx, "synthea") else []
     syn_train, syn_dev = _split(syn, fraction, by_group=False)
     config = RecommenderTrainConfig(
@@ -156,14 +174,15 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
     dev_metrics: dict[str, Any] = {
         "threshold": outcome.threshold,
         "warning_threshold": warn_at,
-        "calibrated_on": "cohort_dev (with its phenotype variants)",
+        "calibrated_on": "cohort_dev",
+        "cohort_dev": contract_report(co_dev, co_scores, outcome.threshold, baselines, formulary, warn_at),
     }
-    for name, variants in (("cohort_dev", False), ("cohort_dev_phenotype", True)):
-        rows = [(v, s) for v, s in zip(co_dev, co_scores, strict=True) if is_variant(v) == variants]
-        if rows:
-            chosen, scores = [v for v, _ in rows], [s for _, s in rows]
-            dev_metrics[name] = contract_report(chosen, scores, outcome.threshold, baselines, formulary, warn_at)
-    dev_metrics["phenotype_sensitivity"] = biomarker_sensitivity(co_dev, co_scores)
+    variants = phenotype_variants(co_dev)
+    if variants:
+        variant_scores = [dict(s.scores) for s in score_visits(outcome.model, base, config.prompt, variants)]
+        dev_metrics["cohort_dev_phenotype"] = phenotype_report(
+            variants, variant_scores, outcome.threshold, baselines, formulary, warn_at
+        )
     if syn_dev:
         syn_scores = score_visits(outcome.model, base, config.prompt, syn_dev, ctx.progress)
         dev_metrics["synthea_dev"] = contract_report(
@@ -257,10 +276,19 @@ def evaluate(ctx: TaskContext, data_path: Path, model_dir: Path) -> dict[str, An
             "OV-0019", f"{model_dir} has no {BASELINES_FILE}; build it from the artifact (`oncovigil models build`)"
         )
     recommender = load_recommender(model_dir, ctx.runtime)
-    scores = [{s.drug: s.p_yes for s in recommender.score(v.patient, v.universe)} for v in visits]
-    return contract_report(
-        visits, scores, recommender.threshold, baselines, default_formulary(), recommender.warning_threshold
-    )
+
+    def scored(chosen: Sequence[TrainingVisit]) -> list[dict[str, float]]:
+        return [{s.drug: s.p_yes for s in recommender.score(v.patient, v.universe)} for v in chosen]
+
+    formulary, warn_at = default_formulary(), recommender.warning_threshold
+    report = contract_report(visits, scored(visits), recommender.threshold, baselines, formulary, warn_at)
+    variants = phenotype_variants(visits)
+    if variants:
+        # the same visits as a site whose coded diagnosis is generic and whose tumour is in the notes
+        report["phenotype_variants"] = phenotype_report(
+            variants, scored(variants), recommender.threshold, baselines, formulary, warn_at
+        )
+    return report
 
 
 def _provenance(seed: int, patients: int, fraction: float) -> list[TrainingData]:

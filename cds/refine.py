@@ -3,7 +3,7 @@
 The ladder is the same for every task; what a task brings (``RefineTask``): how its items are named and
 scored per label, and how a retrieval index is built, calibrated and saved.
 
-1. Split the labels by a hash of the item id (a note, a sentence): 30 % held out for every score, the rest
+1. Split the labels by a hash of the item key (a note, a sentence): 30 % held out for every score, the rest
    the *pool*.
 2. Score the current model per label (the task's ``metric``: symptom accuracy for toxicity, exact-match F1
    per relation class for drugcomb) on the held-out items; labels under ``target`` need help.
@@ -67,7 +67,9 @@ class RefineTask(Protocol[Item_contra, Model]):
     metric: str  # the per-label score compared with the target ("accuracy", "f1")
     summary_keys: tuple[str, ...]  # whole-set scores reported per strategy beside the macro F1
 
-    def item_id(self, item: Item_contra) -> str: ...
+    def split_key(self, item: Item_contra) -> str:
+        """What the held-out split hashes: items sharing a key (sentences of one paper) stay on one side."""
+        ...
 
     def score(self, model: Model, items: Sequence[Item_contra]) -> dict[str, Any]:
         """``macro_f1``, ``per_label`` (label -> {metric: value, ...}) and the ``summary_keys``."""
@@ -102,7 +104,7 @@ def _bucket(item_id: str, salt: str) -> float:
 
 
 def split(items: Sequence[Item], share: float, salt: str, key: Callable[[Item], str]) -> tuple[list[Item], list[Item]]:
-    """(rest, share) by a hash of the item id: the same labels always split the same way."""
+    """(rest, share) by a hash of the item key: the same labels always split the same way."""
     rest = [n for n in items if _bucket(key(n), salt) >= share]
     part = [n for n in items if _bucket(key(n), salt) < share]
     return rest, part
@@ -116,7 +118,7 @@ def best_weight(scores: dict[float, float]) -> float:
 def calibrated_retrieval(
     task: RefineTask[Item, Model], model: Model, pool: Sequence[Item], options: RefineOptions
 ) -> Calibrated[Model]:
-    index_part, calibration = split(pool, options.calibration_share, "calibration", task.item_id)
+    index_part, calibration = split(pool, options.calibration_share, "calibration", task.split_key)
     return task.with_retrieval(model, index_part, calibration, options)
 
 
@@ -132,7 +134,7 @@ def refine(
     """The ladder of the module docstring. ``model_fingerprint`` (the sha256 of the current model's ONNX file)
     goes into ``retrieval.json``: an index holds that encoder's vectors and is refused next to any other."""
     started = time.perf_counter()
-    pool, heldout = split(labels, options.heldout_share, "heldout", task.item_id)
+    pool, heldout = split(labels, options.heldout_share, "heldout", task.split_key)
     if len(pool) < options.min_notes or len(heldout) < 5:
         raise RefineError(
             "OV-0131",

@@ -38,8 +38,8 @@ class DrugCombRefineTask:
     metric: str = "f1"
     summary_keys: tuple[str, ...] = ("f1_pos_exact", "f1_any_exact")
 
-    def item_id(self, item: DrugCombDoc) -> str:
-        return item.doc_id
+    def split_key(self, item: DrugCombDoc) -> str:
+        return item.group_key  # a paper's sentences share their context: never on both sides of a split
 
     def labels(self, model: DrugCombExtractor) -> Sequence[str]:
         return RELATION_LABELS

@@ -28,7 +28,7 @@ class ToxicityRefineTask:
     metric: str = "accuracy"
     summary_keys: tuple[str, ...] = ("accuracy",)
 
-    def item_id(self, item: ToxicityNote) -> str:
+    def split_key(self, item: ToxicityNote) -> str:
         return item.note_id
 
     def labels(self, model: Toxicity) -> Sequence[str]:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -161,14 +162,22 @@ def test_export_and_eval_cli_print_the_contract_keys(tmp_path: Path) -> None:
     assert export["parity"]["max_abs_diff"] < 1e-3 and export["artifact_fingerprint"]
     assert (model_dir / "baselines.json").is_file() and (model_dir / "model_card.json").is_file()
     data = tmp_path / "visits.jsonl"
-    write_visits(data, VISITS)
+    # a cohort-style visit: its phenotype variant (coded "breast cancer", HER2 in the phenotype line) is scored too
+    her2 = _v(6, "breast cancer, HER2-negative", "Stage II breast cancer, HER2-negative", (), ("trastuzumab",))
+    visits = [*VISITS, replace(her2, overprescribed=("trastuzumab",))]
+    write_visits(data, visits)
     result = _cli(["eval", "recommender", "--data", str(data), "--json", "--model", str(model_dir)], home)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"model", "baselines"}
+    assert set(report) == {"model", "baselines", "phenotype_variants"}
     assert set(report["baselines"]) == {"all", "top_k", "cooccurrence"}
     assert all(set(m) == METRICS for m in [report["model"], *report["baselines"].values()])
-    assert report["model"]["mean_prescribed"] == pytest.approx(sum(len(v.appropriate) for v in VISITS) / 5)
+    assert report["model"]["mean_prescribed"] == pytest.approx(sum(len(v.appropriate) for v in visits) / 6)
+    variants = report["phenotype_variants"]
+    assert variants["visits"] == 1 and set(variants["model"]) == METRICS
+    assert variants["her2_sensitivity"]["HER2-negative"]["scores"] == 1
+    # the biomarker rule reads the phenotype line whatever the tiny model scores
+    assert variants["model"]["warning_recall"] == 1.0
     data.write_text('{"visit_id": "x"}\n')
     bad = _cli(["eval", "recommender", "--data", str(data), "--json", "--model", str(model_dir)], home)
     assert bad.returncode == 2 and "OV-2078" in bad.stderr and bad.stdout == ""
