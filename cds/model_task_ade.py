@@ -27,6 +27,7 @@ from models.ade.training import CHECK_TEXTS, ENTITY_TYPES, build_ade_dir, choose
 from models.ade.tuning import tune_threshold
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.card import TrainingData
+from models.encoder_export import HIDDEN_OUTPUT
 from models.encoder_train import EncoderTrainConfig, train_token_classifier
 from models.runtime import CPU
 
@@ -280,5 +281,6 @@ TASK = TaskSpec(
     export=export,
     evaluate=evaluate,
     hf_task="token-classification",
+    build_requires={"hidden_output": HIDDEN_OUTPUT},  # token retrieval reads the tagger's hidden states
     description="drug / adverse-event tagging, pairing, negation, CTCAE grade and term",
 )

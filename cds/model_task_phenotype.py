@@ -29,6 +29,7 @@ from models import ModelCard, RuntimeConfig, read_card, write_card
 from models.ade import read_corpus
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.card import TrainingData
+from models.encoder_export import HIDDEN_OUTPUT
 from models.encoder_train import EncoderTrainConfig, SpanExample, bio_labels, train_token_classifier
 from models.phenotype import (
     ENTITY_TYPES,
@@ -356,5 +357,6 @@ TASK = TaskSpec(
     export=export,
     evaluate=evaluate,
     hf_task="token-classification",
+    build_requires={"hidden_output": HIDDEN_OUTPUT},  # token retrieval reads the tagger's hidden states
     description="cancer phenotype: site, histology, diagnosis, TNM, stage group, grade, size, laterality, biomarkers",
 )

@@ -63,6 +63,9 @@ class TaskSpec:
     option_keys: frozenset[str] | None = None
 
     text_option_keys: frozenset[str] = frozenset()  # the options that are not numbers
+    # export-record entries a built directory must carry to be current: a build that changed what it makes
+    # (a tagger now exposing its hidden states for retrieval) rebuilds older directories
+    build_requires: Mapping[str, Any] = field(default_factory=dict)
 
     def unknown_options(self, options: Mapping[str, str]) -> list[str]:
         return [] if self.option_keys is None else sorted(set(options) - self.option_keys)
@@ -143,6 +146,8 @@ def is_built(spec: TaskSpec, model_dir: Path) -> bool:
     except Exception:  # any load or integrity failure means "rebuild"
         return False
     built_from = card.export.get("artifact_fingerprint")
+    if any(card.export.get(key) != value for key, value in spec.build_requires.items()):
+        return False
     return built_from == artifact_fingerprint(spec.artifact)
 
 

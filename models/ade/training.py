@@ -97,7 +97,7 @@ def build_ade_dir(
         artifact_dir,
         out_dir,
         check_texts,
-        hidden_output=False,
+        hidden_output=True,  # token retrieval (``models.token_retrieval``) reads them
         int8=int8,
         int8_gate=int8_gate,
         threads=threads,

@@ -21,7 +21,14 @@ def build_phenotype_dir(
 ) -> ModelCard:
     """int8 is decided on dev F1 at training time (the artifact card's ``export.int8_keep``)."""
     report, _task = build_encoder_dir(
-        artifact, out_dir, CHECK_TEXTS, int8=int8, threads=threads, int8_min_agreement=0.0, base_dir=base_dir
+        artifact,
+        out_dir,
+        CHECK_TEXTS,
+        hidden_output=True,  # token retrieval (``models.token_retrieval``) reads them
+        int8=int8,
+        threads=threads,
+        int8_min_agreement=0.0,
+        base_dir=base_dir,
     )
     card = read_card(artifact)
     exported = {**card.export, **report.as_record(), **(export_extra or {})}

@@ -136,6 +136,9 @@ def fit_summariser(
         sft = train_sft(model, batcher, groups, cfg, started + 0.65 * cfg.max_seconds)
         save(model, out_dir / "sft")
     ref_started = time.perf_counter()
+    # Records come corpus first, cohort last: shuffled, the pairs DPO sees are drawn from both (the cohort
+    # holds most serious events, so most "dropped serious" pairs).
+    random.Random(cfg.seed).shuffle(pairs)
     dpo_pairs = pairs[: max(1, cfg.dpo_steps * max(1, cfg.batch_size // 2))]  # only the pairs DPO will see
     reference = reference_logprobs(model, batcher, dpo_pairs, cfg.arch)
     ref_seconds = time.perf_counter() - ref_started

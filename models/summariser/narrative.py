@@ -11,7 +11,7 @@ from collections.abc import Collection
 
 from models.summariser.record import SERIOUS_GRADE, DrugGroup, TermCount
 
-PROMPT_VERSION = "summary-prompt.v1"
+PROMPT_VERSION = "summary-prompt.v2"  # v2: the serious sentence comes before "Most reported"
 MOST_REPORTED = 3  # terms named in the "Most reported" sentence
 PROMPT_TERMS = 6  # non-serious terms shown to the model (serious ones are always shown)
 
@@ -57,14 +57,8 @@ def narrate(group: DrugGroup, skip_serious: Collection[str] = ()) -> str:
     parts = [
         f"{group.drug}: {_n(group.patients, 'patient')}, {_n(group.reports, 'report')}, {group.serious_events} serious."
     ]
-    top = []
-    for t in ranked[:MOST_REPORTED]:
-        detail = _n(t.reports, "report")
-        if t.grades:
-            detail += ", " + _grades(t.grades)
-        top.append(f"{t.term} ({detail})")
-    if top:
-        parts.append("Most reported: " + "; ".join(top) + ".")
+    # Serious events right after the counts: they are what a pharmacist acts on, and a generation cut at
+    # its token cap loses the end of a paragraph, never this sentence.
     serious = [t for t in ranked if t.serious > 0 and t.term not in skip_serious]
     if serious:
         clauses = []
@@ -74,6 +68,14 @@ def narrate(group: DrugGroup, skip_serious: Collection[str] = ()) -> str:
         parts.append("Serious: " + "; ".join(clauses) + ".")
     elif not group.serious_terms:
         parts.append("No serious events.")
+    top = []
+    for t in ranked[:MOST_REPORTED]:
+        detail = _n(t.reports, "report")
+        if t.grades:
+            detail += ", " + _grades(t.grades)
+        top.append(f"{t.term} ({detail})")
+    if top:
+        parts.append("Most reported: " + "; ".join(top) + ".")
     if group.median_days_to_onset is not None:
         parts.append(f"Median onset {_days(group.median_days_to_onset)} days after first dose.")
     return " ".join(parts)

@@ -1,0 +1,110 @@
+"""``oncovigil refine ade`` with the committed ADE model on labelled ADE-Corpus-V2 sentences of our dev split:
+the per-label report (drug, event, pair F1), and a token index that the sync loads for the model it was built
+on and refuses for another."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cds.extraction import RETRIEVAL_DIRS, load_extractors
+from cds.model_tasks import get_task, is_built
+from cds.settings import load_settings
+from models import read_card
+from models.ade import AdeExtractor, read_corpus, split_by_pmid
+from models.ade.corpus import AdeSentence, write_corpus
+from models.ade.ctcae import read_terms
+from models.ade.training import build_ade_dir, corpus_examples
+from models.registry import RuntimeConfig
+from models.runtime import CPU
+from models.token_retrieval import INDEX_FILE, RetrievalTokenRunner, build_token_index
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACT = REPO / "models" / "artifacts" / "ade"
+CORPUS = load_settings().data_dir / "ade_corpus_v2"
+RUNTIME = RuntimeConfig(providers=(CPU,), threads=1, allow_int8=False)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, prerequisite: Any) -> Path:
+    """The built default ADE model (with its hidden-state output), built here when the cache is stale."""
+    from cds.model_task_ade import VENDORED_TERMS
+
+    prerequisite((ARTIFACT / "model_card.json").is_file(), "models/artifacts/ade is not committed")
+    built = load_settings().resolved_models_dir / "ade"
+    if is_built(get_task("ade"), built):
+        return built
+    out = tmp_path_factory.mktemp("models") / "ade"
+    build_ade_dir(ARTIFACT, out, read_terms(VENDORED_TERMS), int8=bool(read_card(ARTIFACT).export.get("int8_keep")))
+    return out
+
+
+@pytest.fixture(scope="module")
+def labelled(prerequisite: Any) -> list[AdeSentence]:
+    """60 sentences of our dev split (never trained on): 40 with pairs, 20 without."""
+    prerequisite(CORPUS.is_dir(), f"{CORPUS} is missing (../shared/data)")
+    _, dev = split_by_pmid(read_corpus(CORPUS))
+    positives = sorted((s for s in dev if s.pairs), key=lambda s: (s.pmid, s.text))[:40]
+    negatives = sorted((s for s in dev if not s.pairs), key=lambda s: (s.pmid, s.text))[:20]
+    return positives + negatives
+
+
+def _models_with(model_dir: Path, root: Path) -> Path:
+    models = root / "models"
+    shutil.copytree(model_dir, models / "ade")
+    return models
+
+
+def test_cli_reports_drug_event_and_pair_f1(model_dir: Path, labelled: list[AdeSentence], tmp_path: Path) -> None:
+    labels = tmp_path / "labels"
+    write_corpus(labels, labelled)
+    models = _models_with(model_dir, tmp_path)
+    env = {**os.environ, "ONCOVIGIL_HOME": str(tmp_path / "home"), "ONCOVIGIL_MODELS_DIR": str(models)}
+    args = ["refine", "ade", "--labels", str(labels), "--model", str(models / "ade"), "--no-finetune", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-c", "from cds.cli import main; main()", *args, "--install", "--threads", "1"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["task"] == "ade" and set(report["per_label"]) == {"DRUG", "AE", "PAIR"}
+    assert report["pool_items"] + report["heldout_items"] == len(labelled)
+    assert set(report["macro_f1"]) == {"current", "retrieval"}  # --no-finetune: the ladder stops at retrieval
+    assert 0.0 < report["pair_f1"]["current"] <= 1.0
+    installed = models / RETRIEVAL_DIRS["ade"] / INDEX_FILE
+    assert installed.is_file() == (report["kept"] == "retrieval")
+    # a bad labels folder is a clear error, not a traceback
+    bad = subprocess.run(
+        [sys.executable, "-c", "from cds.cli import main; main()", "refine", "ade", "--labels", str(labels / "x")],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "OV-0131" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_sync_loads_an_installed_token_index_only_for_its_model(
+    model_dir: Path, labelled: list[AdeSentence], tmp_path: Path
+) -> None:
+    models = _models_with(model_dir, tmp_path)
+    plain = AdeExtractor.load(models / "ade", RUNTIME)
+    index = build_token_index(plain.runner, plain.labels, corpus_examples(labelled[:10]))
+    installed = models / RETRIEVAL_DIRS["ade"]
+    index.save(installed / INDEX_FILE)
+    fingerprint = read_card(models / "ade").files["model.onnx"]
+    settings = {"weight": 0.5, "k": 4, "tau": 0.05, "tokens": len(index), "model_onnx_sha256": fingerprint}
+    (installed / "retrieval.json").write_text(json.dumps(settings))
+    loaded = load_extractors(models, RUNTIME, tasks=("ade",))
+    extractor = loaded.extractors["ade"]
+    assert isinstance(extractor.runner, RetrievalTokenRunner) and len(extractor.runner.index) == len(index)
+    assert loaded.versions["ade"].endswith(f"+knn{len(index)}w0.5")
+    [findings] = loaded.run([labelled[0].text])[0:1]
+    assert findings.ade == extractor.predict([labelled[0].text])[0]
+    (installed / "retrieval.json").write_text(json.dumps({**settings, "model_onnx_sha256": "another model"}))
+    again = load_extractors(models, RUNTIME, tasks=("ade",))
+    assert not isinstance(again.extractors["ade"].runner, RetrievalTokenRunner)
