@@ -64,14 +64,15 @@ RETRIEVAL_DIRS: dict[str, str] = {
     "toxicity": "toxicity_retrieval",
     "drugcomb": "drugcomb_retrieval",
     "ade": "ade_retrieval",
+    "phenotype": "phenotype_retrieval",
 }
 
 
 def _with_retrieval(task: str, base: Any, version: str, models_dir: Path, card: Any) -> tuple[Any, str]:
     """The extractor with its installed retrieval index; the plain one when the index is stale."""
     from cds.errors import RefineError
-    from cds.refine_ade import load_ade_retrieval
     from cds.refine_drugcomb import load_drugcomb_retrieval
+    from cds.refine_taggers import load_ade_retrieval, load_phenotype_retrieval
     from cds.refine_toxicity import load_retrieval
     from models.errors import ModelError
 
@@ -81,13 +82,15 @@ def _with_retrieval(task: str, base: Any, version: str, models_dir: Path, card: 
             wrapped: Any = load_drugcomb_retrieval(base, folder, fingerprint)
         elif task == "ade":
             wrapped = load_ade_retrieval(base, folder, fingerprint)
+        elif task == "phenotype":
+            wrapped = load_phenotype_retrieval(base, folder, fingerprint)
         else:
             wrapped = load_retrieval(base, folder, fingerprint)
     except (RefineError, ModelError) as exc:
         log.warning("retrieval index not used", extra={"task": task, "reason": exc.code})
         return base, version
-    # the ADE extractor carries its retrieval in its runner
-    knn = wrapped.runner if task == "ade" else wrapped
+    # the taggers carry their retrieval in their runner
+    knn = wrapped.runner if task in ("ade", "phenotype") else wrapped
     log.info("retrieval index loaded", extra={"task": task, "size": len(knn.index), "weight": knn.weight})
     # the version changes with the index, so notes are read again when labels were added
     return wrapped, f"{version}+knn{len(knn.index)}w{knn.weight}"

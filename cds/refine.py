@@ -63,9 +63,18 @@ class Calibrated(Generic[Model]):
 class RefineTask(Protocol[Item_contra, Model]):
     """What the ladder needs to know about one task."""
 
-    name: str
-    metric: str  # the per-label score compared with the target ("accuracy", "f1")
-    summary_keys: tuple[str, ...]  # whole-set scores reported per strategy beside the macro F1
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def metric(self) -> str:
+        """The per-label score compared with the target ("accuracy", "f1")."""
+        ...
+
+    @property
+    def summary_keys(self) -> tuple[str, ...]:
+        """Whole-set scores reported per strategy beside the macro F1."""
+        ...
 
     def split_key(self, item: Item_contra) -> str:
         """What the held-out split hashes: items sharing a key (sentences of one paper) stay on one side."""
@@ -141,8 +150,9 @@ def refine(
             f"{len(labels)} labelled examples give a pool of {len(pool)} and {len(heldout)} held out; "
             f"give at least {options.min_notes + 10} labelled examples",
         )
-    names = list(task.labels(current))
     scores: dict[str, dict[str, Any]] = {"current": task.score(current, heldout)}
+    # a label the held-out items never state has no score to improve
+    names = [n for n in task.labels(current) if n in scores["current"]["per_label"]]
     timings: dict[str, float] = {}
     under = [s for s in names if scores["current"]["per_label"][s][task.metric] < options.target]
     details: dict[str, Any] = {}

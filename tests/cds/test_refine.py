@@ -92,7 +92,7 @@ def test_cli_refuses_other_tasks(tmp_path: Path) -> None:
     labels = tmp_path / "labels.jsonl"
     labels.write_text("{}\n")
     done = subprocess.run(
-        [sys.executable, "-c", "from cds.cli import main; main()", "refine", "ade", "--labels", str(labels)],
+        [sys.executable, "-c", "from cds.cli import main; main()", "refine", "recommender", "--labels", str(labels)],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
     )  # fmt: skip
     assert done.returncode == 2 and "OV-0130" in done.stderr

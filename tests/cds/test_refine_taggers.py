@@ -1,6 +1,6 @@
-"""``oncovigil refine ade`` with the committed ADE model on labelled ADE-Corpus-V2 sentences of our dev split:
-the per-label report (drug, event, pair F1), and a token index that the sync loads for the model it was built
-on and refuses for another."""
+"""``oncovigil refine ade|phenotype`` with the committed taggers: ADE on labelled ADE-Corpus-V2 sentences of
+our dev split (drug, event and pair F1), phenotype on generated notes of an unseen seed (F1 per stated field),
+and token indexes that the sync loads for the model they were built on and refuses for another."""
 
 from __future__ import annotations
 
@@ -108,3 +108,68 @@ def test_the_sync_loads_an_installed_token_index_only_for_its_model(
     (installed / "retrieval.json").write_text(json.dumps({**settings, "model_onnx_sha256": "another model"}))
     again = load_extractors(models, RUNTIME, tasks=("ade",))
     assert not isinstance(again.extractors["ade"].runner, RetrievalTokenRunner)
+
+
+PHENOTYPE_ARTIFACT = REPO / "models" / "artifacts" / "phenotype"
+
+
+@pytest.fixture(scope="module")
+def phenotype_dir(tmp_path_factory: pytest.TempPathFactory, prerequisite: Any) -> Path:
+    from models.phenotype.build import build_phenotype_dir
+
+    prerequisite((PHENOTYPE_ARTIFACT / "model_card.json").is_file(), "models/artifacts/phenotype is not committed")
+    built = load_settings().resolved_models_dir / "phenotype"
+    if is_built(get_task("phenotype"), built):
+        return built
+    out = tmp_path_factory.mktemp("models") / "phenotype"
+    build_phenotype_dir(PHENOTYPE_ARTIFACT, out, int8=False)
+    return out
+
+
+def _phenotype_records() -> list[dict[str, Any]]:
+    from cds.model_task_phenotype import synthetic_records
+
+    # a seed no training used, 10 % of words misspelled: labelled notes a site could bring
+    return synthetic_records(40, 90210, 0.1, 0.15)
+
+
+def test_phenotype_cli_reports_the_fields_the_notes_state(phenotype_dir: Path, tmp_path: Path) -> None:
+    from models.phenotype.labels import FIELDS
+
+    records = _phenotype_records()
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    models = tmp_path / "models"
+    shutil.copytree(phenotype_dir, models / "phenotype")
+    env = {**os.environ, "ONCOVIGIL_HOME": str(tmp_path / "home"), "ONCOVIGIL_MODELS_DIR": str(models)}
+    args = ["refine", "phenotype", "--labels", str(labels), "--model", str(models / "phenotype"), "--json"]
+    done = subprocess.run(
+        [sys.executable, "-c", "from cds.cli import main; main()", *args, "--threads", "1"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["task"] == "phenotype" and set(report["per_label"]) <= set(FIELDS)
+    assert {"site", "diagnosis"} <= set(report["per_label"])  # every generated note names its cancer
+    assert "lora" not in report["macro_f1"] and 0.0 < report["micro_f1"]["current"] <= 1.0
+
+
+def test_the_sync_loads_an_installed_phenotype_index(phenotype_dir: Path, tmp_path: Path) -> None:
+    from cds.refine_taggers import phenotype_examples
+    from models.phenotype import PhenotypeExtractor
+    from models.phenotype.data import parse_record
+
+    models = tmp_path / "models"
+    shutil.copytree(phenotype_dir, models / "phenotype")
+    plain = PhenotypeExtractor.load(models / "phenotype", RUNTIME)
+    notes = [parse_record(r, "note") for r in _phenotype_records()[:5]]
+    index = build_token_index(plain.runner, plain.labels, phenotype_examples(notes))
+    installed = models / RETRIEVAL_DIRS["phenotype"]
+    index.save(installed / INDEX_FILE)
+    fingerprint = read_card(models / "phenotype").files["model.onnx"]
+    settings = {"weight": 0.3, "k": 4, "tau": 0.05, "tokens": len(index), "model_onnx_sha256": fingerprint}
+    (installed / "retrieval.json").write_text(json.dumps(settings))
+    loaded = load_extractors(models, RUNTIME, tasks=("phenotype",))
+    assert isinstance(loaded.extractors["phenotype"].runner, RetrievalTokenRunner)
+    assert loaded.versions["phenotype"].endswith(f"+knn{len(index)}w0.3")
+    assert loaded.run([notes[0].text])[0].phenotype is not None
