@@ -113,6 +113,38 @@ def test_one_issue_per_drug_and_reason_set_with_a_deterministic_key_and_date() -
     assert long_a != long_b and long_a.startswith("overrx-") and len(long_a) <= 200
 
 
+def test_the_nightly_assessment_reads_the_stored_tumour_phenotype(tmp_path: Path) -> None:
+    """A pathology note said HER2-negative: trastuzumab ordered later is a biomarker mismatch (moderate)."""
+    from adapters import Note, PatientContext
+    from adapters.records import ConditionRecord
+    from cds.assessor import stored_phenotype
+    from cds.phenotype_map import phenotype_inputs
+    from cds.recommender_assessor import RecommenderAssessor
+    from models.phenotype import Phenotype
+    from models.phenotype.records import PhenotypeField
+
+    text = "Invasive ductal carcinoma of the left breast. HER2 negative (IHC 1+)."
+    note = Note("n1", "p", None, datetime(2025, 2, 1, tzinfo=UTC), None, None, "current", text, "1", None)
+    fields = (
+        PhenotypeField("diagnosis", "breast cancer", "Invasive ductal carcinoma", (0, 25), 0.98, False),
+        PhenotypeField("her2", "negative", "HER2 negative (IHC 1+)", (46, 68), 0.97, False),
+    )
+    _, rows = phenotype_inputs(note, Phenotype(fields), ("phenotype-extractor.v1", "1"))
+    store = StateStore(f"sqlite:///{tmp_path}/state.db")
+    store.replace_note_findings(note.id, "phenotype", rows)
+    assert stored_phenotype(store)("p") == ["breast cancer", "HER2-negative"]
+    breast = ConditionRecord("c1", "254837009", None, "Malignant neoplasm of breast (disorder)", "active", None, None)
+    context = PatientContext(patient_id="p", age=58, sex="female", conditions=[breast])
+    order = _order("m9", "trastuzumab", "active", "2025-03-01T10:00:00+00:00")
+    assessor = RecommenderAssessor(None, default_formulary(), stored_phenotype(store))
+    [warning] = asyncio.run(assessor.assess(context, [order], []))
+    assert warning.kinds[0] == "biomarker_mismatch"
+    [item] = issue_inputs("p", [(warning, order)], default_formulary(), IssueAuthor(RULES, RULES_VERSION))
+    assert item.severity == "moderate" and item.key.startswith("overrx-p-trastuzumab-biomarker_mismatch")
+    assert "HER2-negative" in item.detail
+    store.close()
+
+
 def _recorded(key: str | None, status: str = "final") -> RecordedDetectedIssue:
     return RecordedDetectedIssue(
         id=f"id-{key}",
