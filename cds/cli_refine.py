@@ -21,10 +21,10 @@ from cds.cli import fail, settings_of
 from cds.errors import ConfigError, RefineError
 from cds.extraction import RETRIEVAL_DIRS
 from cds.model_tasks import get_task, make_context, resolve_model_dir
-from cds.refine import FineTune, RefineOptions
-from cds.refine_drugcomb import refine_drugcomb
-from cds.refine_taggers import refine_ade, refine_phenotype
-from cds.refine_toxicity import refine_toxicity
+from cds.refine import FineTune, RefineOptions, run_ladder
+from cds.refine_drugcomb import DRUGCOMB_TASK
+from cds.refine_taggers import ADE_TASK, phenotype_task
+from cds.refine_toxicity import TOXICITY_TASK
 from models import ModelCard, ModelError, RuntimeConfig, read_card, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.runtime import CPU
@@ -131,13 +131,14 @@ def _run(
 
         phenotype = PhenotypeExtractor.load(model_dir, runtime, verify=has_card)
         # no LoRA step: the phenotype tagger trains on generated notes (`oncovigil train phenotype`)
-        return refine_phenotype(phenotype, read_phenotype_notes(labels), destination, options, None, fingerprint)
+        notes = read_phenotype_notes(labels)
+        return run_ladder(phenotype_task(notes), phenotype, notes, destination, options, None, fingerprint)
     if task == "ade":
         from models.ade import AdeExtractor, read_corpus
 
         ade_model = AdeExtractor.load(model_dir, runtime, verify=has_card)
         ade_tuner = ade_fine_tuner(adapter, budget_s, threads) if options.finetune else None
-        return refine_ade(ade_model, read_corpus(labels), destination, options, ade_tuner, fingerprint)
+        return run_ladder(ADE_TASK, ade_model, read_corpus(labels), destination, options, ade_tuner, fingerprint)
     if task == "drugcomb":
         from models.drugcomb.data import read_jsonl
         from models.drugcomb.extractor import load_drugcomb_extractor
@@ -145,13 +146,13 @@ def _run(
 
         extractor = load_drugcomb_extractor(model_dir, runtime)
         tuner = drugcomb_fine_tuner(model_dir / DRUGS_FILE, budget_s, threads) if options.finetune else None
-        return refine_drugcomb(extractor, read_jsonl(labels), destination, options, tuner, fingerprint)
+        return run_ladder(DRUGCOMB_TASK, extractor, read_jsonl(labels), destination, options, tuner, fingerprint)
     from models.toxicity import load_toxicity_extractor, read_notes
 
     current = load_toxicity_extractor(model_dir, runtime)
-    notes = read_notes(labels, current.symptoms)
+    toxicity_notes = read_notes(labels, current.symptoms)
     toxicity_tuner = toxicity_fine_tuner(current.symptoms, budget_s, threads) if options.finetune else None
-    return refine_toxicity(current, notes, destination, options, toxicity_tuner, fingerprint)
+    return run_ladder(TOXICITY_TASK, current, toxicity_notes, destination, options, toxicity_tuner, fingerprint)
 
 
 def refine(

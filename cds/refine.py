@@ -131,7 +131,7 @@ def calibrated_retrieval(
     return task.with_retrieval(model, index_part, calibration, options)
 
 
-def refine(
+def run_ladder(
     task: RefineTask[Item, Model],
     current: Model,
     labels: Sequence[Item],

@@ -8,7 +8,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from cds.refine import WEIGHTS, Calibrated, FineTune, RefineOptions, best_weight, read_settings, refine
+from cds.refine import WEIGHTS, Calibrated, RefineOptions, best_weight, read_settings
 from models.drugcomb import DrugCombExtractor
 from models.drugcomb.data import DrugCombDoc
 from models.drugcomb.decode import CandidateDecision, decide
@@ -84,15 +84,7 @@ class DrugCombRefineTask:
             model.index.save(folder / INDEX_FILE)
 
 
-def refine_drugcomb(
-    current: DrugCombExtractor,
-    labels: Sequence[DrugCombDoc],
-    out_dir: Path,
-    options: RefineOptions,
-    fine_tune: FineTune | None,
-    model_fingerprint: str | None = None,
-) -> dict[str, Any]:
-    return refine(DrugCombRefineTask(), current, labels, out_dir, options, fine_tune, model_fingerprint)
+DRUGCOMB_TASK = DrugCombRefineTask()
 
 
 def load_drugcomb_retrieval(

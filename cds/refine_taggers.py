@@ -17,7 +17,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any, Generic, Protocol, TypeVar
 
-from cds.refine import WEIGHTS, Calibrated, FineTune, RefineOptions, best_weight, read_settings, refine
+from cds.refine import WEIGHTS, Calibrated, RefineOptions, best_weight, read_settings
 from models.ade import AdeExtractor, corpus_metrics
 from models.ade.corpus import AdeSentence
 from models.ade.training import corpus_examples
@@ -143,45 +143,21 @@ PHENOTYPE_TASK: TaggerRefineTask[LabelledNote, PhenotypeExtractor] = TaggerRefin
     name="phenotype",
     summary_keys=("micro_f1", "macro_exact_match"),
     key=_note_key,
-    label_names=(),  # filled per run from the fields the held-out notes state (see ``phenotype_task``)
+    label_names=(),  # the fields the labelled notes state: ``phenotype_task(labels)``
     scorer=phenotype_scores,
     examples=phenotype_examples,
     rebuild=lambda m, r: PhenotypeExtractor(r, m.labels, m.config),
 )
 
 
-def refine_ade(
-    current: AdeExtractor,
-    labels: Sequence[AdeSentence],
-    out_dir: Path,
-    options: RefineOptions,
-    fine_tune: FineTune | None,
-    model_fingerprint: str | None = None,
-) -> dict[str, Any]:
-    return refine(ADE_TASK, current, labels, out_dir, options, fine_tune, model_fingerprint)
+def phenotype_task(labels: Sequence[LabelledNote]) -> TaggerRefineTask[LabelledNote, PhenotypeExtractor]:
+    """The phenotype task scored on the fields the labelled notes state."""
+    from dataclasses import replace
 
-
-def refine_phenotype(
-    current: PhenotypeExtractor,
-    labels: Sequence[LabelledNote],
-    out_dir: Path,
-    options: RefineOptions,
-    fine_tune: FineTune | None,
-    model_fingerprint: str | None = None,
-) -> dict[str, Any]:
     from models.phenotype.labels import FIELDS
 
     stated = tuple(name for name in FIELDS if any(n.truth.get(name) is not None for n in labels))
-    task = TaggerRefineTask(
-        name=PHENOTYPE_TASK.name,
-        summary_keys=PHENOTYPE_TASK.summary_keys,
-        key=PHENOTYPE_TASK.key,
-        label_names=stated,
-        scorer=PHENOTYPE_TASK.scorer,
-        examples=PHENOTYPE_TASK.examples,
-        rebuild=PHENOTYPE_TASK.rebuild,
-    )
-    return refine(task, current, labels, out_dir, options, fine_tune, model_fingerprint)
+    return replace(PHENOTYPE_TASK, label_names=stated)
 
 
 def _load(task: str, model: T, folder: Path, fingerprint: str | None, rebuild: Callable[[T, Any], T]) -> T:

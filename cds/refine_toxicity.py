@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cds.refine import WEIGHTS, Calibrated, FineTune, RefineOptions, best_weight, read_settings, refine
+from cds.refine import WEIGHTS, Calibrated, RefineOptions, best_weight, read_settings
 from models.toxicity import ToxicityExtractor, ToxicityNote
 from models.toxicity.evaluate import score_notes
 from models.toxicity.head import as_truth_map
@@ -75,16 +75,7 @@ def calibrate_weight(extractor: RetrievalToxicityExtractor, notes: Sequence[Toxi
     return {"weight": best_weight(scores), "macro_f1_by_weight": {str(k): v for k, v in scores.items()}}
 
 
-def refine_toxicity(
-    current: ToxicityExtractor,
-    labels: Sequence[ToxicityNote],
-    out_dir: Path,
-    options: RefineOptions,
-    fine_tune: FineTune | None,
-    model_fingerprint: str | None = None,
-) -> dict[str, Any]:
-    start: Toxicity = current
-    return refine(ToxicityRefineTask(), start, labels, out_dir, options, fine_tune, model_fingerprint)
+TOXICITY_TASK = ToxicityRefineTask()
 
 
 def load_retrieval(

@@ -1,4 +1,4 @@
-"""``refine_toxicity`` on a tiny BERT student and generated radiotherapy notes: the held-out split, the
+"""``refine`` of the toxicity task on a tiny BERT student and generated radiotherapy notes: the held-out split, the
 strategy ladder (retrieval, then LoRA), the keep-only-if-better rule, the files and the per-label report."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from test_drugcomb_tinybert import build_tiny_bert
 
 from cds.cohort import generate_cohort
 from cds.errors import RefineError
-from cds.refine import STRATEGIES, RefineOptions, split
-from cds.refine_toxicity import load_retrieval, refine_toxicity
+from cds.refine import STRATEGIES, RefineOptions, run_ladder, split
+from cds.refine_toxicity import TOXICITY_TASK, load_retrieval
 from models.card import ModelCard, write_card
 from models.registry import RuntimeConfig
 from models.runtime import CPU
@@ -66,7 +66,7 @@ def test_refine_reports_every_label_and_keeps_only_an_improvement(
         calls.append(len(pool))
         return student  # a "fine-tune" that learned nothing must never be kept
 
-    report = refine_toxicity(student, labelled, tmp_path, RefineOptions(target=1.01), no_better_fine_tune)
+    report = run_ladder(TOXICITY_TASK, student, labelled, tmp_path, RefineOptions(target=1.01), no_better_fine_tune)
     assert set(report["per_label"]) == set(SYMPTOMS)
     assert report["under_target_before"] == list(SYMPTOMS)  # nothing reaches an impossible target
     assert calls == [report["pool_items"]]
@@ -84,7 +84,7 @@ def test_refine_reports_every_label_and_keeps_only_an_improvement(
 
 def test_too_few_labels_is_an_error(student: ToxicityExtractor, labelled: list[ToxicityNote], tmp_path: Path) -> None:
     with pytest.raises(RefineError, match="OV-0131"):
-        refine_toxicity(student, labelled[:6], tmp_path, RefineOptions(), None)
+        run_ladder(TOXICITY_TASK, student, labelled[:6], tmp_path, RefineOptions(), None)
 
 
 def test_cli_refuses_other_tasks(tmp_path: Path) -> None:

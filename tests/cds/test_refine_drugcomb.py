@@ -21,8 +21,8 @@ from test_drugcomb_tinybert import build_tiny_drugcomb
 
 from cds.errors import RefineError
 from cds.extraction import RETRIEVAL_DIRS, load_extractors
-from cds.refine import RefineOptions
-from cds.refine_drugcomb import RELATION_LABELS, load_drugcomb_retrieval, refine_drugcomb
+from cds.refine import RefineOptions, run_ladder
+from cds.refine_drugcomb import DRUGCOMB_TASK, RELATION_LABELS, load_drugcomb_retrieval
 from models import read_card
 from models.drugcomb import DrugCombExtractor, load_drugcomb_extractor, parse_doc
 from models.drugcomb.data import DrugCombDoc
@@ -80,7 +80,7 @@ def test_refine_reports_every_class_and_keeps_retrieval_only_if_better(
     fingerprint = read_card(model_dir).files["model.onnx"]
     # k=1: the tiny random encoder's features tell templates apart only at the very nearest neighbour
     options = RefineOptions(target=1.01, k=1)
-    report = refine_drugcomb(student, labelled, tmp_path, options, no_better_fine_tune, fingerprint)
+    report = run_ladder(DRUGCOMB_TASK, student, labelled, tmp_path, options, no_better_fine_tune, fingerprint)
     assert set(report["per_label"]) == set(RELATION_LABELS) and report["metric"] == "f1"
     assert set(report["per_label"]["POS"]) == {"f1", "precision", "recall", "fixed_by"}
     assert report["under_target_before"] == list(RELATION_LABELS)

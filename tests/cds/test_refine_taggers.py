@@ -15,35 +15,36 @@ from typing import Any
 import pytest
 
 from cds.extraction import RETRIEVAL_DIRS, load_extractors
-from cds.model_tasks import get_task, is_built
+from cds.model_tasks import get_task, is_built, make_context
 from cds.settings import load_settings
 from models import read_card
 from models.ade import AdeExtractor, read_corpus, split_by_pmid
 from models.ade.corpus import AdeSentence, write_corpus
-from models.ade.ctcae import read_terms
-from models.ade.training import build_ade_dir, corpus_examples
+from models.ade.training import corpus_examples
 from models.registry import RuntimeConfig
 from models.runtime import CPU
 from models.token_retrieval import INDEX_FILE, RetrievalTokenRunner, build_token_index
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACT = REPO / "models" / "artifacts" / "ade"
 CORPUS = load_settings().data_dir / "ade_corpus_v2"
 RUNTIME = RuntimeConfig(providers=(CPU,), threads=1, allow_int8=False)
 
 
+def built_model(task: str, tmp_path_factory: pytest.TempPathFactory, prerequisite: Any) -> Path:
+    """The built default model of ``task`` (taggers: with their hidden-state output), built when stale."""
+    spec = get_task(task)
+    prerequisite((spec.artifact / "model_card.json").is_file(), f"models/artifacts/{task} is not committed")
+    built = load_settings().resolved_models_dir / task
+    if is_built(spec, built):
+        return built
+    out = tmp_path_factory.mktemp("models") / task
+    spec.export(make_context(load_settings()), spec.artifact, out)
+    return out
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory, prerequisite: Any) -> Path:
-    """The built default ADE model (with its hidden-state output), built here when the cache is stale."""
-    from cds.model_task_ade import VENDORED_TERMS
-
-    prerequisite((ARTIFACT / "model_card.json").is_file(), "models/artifacts/ade is not committed")
-    built = load_settings().resolved_models_dir / "ade"
-    if is_built(get_task("ade"), built):
-        return built
-    out = tmp_path_factory.mktemp("models") / "ade"
-    build_ade_dir(ARTIFACT, out, read_terms(VENDORED_TERMS), int8=bool(read_card(ARTIFACT).export.get("int8_keep")))
-    return out
+    return built_model("ade", tmp_path_factory, prerequisite)
 
 
 @pytest.fixture(scope="module")
@@ -110,20 +111,9 @@ def test_the_sync_loads_an_installed_token_index_only_for_its_model(
     assert not isinstance(again.extractors["ade"].runner, RetrievalTokenRunner)
 
 
-PHENOTYPE_ARTIFACT = REPO / "models" / "artifacts" / "phenotype"
-
-
 @pytest.fixture(scope="module")
 def phenotype_dir(tmp_path_factory: pytest.TempPathFactory, prerequisite: Any) -> Path:
-    from models.phenotype.build import build_phenotype_dir
-
-    prerequisite((PHENOTYPE_ARTIFACT / "model_card.json").is_file(), "models/artifacts/phenotype is not committed")
-    built = load_settings().resolved_models_dir / "phenotype"
-    if is_built(get_task("phenotype"), built):
-        return built
-    out = tmp_path_factory.mktemp("models") / "phenotype"
-    build_phenotype_dir(PHENOTYPE_ARTIFACT, out, int8=False)
-    return out
+    return built_model("phenotype", tmp_path_factory, prerequisite)
 
 
 def _phenotype_records() -> list[dict[str, Any]]:
