@@ -90,7 +90,10 @@ def test_every_preference_pair_has_a_faithful_chosen_and_an_unfaithful_rejected(
 def test_prompt_carries_only_counts_and_terms() -> None:
     prompt = render_prompt(GROUP)
     assert "note-1" not in prompt and "ADE record of cisplatin" in prompt
-    assert "Febrile neutropenia | reports 1 | grades 3:1 | serious 1" in prompt
+    # every fact in the phrase the paragraph uses; serious events in a section of their own, first
+    serious, events = prompt.split("serious events:\n")[1].split("events, most reported first:\n")
+    assert "- Febrile neutropenia (1 serious, grade 3)" in serious.splitlines()
+    assert "- Rash (1 report, grade 1)" in events.splitlines() and "Rash" not in serious
 
 
 def test_record_json_round_trip() -> None:
