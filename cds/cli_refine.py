@@ -2,7 +2,7 @@
 
 Retrieval over the labelled examples (no training), then LoRA fine-tuning for what retrieval leaves under the
 target; a change is kept only when the held-out score improves. Tasks: ``toxicity`` (labelled notes in the
-toxicity eval format, accuracy per symptom), ``drugcomb`` (DrugComb-format sentences, F1 per relation class)
+toxicity eval format, accuracy per symptom), ``drugcomb`` (DrugComb-format sentences, F1 per relation class),
 ``ade`` (an ADE-Corpus-V2 folder, F1 of drug and event mentions and of their pairs) and ``phenotype`` (labelled
 notes in the phenotype eval format with their spans, F1 per field; retrieval only).
 """

@@ -71,29 +71,27 @@ RETRIEVAL_DIRS: dict[str, str] = {
 def _with_retrieval(task: str, base: Any, version: str, models_dir: Path, card: Any) -> tuple[Any, str]:
     """The extractor with its installed retrieval index; the plain one when the index is stale."""
     from cds.errors import RefineError
-    from cds.refine_drugcomb import load_drugcomb_retrieval
-    from cds.refine_taggers import load_ade_retrieval, load_phenotype_retrieval
-    from cds.refine_toxicity import load_retrieval
+    from cds.refine_drugcomb import DRUGCOMB_TASK
+    from cds.refine_taggers import ADE_TASK, PHENOTYPE_TASK
+    from cds.refine_toxicity import TOXICITY_TASK
     from models.errors import ModelError
 
-    folder, fingerprint = models_dir / RETRIEVAL_DIRS[task], card.files.get("model.onnx")
+    tasks: dict[str, Any] = {
+        "toxicity": TOXICITY_TASK,
+        "drugcomb": DRUGCOMB_TASK,
+        "ade": ADE_TASK,
+        "phenotype": PHENOTYPE_TASK,
+    }
+    refine_task = tasks[task]
     try:
-        if task == "drugcomb":
-            wrapped: Any = load_drugcomb_retrieval(base, folder, fingerprint)
-        elif task == "ade":
-            wrapped = load_ade_retrieval(base, folder, fingerprint)
-        elif task == "phenotype":
-            wrapped = load_phenotype_retrieval(base, folder, fingerprint)
-        else:
-            wrapped = load_retrieval(base, folder, fingerprint)
+        wrapped = refine_task.load_retrieval(base, models_dir / RETRIEVAL_DIRS[task], card.files.get("model.onnx"))
     except (RefineError, ModelError) as exc:
         log.warning("retrieval index not used", extra={"task": task, "reason": exc.code})
         return base, version
-    # the taggers carry their retrieval in their runner
-    knn = wrapped.runner if task in ("ade", "phenotype") else wrapped
-    log.info("retrieval index loaded", extra={"task": task, "size": len(knn.index), "weight": knn.weight})
+    knn = refine_task.retrieval_settings(wrapped)
+    log.info("retrieval index loaded", extra={"task": task, "size": knn["size"], "weight": knn["weight"]})
     # the version changes with the index, so notes are read again when labels were added
-    return wrapped, f"{version}+knn{len(knn.index)}w{knn.weight}"
+    return wrapped, f"{version}+knn{knn['size']}w{knn['weight']}"
 
 
 def load_extractors(

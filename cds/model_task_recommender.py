@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cds.errors import ConfigError
-from cds.formulary import default_formulary
+from cds.formulary import Formulary, default_formulary
 from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint, numeric_option
 from cds.recommender_eval import calibrate_warning_threshold, contract_report
 from cds.recommender_tumour import is_variant, phenotype_of, phenotype_variant, with_phenotype_variants
@@ -36,7 +36,7 @@ from models.card import TrainingData
 from models.recommender import REGISTRY_NAME, load_recommender
 from models.recommender.artifact import RecommenderSettings, write_settings
 from models.recommender.base import SMOLLM2, SMOLLM2_NAME, SMOLLM2_SOURCE
-from models.recommender.baselines import BASELINES_FILE, fit_baselines, read_baselines, write_baselines
+from models.recommender.baselines import BASELINES_FILE, Baselines, fit_baselines, read_baselines, write_baselines
 from models.recommender.visits import TrainingVisit, read_visits
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,8 @@ def phenotype_report(
     variants: Sequence[TrainingVisit],
     scores: Sequence[dict[str, float]],
     threshold: float,
-    baselines: Any,
-    formulary: Any,
+    baselines: Baselines,
+    formulary: Formulary,
     warning_threshold: float | None,
 ) -> dict[str, Any]:
     """The contract report on phenotype variants, with their count and the anti-HER2 separation."""

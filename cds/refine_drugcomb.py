@@ -77,11 +77,18 @@ class DrugCombRefineTask:
     def retrieval_settings(self, model: DrugCombExtractor) -> dict[str, Any] | None:
         if not isinstance(model, RetrievalDrugCombExtractor):
             return None
-        return {"weight": model.weight, "k": model.k, "tau": model.tau, "candidates": len(model.index)}
+        size = len(model.index)
+        return {"weight": model.weight, "k": model.k, "tau": model.tau, "candidates": size, "size": size}
 
     def save_index(self, model: DrugCombExtractor, folder: Path) -> None:
         if isinstance(model, RetrievalDrugCombExtractor):
             model.index.save(folder / INDEX_FILE)
+
+
+    def load_retrieval(
+        self, base: DrugCombExtractor, folder: Path, model_fingerprint: str | None
+    ) -> DrugCombExtractor:
+        return load_drugcomb_retrieval(base, folder, model_fingerprint)
 
 
 DRUGCOMB_TASK = DrugCombRefineTask()

@@ -91,11 +91,19 @@ class TaggerRefineTask(Generic[Item, T]):
         runner = model.runner
         if not isinstance(runner, RetrievalTokenRunner):
             return None
-        return {"weight": runner.weight, "k": runner.k, "tau": runner.tau, "tokens": len(runner.index)}
+        size = len(runner.index)
+        return {"weight": runner.weight, "k": runner.k, "tau": runner.tau, "tokens": size, "size": size}
 
     def save_index(self, model: T, folder: Path) -> None:
         if isinstance(model.runner, RetrievalTokenRunner):
             model.runner.index.save(folder / INDEX_FILE)
+
+    def load_retrieval(self, base: T, folder: Path, model_fingerprint: str | None) -> T:
+        """A refinement's kept token retrieval around ``base``; an index built on another model is refused."""
+        settings = read_settings(folder, self.name, model_fingerprint)
+        index = TokenIndex.load(folder / INDEX_FILE)
+        weight, k, tau = float(settings["weight"]), int(settings["k"]), float(settings["tau"])
+        return self.rebuild(base, RetrievalTokenRunner(base_runner(base), index, weight, k, tau))
 
 
 def ade_scores(model: AdeExtractor, sentences: Sequence[AdeSentence]) -> dict[str, Any]:
@@ -158,21 +166,3 @@ def phenotype_task(labels: Sequence[LabelledNote]) -> TaggerRefineTask[LabelledN
 
     stated = tuple(name for name in FIELDS if any(n.truth.get(name) is not None for n in labels))
     return replace(PHENOTYPE_TASK, label_names=stated)
-
-
-def _load(task: str, model: T, folder: Path, fingerprint: str | None, rebuild: Callable[[T, Any], T]) -> T:
-    settings = read_settings(folder, task, fingerprint)
-    index = TokenIndex.load(folder / INDEX_FILE)
-    weight, k, tau = float(settings["weight"]), int(settings["k"]), float(settings["tau"])
-    return rebuild(model, RetrievalTokenRunner(base_runner(model), index, weight, k, tau))
-
-
-def load_ade_retrieval(base: AdeExtractor, folder: Path, model_fingerprint: str | None = None) -> AdeExtractor:
-    """A refinement's kept token retrieval around ``base``; an index built on another model is refused."""
-    return _load("ade", base, folder, model_fingerprint, ADE_TASK.rebuild)
-
-
-def load_phenotype_retrieval(
-    base: PhenotypeExtractor, folder: Path, model_fingerprint: str | None = None
-) -> PhenotypeExtractor:
-    return _load("phenotype", base, folder, model_fingerprint, PHENOTYPE_TASK.rebuild)

@@ -56,11 +56,16 @@ class ToxicityRefineTask:
     def retrieval_settings(self, model: Toxicity) -> dict[str, Any] | None:
         if not isinstance(model, RetrievalToxicityExtractor):
             return None
-        return {"weight": model.weight, "k": model.k, "tau": model.tau, "windows": len(model.index)}
+        size = len(model.index)
+        return {"weight": model.weight, "k": model.k, "tau": model.tau, "windows": size, "size": size}
 
     def save_index(self, model: Toxicity, folder: Path) -> None:
         if isinstance(model, RetrievalToxicityExtractor):
             model.index.save(folder / INDEX_FILE)
+
+    def load_retrieval(self, base: Toxicity, folder: Path, model_fingerprint: str | None) -> Toxicity:
+        plain = base.base if isinstance(base, RetrievalToxicityExtractor) else base
+        return load_retrieval(plain, folder, model_fingerprint)
 
 
 def calibrate_weight(extractor: RetrievalToxicityExtractor, notes: Sequence[ToxicityNote]) -> dict[str, Any]:
