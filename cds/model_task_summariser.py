@@ -28,6 +28,7 @@ from cds.summary_data import cohort_groups, corpus_groups, ctcae_vocabulary, is_
 from models import ModelCard, read_card, write_card
 from models.card import TrainingData
 from models.summariser import DrugGroup, check_summary, narrate
+from models.summariser.graph import LAST_POSITION
 
 log = logging.getLogger(__name__)
 
@@ -219,5 +220,6 @@ TASK = TaskSpec(
     export=export,
     evaluate=evaluate,
     hf_task="text-generation-with-past",
+    build_requires={"logits": LAST_POSITION},  # decoding reads one position: older builds paid for them all
     description="per-drug ADE summaries (SmolLM2-135M + LoRA, SFT then DPO; faithfulness guard at inference)",
 )

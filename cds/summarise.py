@@ -165,33 +165,48 @@ def read_eval_file(path: Path) -> tuple[list[DrugGroup], list[str]]:
     return groups, references
 
 
-def evaluate_dir(path: Path, model_dir: Path, runtime: RuntimeConfig) -> dict[str, Any]:
-    """The eval contract: each stage's raw figures (before the guard) and what the guard lets through."""
-    from models.summariser.generator import load_summariser, stages_of
+def _stage_figures(
+    summariser: Any, groups: list[DrugGroup], references: list[str], vocabulary: list[str]
+) -> dict[str, Any]:
     from models.summariser.metrics import score_summaries
+
+    started = time.perf_counter()
+    texts = summariser.summarise(groups)
+    seconds = time.perf_counter() - started
+    raw, reports = score_summaries(texts, groups, references, vocabulary)
+    published = [t if r.passed else narrate(g) for t, r, g in zip(texts, reports, groups, strict=True)]
+    after, _ = score_summaries(published, groups, references, vocabulary)
+    return {
+        **raw.as_record(),
+        "published": {
+            k: v
+            for k, v in after.as_record().items()
+            if k in ("rouge_l", "hallucinated_event_rate", "omitted_serious_event_rate", "numeric_error_rate")
+        },
+        "seconds": round(seconds, 1),
+        "provider": summariser.provider,
+    }
+
+
+def evaluate_dir(path: Path, model_dir: Path, runtime: RuntimeConfig) -> dict[str, Any]:
+    """The eval contract: each stage's raw figures (before the guard) and what the guard lets through.
+
+    Top level and ``before_dpo`` / ``after_dpo``: the deployed decoding (fact-copy on a causal model);
+    ``free_decoding``: the same stages with every token the model's own choice, the figures that say what
+    the model learnt (seq2seq models decode freely in both).
+    """
+    from models.summariser.generator import load_summariser, stages_of
 
     groups, references = read_eval_file(path)
     vocabulary = read_vocabulary(model_dir)
-    result: dict[str, Any] = {"records": len(groups), "model_dir": str(model_dir)}
+    result: dict[str, Any] = {"records": len(groups), "model_dir": str(model_dir), "decoding": "fact-copy"}
     names = {"sft": "before_dpo", "dpo": "after_dpo"}
+    free: dict[str, Any] = {"before_dpo": None}
     for stage in stages_of(model_dir):
-        summariser = load_summariser(model_dir, runtime.providers, runtime.threads, stage)
-        started = time.perf_counter()
-        texts = summariser.summarise(groups)
-        seconds = time.perf_counter() - started
-        raw, reports = score_summaries(texts, groups, references, vocabulary)
-        published = [t if r.passed else narrate(g) for t, r, g in zip(texts, reports, groups, strict=True)]
-        after, _ = score_summaries(published, groups, references, vocabulary)
-        result[names[stage]] = {
-            **raw.as_record(),
-            "published": {
-                k: v
-                for k, v in after.as_record().items()
-                if k in ("rouge_l", "hallucinated_event_rate", "omitted_serious_event_rate", "numeric_error_rate")
-            },
-            "seconds": round(seconds, 1),
-            "provider": summariser.provider,
-        }
+        for fact_copy, into in ((True, result), (False, free)):
+            summariser = load_summariser(model_dir, runtime.providers, runtime.threads, stage, fact_copy=fact_copy)
+            into[names[stage]] = _stage_figures(summariser, groups, references, vocabulary)
+    result["free_decoding"] = free
     final = result["after_dpo"]
     for key in (
         "rouge_l",

@@ -4,6 +4,7 @@
   (``text-generation-with-past``: one ``model.onnx`` with past key values), run by our numpy decoding loop.
 - seq2seq: each T5 folder is exported with ``text2text-generation-with-past``; the encoder and the merged
   decoder are kept (``ORTModelForSeq2SeqLM`` loads those), the two unmerged decoder files are deleted.
+- causal graphs are cut to the last position's logits (``models.summariser.graph``) before the parity check.
 - parity: the last-position logits of the torch model and the ONNX graph on check prompts; the build fails
   above ``PARITY_MAX``. Recorded in the returned report (the caller writes it into the model card).
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from models.errors import ModelLoadError, TrainingError
 from models.summariser.fit import SETTINGS_FILE, STAGES, VOCABULARY_FILE, read_settings, write_settings
+from models.summariser.graph import LAST_POSITION, keep_last_position_logits
 from models.summariser.narrative import render_prompt
 from models.summariser.record import DrugGroup, TermCount
 
@@ -64,6 +66,7 @@ def _causal_stage(model: Any, tokenizer: Any, out: Path) -> dict[str, Any]:
     big = out / "tokenizer.model"
     if big.is_file() and big.stat().st_size > 10_000_000:
         big.unlink()
+    keep_last_position_logits(out / "model.onnx")
     loaded = load_session(out / "model.onnx", [CPU])
     inputs = {i.name: i for i in loaded.session.get_inputs()}
     first = inputs["past_key_values.0.key"]
@@ -89,6 +92,7 @@ def _causal_stage(model: Any, tokenizer: Any, out: Path) -> dict[str, Any]:
         "parity_max_abs_logit_diff": worst,
         "eos_token_id": int(tokenizer.eos_token_id),
         "pad_token_id": int(tokenizer.pad_token_id),
+        "logits": LAST_POSITION,
     }
 
 
@@ -180,6 +184,7 @@ def build_summariser_dir(artifact_dir: Path, model_dir: Path, threads: int = 0) 
         (staging / SETTINGS_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         if (artifact_dir / VOCABULARY_FILE).is_file():
             shutil.copy2(artifact_dir / VOCABULARY_FILE, staging / VOCABULARY_FILE)
+        report["logits"] = dpo.get("logits", "all-positions")
         report["seconds"] = round(time.perf_counter() - started, 1)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from models.errors import ModelLoadError
 from models.runtime import CPU, DEFAULT_PROVIDERS, load_session
+from models.summariser.fact_copy import CopyPlan, copy_plan, forced_continuation
 from models.summariser.fit import SETTINGS_FILE, read_settings
 from models.summariser.narrative import render_prompt
 from models.summariser.record import DrugGroup
@@ -29,7 +30,7 @@ from models.summariser.record import DrugGroup
 class TextGenerator(Protocol):
     provider: str
 
-    def generate_texts(self, prompts: Sequence[str]) -> list[str]: ...
+    def generate_texts(self, prompts: Sequence[str], plans: Sequence[CopyPlan | None] | None = None) -> list[str]: ...
 
 
 class CausalGenerator:
@@ -44,6 +45,7 @@ class CausalGenerator:
         eos_token_id: int | None = None,
         pad_token_id: int | None = None,
         batch_size: int = 8,
+        copy_width: int = 4,
     ) -> None:
         from tokenizers import Tokenizer
 
@@ -70,51 +72,112 @@ class CausalGenerator:
             )
         first = inputs["past_key_values.0.key"]
         self._kv_heads, self._head_dim = int(first.shape[1]), int(first.shape[3])
+        self._prefix_ids: dict[str, npt.NDArray[np.int64]] = {}
+        self._copy_width = copy_width
         self._outputs = ["logits"] + [f"present.{i}.{k}" for i in range(self._layers) for k in ("key", "value")]
 
-    def _batch_generate(self, rows: Sequence[list[int]]) -> list[list[int]]:
-        batch, width = len(rows), max(len(r) for r in rows)
-        ids = np.full((batch, width), self._pad, dtype=np.int64)
-        mask = np.zeros((batch, width), dtype=np.int64)
-        for i, r in enumerate(rows):  # left padding: every row's next token sits at the same column
-            ids[i, width - len(r) :] = r
-            mask[i, width - len(r) :] = 1
+    def _copied(self, plan: CopyPlan | None, tokens: list[int]) -> tuple[list[int], str | None]:
+        """Fact-copy tokens to append after ``tokens`` (appended to it too), and the next token's constraint."""
+        start = len(tokens)
+        while plan is not None and len(tokens) < self._max_new:
+            step = forced_continuation(plan, self._tokenizer.decode(tokens, skip_special_tokens=True))
+            if step is None:
+                break
+            tokens.extend(self._tokenizer.encode(step.text, add_special_tokens=False).ids)
+            if step.then is not None:
+                return tokens[start:], step.then
+        return tokens[start:], None
+
+    def _starting_with(self, prefix: str) -> npt.NDArray[np.int64]:
+        """Ids of the vocabulary entries whose text starts with ``prefix`` (computed once per prefix)."""
+        if prefix not in self._prefix_ids:
+            size = self._tokenizer.get_vocab_size()
+            self._prefix_ids[prefix] = np.array(
+                [i for i in range(size) if self._tokenizer.decode([i]).startswith(prefix)], dtype=np.int64
+            )
+        return self._prefix_ids[prefix]
+
+    def _choose(self, logits: npt.NDArray[Any], then: str | None) -> int:
+        if then is None:
+            return int(logits.argmax())
+        allowed = self._starting_with(then)
+        return int(allowed[logits[allowed].argmax()]) if len(allowed) else int(logits.argmax())
+
+    @staticmethod
+    def _right_aligned(feeds: Sequence[list[int]], pad: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        width = max(len(f) for f in feeds)
+        ids = np.full((len(feeds), width), pad, dtype=np.int64)
+        mask = np.zeros((len(feeds), width), dtype=np.int64)
+        for i, f in enumerate(feeds):  # every row's newest token sits in the last column
+            ids[i, width - len(f) :] = f
+            mask[i, width - len(f) :] = 1
+        return ids, mask
+
+    def _batch_generate(self, rows: Sequence[list[int]], plans: Sequence[CopyPlan | None]) -> list[list[int]]:
+        """Greedy decoding of a batch; copied tokens are fed in one step with the token chosen before them.
+
+        A row's feed is its chosen token plus whatever fact-copy appends after it, so a 40-token serious
+        sentence costs one (wider) step instead of 40; rows are right-aligned in each step with masked padding,
+        and a row that wrote eos leaves the batch.
+        """
+        batch = len(rows)
+        out: list[list[int]] = [[] for _ in rows]
+        then: list[str | None] = [None] * batch  # what each row's next chosen token must start with
+        prefill: list[list[int]] = []
+        for row in range(batch):
+            copied, then[row] = self._copied(plans[row], out[row])
+            prefill.append(list(rows[row]) + copied)
+        ids, mask = self._right_aligned(prefill, self._pad)
         positions = np.where(mask == 1, np.cumsum(mask, axis=1) - 1, 1).astype(np.int64)
         empty = np.zeros((batch, self._kv_heads, 0, self._head_dim), dtype=np.float32)
         feeds: dict[str, npt.NDArray[Any]] = {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
         for i in range(self._layers):
             feeds[f"past_key_values.{i}.key"] = empty
             feeds[f"past_key_values.{i}.value"] = empty
-        out: list[list[int]] = [[] for _ in rows]
-        done = np.zeros(batch, dtype=bool)
+        active = np.arange(batch)  # rows still writing, in the order of the batch dimension
+        pending: list[list[int]] = [[] for _ in rows]  # copied tokens not fed yet (beyond one step's width)
         last = positions[:, -1]
-        for _ in range(self._max_new):
+        while True:
             result = self._loaded.session.run(self._outputs, feeds)
-            nxt = result[0][:, -1].argmax(axis=-1)
-            for i in range(batch):
-                if not done[i]:
-                    if int(nxt[i]) == self._eos:
-                        done[i] = True
-                    else:
-                        out[i].append(int(nxt[i]))
-            if done.all():
-                break
-            nxt = np.where(done, self._pad, nxt)
-            mask = np.concatenate([mask, np.ones((batch, 1), dtype=np.int64)], axis=1)
-            last = last + 1
-            feeds = {"input_ids": nxt[:, None].astype(np.int64), "attention_mask": mask, "position_ids": last[:, None]}
+            logits = result[0][:, -1]
+            step: list[list[int]] = []
+            finished = np.zeros(len(active), dtype=bool)
+            for j, row in enumerate(active):
+                if not pending[row]:  # mid-copy, the logits are not a choice
+                    token, then[row] = self._choose(logits[j], then[row]), None
+                    if token == self._eos or len(out[row]) >= self._max_new:
+                        finished[j] = True
+                        continue
+                    out[row].append(token)
+                    copied, then[row] = self._copied(plans[row], out[row])
+                    pending[row] = [token, *copied]
+                step.append(pending[row][: self._copy_width])
+                pending[row] = pending[row][self._copy_width :]
+            if finished.all():
+                return out
+            keep = ~finished
+            active, last = active[keep], last[keep]
+            ids, new_mask = self._right_aligned(step, self._pad)
+            positions = last[:, None] + np.cumsum(new_mask, axis=1)
+            last = positions[:, -1]
+            mask = np.concatenate([mask[keep], new_mask], axis=1)
+            feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": np.where(new_mask == 1, positions, 1)}
+            everyone = bool(keep.all())  # slicing copies the whole cache: only when a row left
             for i in range(self._layers):
-                feeds[f"past_key_values.{i}.key"] = result[1 + 2 * i]
-                feeds[f"past_key_values.{i}.value"] = result[2 + 2 * i]
-        return out
+                key, value = result[1 + 2 * i], result[2 + 2 * i]
+                feeds[f"past_key_values.{i}.key"] = key if everyone else key[keep]
+                feeds[f"past_key_values.{i}.value"] = value if everyone else value[keep]
 
-    def generate_texts(self, prompts: Sequence[str]) -> list[str]:
+    def generate_texts(self, prompts: Sequence[str], plans: Sequence[CopyPlan | None] | None = None) -> list[str]:
+        """Greedy texts; ``plans`` (one per prompt) turn on fact-copy decoding for their rows."""
+        row_plans = list(plans) if plans is not None else [None] * len(prompts)
         encoded = [list(self._tokenizer.encode(p, add_special_tokens=False).ids) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
         texts = [""] * len(prompts)
         for start in range(0, len(order), self._batch):
             chunk = order[start : start + self._batch]
-            for i, tokens in zip(chunk, self._batch_generate([encoded[i] for i in chunk]), strict=True):
+            generated = self._batch_generate([encoded[i] for i in chunk], [row_plans[i] for i in chunk])
+            for i, tokens in zip(chunk, generated, strict=True):
                 texts[i] = self._tokenizer.decode(tokens, skip_special_tokens=True).strip()
         return texts
 
@@ -160,7 +223,8 @@ class Seq2SeqGenerator:
         result: npt.NDArray[Any] = out.logits[0, -1].detach().numpy()
         return result
 
-    def generate_texts(self, prompts: Sequence[str]) -> list[str]:
+    def generate_texts(self, prompts: Sequence[str], plans: Sequence[CopyPlan | None] | None = None) -> list[str]:
+        """Greedy texts; fact-copy plans are not applied on this path (optimum's ``generate`` decodes)."""
         texts = [""] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         for start in range(0, len(order), self._batch):
@@ -173,11 +237,15 @@ class Seq2SeqGenerator:
 
 
 class Summariser:
-    """A generator plus its prompt format: ``summarise(groups)`` returns raw (unchecked) texts."""
+    """A generator plus its prompt format: ``summarise(groups)`` returns raw (unchecked) texts.
 
-    def __init__(self, generator: TextGenerator, name: str, stage: str) -> None:
+    ``fact_copy`` (the default) decodes with the record's serious sentence and bracketed facts copied
+    (``models.summariser.fact_copy``); off, the model writes every token (the figures it is compared by).
+    """
+
+    def __init__(self, generator: TextGenerator, name: str, stage: str, fact_copy: bool = True) -> None:
         self._generator = generator
-        self.name, self.stage = name, stage
+        self.name, self.stage, self.fact_copy = name, stage, fact_copy
 
     @property
     def provider(self) -> str:
@@ -186,7 +254,8 @@ class Summariser:
     def summarise(self, groups: Sequence[DrugGroup]) -> list[str]:
         if not groups:
             return []
-        return self._generator.generate_texts([render_prompt(g) for g in groups])
+        plans = [copy_plan(g) for g in groups] if self.fact_copy else None
+        return self._generator.generate_texts([render_prompt(g) for g in groups], plans)
 
 
 def stages_of(model_dir: Path) -> list[str]:
@@ -200,6 +269,7 @@ def load_summariser(
     threads: int = 0,
     stage: str = "dpo",
     batch_size: int = 8,
+    fact_copy: bool = True,
 ) -> Summariser:
     """The summariser of one stage of a built model directory (``dpo``: the top level; ``sft``: sft/)."""
     settings = read_settings(model_dir)
@@ -220,4 +290,4 @@ def load_summariser(
             settings.get("pad_token_id"),
             batch_size,
         )
-    return Summariser(generator, str(settings.get("registry_name", "summariser.v1")), stage)
+    return Summariser(generator, str(settings.get("registry_name", "summariser.v1")), stage, fact_copy)

@@ -35,18 +35,30 @@ def prompt_terms(group: DrugGroup) -> list[TermCount]:
     return [t for i, t in enumerate(ranked) if i < PROMPT_TERMS or t.serious > 0]
 
 
-def reported_clause(term: TermCount) -> str:
-    """``Nausea (3 reports, grades 1, 2)``: one term of the "Most reported" sentence."""
+def reported_detail(term: TermCount) -> str:
+    """``3 reports, grades 1, 2``: what the "Most reported" sentence says of a term, inside its brackets."""
     detail = _n(term.reports, "report")
     if term.grades:
         detail += ", " + _grades(term.grades)
-    return f"{term.term} ({detail})"
+    return detail
+
+
+def reported_clause(term: TermCount) -> str:
+    """``Nausea (3 reports, grades 1, 2)``: one term of the "Most reported" sentence."""
+    return f"{term.term} ({reported_detail(term)})"
 
 
 def serious_clause(term: TermCount) -> str:
     """``Vomiting (1 serious, grade 3)``: one term of the "Serious" sentence."""
     high = [g for g in term.grades if g >= SERIOUS_GRADE]
     return f"{term.term} ({term.serious} serious" + (f", {_grades(high)}" if high else "") + ")"
+
+
+def serious_sentence(group: DrugGroup, skip_serious: Collection[str] = ()) -> str | None:
+    """``Serious: Vomiting (1 serious, grade 3); ...``, most reported first; None without serious events."""
+    ranked = sorted(group.terms, key=lambda t: (-t.reports, t.term))
+    serious = [serious_clause(t) for t in ranked if t.serious > 0 and t.term not in skip_serious]
+    return "Serious: " + "; ".join(serious) + "." if serious else None
 
 
 def render_prompt(group: DrugGroup) -> str:
@@ -80,9 +92,9 @@ def narrate(group: DrugGroup, skip_serious: Collection[str] = ()) -> str:
     ]
     # Serious events right after the counts: they are what a pharmacist acts on, and a generation cut at
     # its token cap loses the end of a paragraph, never this sentence.
-    serious = [serious_clause(t) for t in ranked if t.serious > 0 and t.term not in skip_serious]
+    serious = serious_sentence(group, skip_serious)
     if serious:
-        parts.append("Serious: " + "; ".join(serious) + ".")
+        parts.append(serious)
     elif not group.serious_terms:
         parts.append("No serious events.")
     top = [reported_clause(t) for t in ranked[:MOST_REPORTED]]

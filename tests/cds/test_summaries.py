@@ -155,6 +155,10 @@ def test_eval_contract_reports_before_and_after_dpo_and_nothing_unfaithful_is_pu
         published = result[stage]["published"]
         assert published["hallucinated_event_rate"] == 0.0
         assert published["omitted_serious_event_rate"] == 0.0 and published["numeric_error_rate"] == 0.0
+    assert result["decoding"] == "fact-copy"
+    free = result["free_decoding"]["after_dpo"]
+    assert set(free) >= CONTRACT
+    assert free["rouge_l"] == result["after_dpo"]["rouge_l"]  # a seq2seq model decodes freely either way
     same = evaluate_dir(data, tiny_model, RuntimeConfig(providers=("CPUExecutionProvider",), threads=1))
     assert same["after_dpo"]["rouge_l"] == result["after_dpo"]["rouge_l"]  # greedy decoding is deterministic
 

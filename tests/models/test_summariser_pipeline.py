@@ -16,6 +16,7 @@ import pytest
 
 from models.summariser import DrugGroup, TermCount, check_summary, render_prompt
 from models.summariser.build import build_summariser_dir
+from models.summariser.fact_copy import copy_plan
 from models.summariser.fit import FitConfig, fit_summariser, read_settings
 from models.summariser.generator import CausalGenerator, load_summariser, stages_of
 from models.summariser.training import SummariserTrainConfig
@@ -152,3 +153,18 @@ def test_causal_lora_build_and_numpy_decoding_match_torch_greedy(tmp_path: Path)
             pad_token_id=settings["pad_token_id"],
         )
         assert tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip() == text
+    # fact-copy: every paragraph opens with its record's drug whatever the random model prefers, copied runs
+    # fed several tokens per step give the same texts as one per step, and batching changes nothing
+    plans = [copy_plan(g) for g in groups[:3]]
+    copied = generator.generate_texts(prompts, plans)
+    assert all(text.startswith(g.drug + ":") for text, g in zip(copied, groups, strict=False))
+    assert copied == [generator.generate_texts([p], [plan])[0] for p, plan in zip(prompts, plans, strict=True)]
+    one_at_a_time = CausalGenerator(
+        tmp_path / "model", ["CPUExecutionProvider"], 1, 12, settings["eos_token_id"], settings["pad_token_id"], 4, 1
+    )
+    assert one_at_a_time.generate_texts(prompts, plans) == copied
+    import onnx
+
+    logits = next(o for o in onnx.load(str(tmp_path / "model" / "model.onnx")).graph.output if o.name == "logits")
+    assert logits.type.tensor_type.shape.dim[1].dim_value == 1  # the graph projects the last position only
+    assert report["logits"] == "last-position"
