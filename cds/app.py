@@ -92,10 +92,7 @@ def build_hooks_config(settings: Settings) -> HooksConfig:
 
 
 def create_app(
-    settings: Settings,
-    *,
-    store: StateStore | None = None,
-    assessor: OrderAssessor | None = None,
+    settings: Settings, *, store: StateStore | None = None, assessor: OrderAssessor | None = None,
     run_scheduler: bool = False,
 ) -> FastAPI:
     """The CDS Hooks service with health endpoints; the nightly scheduler too when asked."""
@@ -135,14 +132,9 @@ def create_app(
         last = runs[0] if runs else None
         return {
             "status": "ok",
-            "last_sync": None
-            if last is None
-            else {
-                "id": last.id,
-                "status": last.status,
-                "started_at": last.started_at.isoformat(),
-                "ended_at": last.ended_at.isoformat() if last.ended_at else None,
-                "counts": last.counts,
+            "last_sync": None if last is None else {
+                "id": last.id, "status": last.status, "started_at": last.started_at.isoformat(),
+                "ended_at": last.ended_at.isoformat() if last.ended_at else None, "counts": last.counts,
             },
         }
 

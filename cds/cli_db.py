@@ -27,9 +27,8 @@ def register(app: typer.Typer) -> None:
     def upgrade_cmd(
         ctx: typer.Context,
         revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
-        sql: Annotated[
-            bool, typer.Option("--sql", help="Print the SQL for an empty database; change nothing.")
-        ] = False,
+        sql: Annotated[bool, typer.Option("--sql", help="Print the SQL for an empty database; change nothing.")]
+        = False,
     ) -> None:
         """Migrate ONCOVIGIL_STATE_DB_URL to the newest schema (or print the SQL with --sql)."""
         from sqlalchemy import create_engine
@@ -78,9 +77,6 @@ def register(app: typer.Typer) -> None:
         if diff:
             for item in diff:
                 typer.echo(f"  {item}")
-            raise fail(
-                f"OV-0078: the state database differs from the models in {len(diff)} place(s); "
-                "run `oncovigil db upgrade`, or add a migration if you changed cds/state.py",
-                code=1,
-            )
+            raise fail(f"OV-0078: the state database differs from the models in {len(diff)} place(s); "
+                       "run `oncovigil db upgrade`, or add a migration if you changed cds/state.py", code=1)
         typer.echo("state database matches the models")

@@ -61,13 +61,9 @@ def _call_cds(settings: Settings, truth_dir: Path) -> dict[str, Any]:
     issuers.write_text(json.dumps(ehr.trusted_issuers()))
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    service_settings = settings.model_copy(
-        update={
-            "cds_trusted_issuers_file": issuers,
-            "cds_require_jwt": True,
-            "cds_public_base_url": base,
-        }
-    )
+    service_settings = settings.model_copy(update={
+        "cds_trusted_issuers_file": issuers, "cds_require_jwt": True, "cds_public_base_url": base,
+    })
     app = create_app(service_settings, assessor=build_assessor(service_settings))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -77,21 +73,15 @@ def _call_cds(settings: Settings, truth_dir: Path) -> dict[str, Any]:
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
         patient_id, drafts = _pick_patient(truth_dir)
-        resources = [
-            draft_medication_request(f"draft-{i + 1}", patient_id, rx, name) for i, (rx, name) in enumerate(drafts)
-        ]
+        resources = [draft_medication_request(f"draft-{i + 1}", patient_id, rx, name)
+                     for i, (rx, name) in enumerate(drafts)]
         url = f"{base}/cds-services/oncovigil-order-sign"
         body = order_sign_body(patient_id, resources, settings.fhir_base_url)
         started = time.perf_counter()
         response = httpx.post(url, json=body, headers={"Authorization": ehr.authorization(url)}, timeout=30)
         took_ms = (time.perf_counter() - started) * 1000
-        return {
-            "status": response.status_code,
-            "ms": took_ms,
-            "patient": patient_id,
-            "drafts": [name for _, name in drafts],
-            "body": response.json(),
-        }
+        return {"status": response.status_code, "ms": took_ms, "patient": patient_id,
+                "drafts": [name for _, name in drafts], "body": response.json()}
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -116,22 +106,17 @@ def register(app: typer.Typer) -> None:
         home = base_settings.home / "demo"
         shutil.rmtree(home, ignore_errors=True)  # a fresh in-memory sandbox needs fresh watermarks
         home.mkdir(parents=True)
-        settings = base_settings.model_copy(
-            update={
-                "home": home,
-                "state_db_url": f"sqlite:///{home / 'state.db'}",
-                "models_dir": base_settings.resolved_models_dir,
-            }
-        )
+        settings = base_settings.model_copy(update={
+            "home": home, "state_db_url": f"sqlite:///{home / 'state.db'}",
+            "models_dir": base_settings.resolved_models_dir,
+        })
         manager = manager_from_settings(settings, database="memory")
         started_here = False
         try:
             status = manager.status()
             if status.running:
-                raise fail(
-                    f"OV-0024: a sandbox is already running at {status.url}; stop it first "
-                    "(`oncovigil sandbox stop`) so the demo starts from an empty server"
-                )
+                raise fail(f"OV-0024: a sandbox is already running at {status.url}; stop it first "
+                           "(`oncovigil sandbox stop`) so the demo starts from an empty server")
             if manager.needs_build():
                 typer.echo("[1/5] building the HAPI sandbox (mvn package) ...")
                 manager.build()
@@ -144,32 +129,22 @@ def register(app: typer.Typer) -> None:
             cohort = generate_cohort(patients or settings.cohort_patients, settings.cohort_seed)
             truth_dir = home / "cohort"
             report = asyncio.run(_seed(settings, manager.url, cohort_obj=cohort, truth_dir=truth_dir, synthea=True))
-            typer.echo(
-                f"      created {report.created} resources; server now holds "
-                + ", ".join(f"{k} {v}" for k, v in report.server_counts.items())
-            )
-            typer.echo(
-                "[3/5] models: "
-                + ", ".join(
-                    f"{t} {'ok' if (settings.resolved_models_dir / t / 'model_card.json').is_file() else 'missing'}"
-                    for t in discover()
-                )
-            )
+            typer.echo(f"      created {report.created} resources; server now holds "
+                       + ", ".join(f"{k} {v}" for k, v in report.server_counts.items()))
+            typer.echo("[3/5] models: " + ", ".join(
+                f"{t} {'ok' if (settings.resolved_models_dir / t / 'model_card.json').is_file() else 'missing'}"
+                for t in discover()))
             typer.echo("[4/5] nightly sync (pull notes and orders, extract, write back) ...")
             store = StateStore(str(settings.state_db_url))
             t0 = time.perf_counter()
             sync_report = asyncio.run(run_sync_once(settings, store, on_orders=build_assessor_hook(settings, store)))
             store.close()
-            typer.echo(
-                f"      run {sync_report.run_id} {sync_report.status} in {time.perf_counter() - t0:.1f} s: "
-                + ", ".join(f"{k}={v}" for k, v in sorted(sync_report.counts.items()) if isinstance(v, int))
-            )
+            typer.echo(f"      run {sync_report.run_id} {sync_report.status} in {time.perf_counter() - t0:.1f} s: "
+                       + ", ".join(f"{k}={v}" for k, v in sorted(sync_report.counts.items()) if isinstance(v, int)))
             typer.echo("[5/5] CDS Hooks order-sign call (ES384-signed JWT) ...")
             answer = _call_cds(settings, truth_dir)
-            typer.echo(
-                f"      patient {answer['patient']}, drafts {answer['drafts']}: HTTP {answer['status']} "
-                f"in {answer['ms']:.0f} ms"
-            )
+            typer.echo(f"      patient {answer['patient']}, drafts {answer['drafts']}: HTTP {answer['status']} "
+                       f"in {answer['ms']:.0f} ms")
             typer.echo(json.dumps(answer["body"], indent=2))
         except OncoVigilError as exc:
             raise fail(str(exc), code=1) from None

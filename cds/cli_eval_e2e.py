@@ -56,10 +56,8 @@ def evaluate(
     ctx: typer.Context,
     task: Annotated[
         str,
-        typer.Argument(
-            help="Task to evaluate: ade, toxicity, drugcomb, recommender, or e2e (the sync's output "
-            "on a FHIR server against the cohort's ground truth)."
-        ),
+        typer.Argument(help="Task to evaluate: ade, toxicity, drugcomb, recommender, or e2e (the sync's output "
+                       "on a FHIR server against the cohort's ground truth)."),
     ],
     data: Annotated[
         Path | None, typer.Option("--data", help="Labelled data in the task's format (file or folder).")
@@ -97,6 +95,7 @@ def evaluate(
 
 def register(app: typer.Typer) -> None:
     app.registered_commands[:] = [
-        info for info in app.registered_commands if not (info.name == "eval" and info.callback is cli_eval.evaluate)
+        info for info in app.registered_commands
+        if not (info.name == "eval" and info.callback is cli_eval.evaluate)
     ]
     app.command("eval")(evaluate)

@@ -52,21 +52,11 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option("--since", help="Backfill from this date instead of the watermark.")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
-        engine: Annotated[
-            str,
-            typer.Option(
-                "--engine",
-                help="local (one process, the default) or ray (notes stage on a Ray cluster; needs oncovigil[ray]).",
-            ),
-        ] = "local",
-        ray_address: Annotated[
-            str | None,
-            typer.Option(
-                "--ray-address",
-                help="Ray cluster to join (ray://HOST:10001, auto); default ONCOVIGIL_RAY_ADDRESS, "
-                "else a local cluster.",
-            ),
-        ] = None,
+        engine: Annotated[str, typer.Option("--engine", help="local (one process, the default) or ray "
+                                            "(notes stage on a Ray cluster; needs oncovigil[ray]).")] = "local",
+        ray_address: Annotated[str | None, typer.Option(
+            "--ray-address", help="Ray cluster to join (ray://HOST:10001, auto); default ONCOVIGIL_RAY_ADDRESS, "
+            "else a local cluster.")] = None,
     ) -> None:
         """Run the nightly pharmacovigilance sync once (pull, extract, write back, advance the watermark)."""
         from cds.assessor import build_assessor_hook
@@ -89,43 +79,23 @@ def register(app: typer.Typer) -> None:
             if engine == "ray":
                 from cds.sync_ray import run_sync_ray_once
 
-                report = asyncio.run(
-                    run_sync_ray_once(
-                        settings,
-                        store,
-                        since=start,
-                        progress=hook,  # type: ignore[arg-type]
-                        on_orders=build_assessor_hook(settings, store),
-                        address=ray_address,
-                    )
-                )
+                report = asyncio.run(run_sync_ray_once(
+                    settings, store, since=start, progress=hook,  # type: ignore[arg-type]
+                    on_orders=build_assessor_hook(settings, store), address=ray_address,
+                ))
             else:
-                report = asyncio.run(
-                    run_sync_once(
-                        settings,
-                        store,
-                        since=start,
-                        progress=hook,  # type: ignore[arg-type]
-                        on_orders=build_assessor_hook(settings, store),
-                    )
-                )
+                report = asyncio.run(run_sync_once(
+                    settings, store, since=start, progress=hook,  # type: ignore[arg-type]
+                    on_orders=build_assessor_hook(settings, store),
+                ))
         except OncoVigilError as exc:
             raise fail(str(exc), code=1) from None
         finally:
             done()  # type: ignore[operator]
             store.close()
         if as_json:
-            typer.echo(
-                json.dumps(
-                    {
-                        "run_id": report.run_id,
-                        "status": report.status,
-                        "counts": report.counts,
-                        "errors": report.errors[:20],
-                    },
-                    default=str,
-                )
-            )
+            typer.echo(json.dumps({"run_id": report.run_id, "status": report.status, "counts": report.counts,
+                                   "errors": report.errors[:20]}, default=str))
             return
         typer.echo(f"sync run {report.run_id}: {report.status}")
         for key, value in sorted(report.counts.items()):
@@ -150,23 +120,19 @@ def register(app: typer.Typer) -> None:
             typer.echo("no runs yet")
         for r in records:
             took = f"{(r.ended_at - r.started_at).total_seconds():.1f} s" if r.ended_at else "running"
-            typer.echo(
-                f"#{r.id} {r.kind} {r.started_at:%Y-%m-%d %H:%M:%S} {r.status} ({took}) "
-                f"notes={r.counts.get('notes_processed', 0)} AE+={r.counts.get('AdverseEvent_created', 0)} "
-                f"errors={len(r.errors)}"
-            )
+            typer.echo(f"#{r.id} {r.kind} {r.started_at:%Y-%m-%d %H:%M:%S} {r.status} ({took}) "
+                       f"notes={r.counts.get('notes_processed', 0)} AE+={r.counts.get('AdverseEvent_created', 0)} "
+                       f"errors={len(r.errors)}")
 
     @app.command("serve")
     def serve(
         ctx: typer.Context,
         host: Annotated[str | None, typer.Option("--host")] = None,
         port: Annotated[int | None, typer.Option("--port")] = None,
-        scheduler: Annotated[
-            bool, typer.Option("--scheduler/--no-scheduler", help="Run the nightly sync scheduler too.")
-        ] = True,
-        scheduler_only: Annotated[
-            bool, typer.Option("--scheduler-only", help="Run only the scheduler, no HTTP API.")
-        ] = False,
+        scheduler: Annotated[bool, typer.Option("--scheduler/--no-scheduler",
+                                                help="Run the nightly sync scheduler too.")] = True,
+        scheduler_only: Annotated[bool, typer.Option("--scheduler-only",
+                                                     help="Run only the scheduler, no HTTP API.")] = False,
     ) -> None:
         """Serve the CDS Hooks API (and the nightly scheduler) until interrupted."""
         import uvicorn
@@ -221,18 +187,10 @@ def register(app: typer.Typer) -> None:
                 typer.echo(str(row.payload["markdown"]))
             return
         obs = [
-            AdeObservation(
-                r.patient_id,
-                r.note_id,
-                rxnorm,
-                str(r.payload.get("drug_display") or drug),
-                str(r.payload["ctcae_term"]),
-                r.payload.get("grade"),
-                date.fromisoformat(r.payload["date"]),
-                evidence=str(r.payload.get("event", "")),
-            )
-            for r in rows
-            if not r.payload.get("negated")
+            AdeObservation(r.patient_id, r.note_id, rxnorm, str(r.payload.get("drug_display") or drug),
+                           str(r.payload["ctcae_term"]), r.payload.get("grade"),
+                           date.fromisoformat(r.payload["date"]), evidence=str(r.payload.get("event", "")))
+            for r in rows if not r.payload.get("negated")
         ]
         if not obs:
             typer.echo(f"no adverse events recorded for {drug} (RxNorm {rxnorm}); run `oncovigil sync` first")

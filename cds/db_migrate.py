@@ -126,8 +126,7 @@ def schema_diff(engine: Engine) -> list[Any]:
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(
-                conn,
-                opts={"version_table": VERSION_TABLE, "compare_type": True, "compare_server_default": True},
+                conn, opts={"version_table": VERSION_TABLE, "compare_type": True, "compare_server_default": True},
             )
             return list(compare_metadata(context, target_metadata()))
     except SQLAlchemyError as exc:

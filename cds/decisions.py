@@ -119,13 +119,8 @@ class CallbackClientFactory:
     def __call__(self, base_url: str, token: str | None, timeout_s: float) -> FhirClient:
         t = max(0.2, timeout_s)
         config = FhirClientConfig(
-            base_url=base_url,
-            connect_timeout_s=min(t, 2.0),
-            read_timeout_s=t,
-            write_timeout_s=t,
-            pool_timeout_s=t,
-            max_retries=0,
-            max_connections=self._max_connections,
+            base_url=base_url, connect_timeout_s=min(t, 2.0), read_timeout_s=t, write_timeout_s=t, pool_timeout_s=t,
+            max_retries=0, max_connections=self._max_connections,
         )
         limits = httpx.Limits(max_connections=self._max_connections, max_keepalive_connections=self._max_connections)
         transport = httpx.AsyncHTTPTransport(verify=self._ssl, limits=limits, retries=0)
@@ -166,21 +161,13 @@ class CdsDecisions:
         for order in drafts:
             events = [e for e in prepared.prior if _matches(e, order)]
             if events:
-                cards.append(
-                    prior_ade_card(
-                        order.display or order.ingredient or "this drug",
-                        [
-                            PriorEvent(
-                                term=e.ctcae_term or "adverse event",
-                                grade=e.grade,
+                cards.append(prior_ade_card(
+                    order.display or order.ingredient or "this drug",
+                    [PriorEvent(term=e.ctcae_term or "adverse event", grade=e.grade,
                                 when=e.date.date() if e.date else None,
-                                note_ref=f"DocumentReference/{e.note_id}" if e.note_id else None,
-                            )
-                            for e in events
-                        ],
-                        hook_instance=call.hook_instance,
-                    )
-                )
+                                note_ref=f"DocumentReference/{e.note_id}" if e.note_id else None) for e in events],
+                    hook_instance=call.hook_instance,
+                ))
         if call.hook == "patient-view":
             cards += self._patient_view_cards(call, prepared)
         if drafts and self._assessor is not None:
@@ -193,16 +180,11 @@ class CdsDecisions:
                 warnings = []
                 log.warning("order assessment skipped: deadline", extra={"hook_instance": call.hook_instance})
             for w in warnings:
-                cards.append(
-                    overprescription_card(
-                        w.drug_display,
-                        f"MedicationRequest/{w.medication_request_id}",
-                        list(w.reasons),
-                        w.score,
-                        hook_instance=call.hook_instance,
-                        model_doubts="low_score" in w.kinds if w.kinds else True,
-                    )
-                )
+                cards.append(overprescription_card(
+                    w.drug_display, f"MedicationRequest/{w.medication_request_id}", list(w.reasons), w.score,
+                    hook_instance=call.hook_instance,
+                    model_doubts="low_score" in w.kinds if w.kinds else True,
+                ))
         logged = [(c.uuid, c.source.topic.code if c.source.topic else "unknown") for c in cards if c.uuid]
         if logged:  # a database write: off the event loop, like every other state access here
             await asyncio.to_thread(self._store.log_cards, call.service_id, patient_id, logged)
@@ -213,18 +195,14 @@ class CdsDecisions:
         rows = []
         for item in items:
             reason = item.overrideReason
-            rows.append(
-                {
-                    "service_id": service_id,
-                    "card_uuid": item.card,
-                    "outcome": item.outcome,
-                    "override_code": reason.reason.code if reason and reason.reason else None,
-                    "override_display": reason.reason.display if reason and reason.reason else None,
-                    "user_comment": reason.userComment if reason else None,
-                    "accepted_suggestions": [s.id for s in (item.acceptedSuggestions or [])],
-                    "outcome_ts": item.outcomeTimestamp.isoformat() if item.outcomeTimestamp else None,
-                }
-            )
+            rows.append({
+                "service_id": service_id, "card_uuid": item.card, "outcome": item.outcome,
+                "override_code": reason.reason.code if reason and reason.reason else None,
+                "override_display": reason.reason.display if reason and reason.reason else None,
+                "user_comment": reason.userComment if reason else None,
+                "accepted_suggestions": [s.id for s in (item.acceptedSuggestions or [])],
+                "outcome_ts": item.outcomeTimestamp.isoformat() if item.outcomeTimestamp else None,
+            })
         await asyncio.to_thread(self._store.add_feedback, rows)
 
     # -----------------------------------------------------------------------------------------------
@@ -293,21 +271,13 @@ class CdsDecisions:
                 by_drug.setdefault(name, (order.display or name, events))
         for name in sorted(by_drug):
             display, events = by_drug[name]
-            cards.append(
-                prior_ade_card(
-                    display,
-                    [
-                        PriorEvent(
-                            term=e.ctcae_term or "adverse event",
-                            grade=e.grade,
+            cards.append(prior_ade_card(
+                display,
+                [PriorEvent(term=e.ctcae_term or "adverse event", grade=e.grade,
                             when=e.date.date() if e.date else None,
-                            note_ref=f"DocumentReference/{e.note_id}" if e.note_id else None,
-                        )
-                        for e in events
-                    ],
-                    hook_instance=call.hook_instance,
-                )
-            )
+                            note_ref=f"DocumentReference/{e.note_id}" if e.note_id else None) for e in events],
+                hook_instance=call.hook_instance,
+            ))
         return cards
 
 

@@ -57,6 +57,7 @@ def order_sign_body(patient_id: str, drafts: list[dict[str, Any]], fhir_server: 
         "context": {
             "userId": "Practitioner/demo-oncologist",
             "patientId": patient_id,
-            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": d} for d in drafts]},
+            "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                            "entry": [{"resource": d} for d in drafts]},
         },
     }

@@ -75,10 +75,13 @@ def note_date(note: Note) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def suspect_order(orders: Sequence[MedicationOrder], ingredient: str, when: datetime) -> MedicationOrder | None:
+def suspect_order(
+    orders: Sequence[MedicationOrder], ingredient: str, when: datetime
+) -> MedicationOrder | None:
     """The patient's order for that ingredient closest before the note (else the earliest after it)."""
     matching = [
-        o for o in orders if (o.ingredient or "").lower() == ingredient or ingredient in (o.display or "").lower()
+        o for o in orders
+        if (o.ingredient or "").lower() == ingredient or ingredient in (o.display or "").lower()
     ]
     if not matching:
         return None
@@ -109,58 +112,34 @@ def ade_inputs(
         term = f.ctcae_term or f.event.strip().capitalize()
         if not any(c.isalnum() for c in drug.ingredient) or not any(c.isalnum() for c in term):
             continue  # a span of punctuation or blanks names neither a drug nor an event
-        key = finding_key("ade", patient, note.id, drug.ingredient, term.lower(), str(f.grade), str(f.negated))
+        key = finding_key(
+            "ade", patient, note.id, drug.ingredient, term.lower(), str(f.grade), str(f.negated)
+        )
         if key in seen:
             continue
         seen.add(key)
         order = suspect_order(orders, drug.ingredient, when)
-        rows.append(
-            {
-                "key": key,
-                "kind": "ade",
-                "patient_id": patient,
-                "note_id": note.id,
-                "drug_rxnorm": drug.rxnorm,
-                "payload": {
-                    "drug": drug.ingredient,
-                    "drug_display": drug.display,
-                    "event": f.event,
-                    "ctcae_term": term,
-                    "meddra_code": f.meddra_code,
-                    "grade": f.grade,
-                    "negated": f.negated,
-                    "date": when.date().isoformat(),
-                    "event_span": list(f.event_span),
-                    "medication_request_id": order.id if order else None,
-                    "confidence": round(f.confidence, 4),
-                },
-                "model": f"{model[0]}@{model[1]}",
-                "written": 0,
-            }
-        )
+        rows.append({
+            "key": key, "kind": "ade", "patient_id": patient, "note_id": note.id, "drug_rxnorm": drug.rxnorm,
+            "payload": {
+                "drug": drug.ingredient, "drug_display": drug.display, "event": f.event, "ctcae_term": term,
+                "meddra_code": f.meddra_code, "grade": f.grade, "negated": f.negated,
+                "date": when.date().isoformat(), "event_span": list(f.event_span),
+                "medication_request_id": order.id if order else None, "confidence": round(f.confidence, 4),
+            },
+            "model": f"{model[0]}@{model[1]}", "written": 0,
+        })
         if f.negated:
             continue
-        events.append(
-            AdverseEventInput(
-                finding_key=key,
-                patient_id=patient,
-                note_id=note.id,
-                drug_rxnorm=drug.rxnorm,
-                drug_display=drug.display,
-                medication_request_id=order.id if order else None,
-                ctcae_term=term,
-                meddra_code=f.meddra_code,
-                grade=f.grade,
-                date=when,
-                evidence_text=note.text[f.event_span[0] : f.event_span[1]][:200] or f.event,
-                model_name=model[0],
-                model_version=model[1],
-                evidence_start=f.event_span[0],
-                evidence_end=f.event_span[1],
-                encounter_id=note.encounter_id,
-                serious=(f.grade or 0) >= 3 if f.grade is not None else None,
-            )
-        )
+        events.append(AdverseEventInput(
+            finding_key=key, patient_id=patient, note_id=note.id, drug_rxnorm=drug.rxnorm,
+            drug_display=drug.display, medication_request_id=order.id if order else None,
+            ctcae_term=term, meddra_code=f.meddra_code, grade=f.grade, date=when,
+            evidence_text=note.text[f.event_span[0]:f.event_span[1]][:200] or f.event,
+            model_name=model[0], model_version=model[1], evidence_start=f.event_span[0],
+            evidence_end=f.event_span[1], encounter_id=note.encounter_id,
+            serious=(f.grade or 0) >= 3 if f.grade is not None else None,
+        ))
     return events, rows
 
 
@@ -177,46 +156,20 @@ def toxicity_inputs(
             continue
         term, meddra = _TOXICITY_TERMS.get(f.symptom, (f.symptom.capitalize(), None))
         key = finding_key("tox", patient, note.id, f.symptom, str(f.grade), f.status)
-        rows.append(
-            {
-                "key": key,
-                "kind": "toxicity",
-                "patient_id": patient,
-                "note_id": note.id,
-                "drug_rxnorm": None,
-                "payload": {
-                    "symptom": f.symptom,
-                    "status": f.status,
-                    "grade": f.grade,
-                    "ctcae_term": term,
-                    "date": when.date().isoformat(),
-                    "confidence": round(f.confidence, 4),
-                },
-                "model": f"{model[0]}@{model[1]}",
-                "written": 0,
-            }
-        )
+        rows.append({
+            "key": key, "kind": "toxicity", "patient_id": patient, "note_id": note.id, "drug_rxnorm": None,
+            "payload": {"symptom": f.symptom, "status": f.status, "grade": f.grade, "ctcae_term": term,
+                        "date": when.date().isoformat(), "confidence": round(f.confidence, 4)},
+            "model": f"{model[0]}@{model[1]}", "written": 0,
+        })
         if f.status != "present":
             continue
-        events.append(
-            AdverseEventInput(
-                finding_key=key,
-                patient_id=patient,
-                note_id=note.id,
-                drug_rxnorm=None,
-                drug_display=RADIOTHERAPY,
-                medication_request_id=None,
-                ctcae_term=term,
-                meddra_code=meddra,
-                grade=f.grade,
-                date=when,
-                evidence_text=None,
-                model_name=model[0],
-                model_version=model[1],
-                encounter_id=note.encounter_id,
-                serious=(f.grade or 0) >= 3 if f.grade is not None else None,
-            )
-        )
+        events.append(AdverseEventInput(
+            finding_key=key, patient_id=patient, note_id=note.id, drug_rxnorm=None, drug_display=RADIOTHERAPY,
+            medication_request_id=None, ctcae_term=term, meddra_code=meddra, grade=f.grade, date=when,
+            evidence_text=None, model_name=model[0], model_version=model[1], encounter_id=note.encounter_id,
+            serious=(f.grade or 0) >= 3 if f.grade is not None else None,
+        ))
     return events, rows
 
 
@@ -225,21 +178,11 @@ def combination_rows(note: Note, combos: Sequence[Any], model: tuple[str, str]) 
     rows = []
     for c in combos:
         drugs = sorted(identify_drug(d).ingredient for d in c.drugs)
-        rows.append(
-            {
-                "key": finding_key("combo", patient, note.id, "+".join(drugs), c.label),
-                "kind": "combination",
-                "patient_id": patient,
-                "note_id": note.id,
-                "drug_rxnorm": None,
-                "payload": {
-                    "drugs": drugs,
-                    "label": c.label,
-                    "confidence": round(c.confidence, 4),
-                    "sentence_span": list(c.sentence_span),
-                },
-                "model": f"{model[0]}@{model[1]}",
-                "written": 1,
-            }
-        )
+        rows.append({
+            "key": finding_key("combo", patient, note.id, "+".join(drugs), c.label),
+            "kind": "combination", "patient_id": patient, "note_id": note.id, "drug_rxnorm": None,
+            "payload": {"drugs": drugs, "label": c.label, "confidence": round(c.confidence, 4),
+                        "sentence_span": list(c.sentence_span)},
+            "model": f"{model[0]}@{model[1]}", "written": 1,
+        })
     return rows

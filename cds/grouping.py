@@ -81,7 +81,9 @@ def group_by_drug(
     for obs in observations:
         start, end = period_for(obs.onset, window_days)
         buckets[(obs.drug_rxnorm, start, end)].append(obs)
-    records = [_summarise_bucket(rx, start, end, items, max_evidence) for (rx, start, end), items in buckets.items()]
+    records = [
+        _summarise_bucket(rx, start, end, items, max_evidence) for (rx, start, end), items in buckets.items()
+    ]
     return sorted(records, key=lambda r: (r.drug_display, r.period_start))
 
 

@@ -32,7 +32,9 @@ class KeyValueFormatter(logging.Formatter):
     """Readable on a terminal: ``level logger msg key=value ...``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(f"{k}={v}" for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_"))
+        extras = " ".join(
+            f"{k}={v}" for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")
+        )
         base = f"{record.levelname.lower():7s} {record.name}: {record.getMessage()}"
         return f"{base} {extras}".rstrip()
 

@@ -208,7 +208,9 @@ def _per_label(scores: dict[str, dict[str, Any]], names: Sequence[str], target: 
     rows: dict[str, Any] = {}
     for name in names:
         measures = scores["current"]["per_label"][name].keys()
-        row: dict[str, Any] = {m: {k: round(v["per_label"][name][m], 4) for k, v in scores.items()} for m in measures}
+        row: dict[str, Any] = {
+            m: {k: round(v["per_label"][name][m], 4) for k, v in scores.items()} for m in measures
+        }
         row["fixed_by"] = next((k for k in STRATEGIES if k in row[metric] and row[metric][k] >= target), None)
         rows[name] = row
     return rows

@@ -84,7 +84,10 @@ class DrugCombRefineTask:
         if isinstance(model, RetrievalDrugCombExtractor):
             model.index.save(folder / INDEX_FILE)
 
-    def load_retrieval(self, base: DrugCombExtractor, folder: Path, model_fingerprint: str | None) -> DrugCombExtractor:
+
+    def load_retrieval(
+        self, base: DrugCombExtractor, folder: Path, model_fingerprint: str | None
+    ) -> DrugCombExtractor:
         return load_drugcomb_retrieval(base, folder, model_fingerprint)
 
 

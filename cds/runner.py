@@ -76,25 +76,17 @@ def fhir_auth(settings: Settings) -> Auth | None:
         if not settings.fhir_bearer_token:
             raise ConfigError("OV-0005", "fhir_auth=bearer needs ONCOVIGIL_FHIR_BEARER_TOKEN")
         return BearerTokenAuth(settings.fhir_bearer_token)
-    missing = [
-        n
-        for n in ("smart_token_url", "smart_client_id", "smart_private_key_file", "smart_key_id")
-        if not getattr(settings, n)
-    ]
+    missing = [n for n in ("smart_token_url", "smart_client_id", "smart_private_key_file", "smart_key_id")
+               if not getattr(settings, n)]
     if missing:
         names = ", ".join("ONCOVIGIL_" + m.upper() for m in missing)
         raise ConfigError("OV-0006", f"fhir_auth=smart-backend needs {names}")
     assert settings.smart_private_key_file is not None and settings.smart_token_url and settings.smart_client_id
-    return SmartBackendAuth(
-        SmartBackendConfig(
-            token_url=settings.smart_token_url,
-            client_id=settings.smart_client_id,
-            private_key_pem=settings.smart_private_key_file.read_bytes(),
-            key_id=str(settings.smart_key_id),
-            alg=settings.smart_alg,
-            scope=settings.smart_scope,
-        )
-    )
+    return SmartBackendAuth(SmartBackendConfig(
+        token_url=settings.smart_token_url, client_id=settings.smart_client_id,
+        private_key_pem=settings.smart_private_key_file.read_bytes(), key_id=str(settings.smart_key_id),
+        alg=settings.smart_alg, scope=settings.smart_scope,
+    ))
 
 
 def runtime_config(settings: Settings) -> RuntimeConfig:
@@ -133,25 +125,15 @@ async def run_sync_once(
             log.warning("earlier sync runs were interrupted", extra={"runs": interrupted})
         if extractors is None:
             extractors = load_extractors(settings.resolved_models_dir, runtime_config(settings))
-        options = SyncOptions(
-            batch_size=settings.sync_batch_size,
-            since=since,
-            summary_window_days=settings.summary_window_days,
-            write_batch_size=settings.fhir_write_batch_size,
-        )
+        options = SyncOptions(batch_size=settings.sync_batch_size, since=since,
+                              summary_window_days=settings.summary_window_days,
+                              write_batch_size=settings.fhir_write_batch_size)
         async with FhirClient(fhir_config(settings), auth=fhir_auth(settings)) as client:
             summariser = build_guarded_summariser(settings.resolved_models_dir, runtime_config(settings))
-            job = SyncJob(
-                store,
-                client,
-                extractors,
-                options,
-                on_orders=on_orders,
-                progress=progress,
-                checkpoint=checkpoint_from_env(os.environ),
-                notes_stage=notes_stage,
-                summariser=summariser,
-            )
+            job = SyncJob(store, client, extractors, options, on_orders=on_orders, progress=progress,
+                          checkpoint=checkpoint_from_env(os.environ), notes_stage=notes_stage,
+                          summariser=summariser)
             return await job.run()
     finally:
         store.release_lease(LEASE, who)
+

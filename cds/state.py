@@ -236,11 +236,7 @@ class StateStore:
                     row.written = 1
 
     def findings(
-        self,
-        *,
-        kind: str | None = None,
-        patient_id: str | None = None,
-        drug_rxnorm: str | None = None,
+        self, *, kind: str | None = None, patient_id: str | None = None, drug_rxnorm: str | None = None,
         unwritten_only: bool = False,
     ) -> list[FindingRow]:
         with self.session() as s:
@@ -300,15 +296,8 @@ class StateStore:
         with self.session() as s:
             rows = s.scalars(select(RunRow).order_by(RunRow.id.desc()).limit(limit))
             return [
-                RunRecord(
-                    r.id,
-                    r.kind,
-                    _aware(r.started_at),
-                    _aware(r.ended_at) if r.ended_at else None,
-                    r.status,
-                    dict(r.counts or {}),
-                    list(r.errors or []),
-                )
+                RunRecord(r.id, r.kind, _aware(r.started_at), _aware(r.ended_at) if r.ended_at else None,
+                          r.status, dict(r.counts or {}), list(r.errors or []))
                 for r in rows
             ]
 

@@ -146,11 +146,8 @@ class SyncJob:
             report.errors.append({"stage": "run", "error": type(exc).__name__, "message": str(exc)[:500]})
             self._store.finish_run(report.run_id, report.status, report.counts, report.errors)
             log.error("sync failed", extra={"run_id": report.run_id, "error": type(exc).__name__})
-            raise SyncError(
-                "OV-0060",
-                f"sync run {report.run_id} failed: {exc}; the watermark was not "
-                "advanced past unconfirmed writes, run it again",
-            ) from exc
+            raise SyncError("OV-0060", f"sync run {report.run_id} failed: {exc}; the watermark was not "
+                            "advanced past unconfirmed writes, run it again") from exc
         self._store.finish_run(report.run_id, report.status, report.counts, report.errors)
         log.info("sync finished", extra={"run_id": report.run_id, "status": report.status, "counts": report.counts})
         return report
@@ -283,11 +280,8 @@ class SyncJob:
                 self._client, observations, batch_size=self._options.write_batch_size
             )
             self._account(observed, report, "Observation")
-            done = {
-                finding_key("phenotype", o.patient_id, o.note_id or "")
-                for o in observations
-                if o.key in observed.references
-            }
+            done = {finding_key("phenotype", o.patient_id, o.note_id or "")
+                    for o in observations if o.key in observed.references}
             self._store.mark_written(sorted(done))
         for task, version in self._extractors.versions.items():
             self._store.mark_processed(task, version, [(n.id, _content_hash(n)) for n in notes])
@@ -308,30 +302,16 @@ class SyncJob:
             try:
                 written.merge(await write_adverse_events(self._client, [event], batch_size=size))
             except ResourceBuildError as exc:
-                written.failures.append(
-                    WriteFailure(
-                        key=event.finding_key,
-                        resource_type="AdverseEvent",
-                        status=0,
-                        code=exc.code,
-                        diagnostics=str(exc),
-                    )
-                )
+                written.failures.append(WriteFailure(key=event.finding_key, resource_type="AdverseEvent", status=0,
+                                                     code=exc.code, diagnostics=str(exc)))
         return written
 
     def _account(self, written: WriteReport, report: SyncReport, what: str) -> None:
         report.add(f"{what}_created", written.total_created)
         report.add(f"{what}_existing", sum(written.existing.values()))
         for failure in written.failures:
-            report.errors.append(
-                {
-                    "stage": what,
-                    "key": failure.key,
-                    "status": failure.status,
-                    "code": failure.code,
-                    "diagnostics": failure.diagnostics[:300],
-                }
-            )
+            report.errors.append({"stage": what, "key": failure.key, "status": failure.status,
+                                  "code": failure.code, "diagnostics": failure.diagnostics[:300]})
 
     # orders -----------------------------------------------------------------------------------------
     async def _sync_orders(self, report: SyncReport) -> None:
@@ -394,19 +374,13 @@ class SyncJob:
                 p = row.payload
                 if p.get("negated"):
                     continue
-                observations.append(
-                    AdeObservation(
-                        patient_id=row.patient_id,
-                        note_id=row.note_id,
-                        drug_rxnorm=rxnorm,
-                        drug_display=str(p.get("drug_display") or p.get("drug")),
-                        ctcae_term=str(p["ctcae_term"]),
-                        grade=p.get("grade"),
-                        onset=datetime.fromisoformat(p["date"]).date(),
-                        evidence=str(p.get("event", "")),
-                        span=tuple(p["event_span"]) if p.get("event_span") else None,
-                    )
-                )
+                observations.append(AdeObservation(
+                    patient_id=row.patient_id, note_id=row.note_id, drug_rxnorm=rxnorm,
+                    drug_display=str(p.get("drug_display") or p.get("drug")), ctcae_term=str(p["ctcae_term"]),
+                    grade=p.get("grade"), onset=datetime.fromisoformat(p["date"]).date(),
+                    evidence=str(p.get("event", "")),
+                    span=tuple(p["event_span"]) if p.get("event_span") else None,
+                ))
         records = group_by_drug(observations, self._options.summary_window_days)
         before = (self._summariser.counts.generated, self._summariser.counts.guard_fallbacks)
         published = await asyncio.to_thread(self._summariser.summarise, [to_drug_group(r) for r in records])
@@ -420,14 +394,9 @@ class SyncJob:
         self._store.upsert_findings([grouped_record_row(r, p) for r, p in zip(records, published, strict=True)])
         items = [
             AdeSummaryInput(
-                key=f"ade-summary-{r.key}",
-                drug_rxnorm=r.drug_rxnorm,
-                drug_display=r.drug_display,
-                period_start=r.period_start,
-                period_end=r.period_end,
-                markdown=p.markdown(r),
-                model_name=p.model_name,
-                model_version=p.model_version,
+                key=f"ade-summary-{r.key}", drug_rxnorm=r.drug_rxnorm, drug_display=r.drug_display,
+                period_start=r.period_start, period_end=r.period_end, markdown=p.markdown(r),
+                model_name=p.model_name, model_version=p.model_version,
                 title=f"Adverse events on {r.drug_display}, {r.period_start:%Y-%m-%d} to {r.period_end:%Y-%m-%d}",
             )
             for r, p in zip(records, published, strict=True)

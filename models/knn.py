@@ -38,7 +38,9 @@ class Vote:
         return out
 
 
-def vote(queries: FloatArray, index: FloatArray, labels: IntArray, classes: int, k: int, tau: float) -> Vote:
+def vote(
+    queries: FloatArray, index: FloatArray, labels: IntArray, classes: int, k: int, tau: float
+) -> Vote:
     """The neighbours' vote; ``labels`` is ``[index rows, columns]`` of class ids or -1 (abstain)."""
     columns = labels.shape[1]
     probabilities = np.zeros((len(queries), columns, classes), dtype=np.float32)

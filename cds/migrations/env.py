@@ -17,11 +17,8 @@ metadata = target_metadata()
 
 def _offline() -> None:
     context.configure(
-        url=config.get_main_option("sqlalchemy.url"),
-        target_metadata=metadata,
-        literal_binds=True,
-        version_table=VERSION_TABLE,
-        compare_type=True,
+        url=config.get_main_option("sqlalchemy.url"), target_metadata=metadata, literal_binds=True,
+        version_table=VERSION_TABLE, compare_type=True,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -46,11 +43,8 @@ def _run(connection: object) -> None:
     # SQLite cannot ALTER most things in place: batch mode rebuilds the table instead
     sqlite = getattr(getattr(connection, "dialect", None), "name", "") == "sqlite"
     context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        version_table=VERSION_TABLE,  # type: ignore[arg-type]
-        compare_type=True,
-        render_as_batch=sqlite,
+        connection=connection, target_metadata=metadata, version_table=VERSION_TABLE,  # type: ignore[arg-type]
+        compare_type=True, render_as_batch=sqlite,
     )
     with context.begin_transaction():
         context.run_migrations()

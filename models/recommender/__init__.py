@@ -27,11 +27,7 @@ def load_recommender(model_dir: Path, config: RuntimeConfig | None = None) -> Me
     verify_dir(model_dir)
     settings = read_settings(model_dir)
     loaded = load_model_dir_session(
-        model_dir,
-        config.providers,
-        config.threads,
-        allow_int8=config.allow_int8,
-        require=config.require,
+        model_dir, config.providers, config.threads, allow_int8=config.allow_int8, require=config.require,
         spin=config.spin,
     )
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))

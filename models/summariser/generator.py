@@ -142,9 +142,9 @@ class CausalGenerator:
             logits = result[0][:, -1]
             step: list[list[int]] = []
             finished = np.zeros(len(active), dtype=bool)
-            for j, row in enumerate(active):
+            for j, row in enumerate(active.tolist()):
                 if not pending[row]:  # mid-copy, the logits are not a choice
-                    token, then[row] = self._choose(logits[j], then[row]), None
+                    token, then[row] = int(self._choose(logits[j], then[row])), None
                     if token == self._eos or len(out[row]) >= self._max_new:
                         finished[j] = True
                         continue

@@ -63,12 +63,7 @@ def load_toxicity_extractor(model_dir: Path, config: RuntimeConfig | None = None
     """Verify the directory's hashes, open the ONNX session the providers allow, and build the extractor."""
     config = config or RuntimeConfig()
     classifier = load_pooled_classifier(
-        model_dir,
-        config.providers,
-        config.threads,
-        config.allow_int8,
-        config.require,
-        min(config.max_batch, 16),
+        model_dir, config.providers, config.threads, config.allow_int8, config.require, min(config.max_batch, 16),
         config.spin,
     )
     return ToxicityExtractor(classifier, HeadLayout.from_labels(classifier.task.labels))

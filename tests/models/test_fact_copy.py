@@ -30,15 +30,13 @@ def test_the_serious_sentence_is_copied_after_the_counts() -> None:
     plan = copy_plan(GROUP)
     step = forced_continuation(plan, "cisplatin: 5 patients, 18 reports, 4 serious.")
     assert step is not None and step.then is None
-    expected = (
-        " Serious: Peripheral sensory neuropathy (3 serious, grades 3, 4); Vomiting (1 serious, grade 3)."
-    )
+    expected = " Serious: Peripheral sensory neuropathy (3 serious, grades 3, 4); Vomiting (1 serious, grade 3)."
     assert step.text == expected
     assert expected.strip() in narrate(GROUP)  # the very sentence of the reference narrative
     # once written, never again; a serious sentence the model opened itself is completed, not repeated
     assert forced_continuation(plan, "cisplatin: 5 patients, 18 reports, 4 serious." + expected) is None
     opened = forced_continuation(plan, "cisplatin: 5 patients, 18 reports. Serious:")
-    assert opened == Continuation(" Peripheral sensory neuropathy (3 serious, grades 3, 4); Vomiting (1 serious, grade 3).")
+    assert opened == Continuation(expected.removeprefix(" Serious:"))
 
 
 def test_no_serious_sentence_without_serious_events() -> None:

@@ -128,15 +128,6 @@ def downgrade() -> None:
     for table, columns in _INDEXES.items():
         for column in columns:
             op.drop_index(op.f(f"ix_{table}_{column}"), table_name=table)
-    for table in (
-        "ov_watermark",
-        "ov_run",
-        "ov_processed",
-        "ov_lease",
-        "ov_jti",
-        "ov_finding",
-        "ov_feedback",
-        "ov_card",
-        "ov_apscheduler_jobs",
-    ):
+    for table in ("ov_watermark", "ov_run", "ov_processed", "ov_lease", "ov_jti", "ov_finding", "ov_feedback",
+                  "ov_card", "ov_apscheduler_jobs"):
         op.drop_table(table)
