@@ -3,22 +3,23 @@
 A 135 M decoder orders and phrases the paragraph well but, left free, drops the third or fourth serious
 event of a long list and re-counts grades (7 % of serious events omitted, 4 % of numeric claims wrong on the
 dev split). Those facts are in the record already, in the very words the paragraph uses, so decoding copies
-them at two points and leaves the rest to the model:
+them at four points and leaves the rest to the model:
 
-1. once the opening sentence ends on its serious count (``... 3 serious.``) or the model opens the serious
+1. the paragraph opens with the record's drug name (left free, the model shortened "mequitazine" to "meq");
+2. once the opening sentence ends on its serious count (``... 3 serious.``) or the model opens the serious
    sentence itself (``Serious:``), the whole serious sentence is copied from the record;
-2. in the "Most reported" sentence, once what the model has written of a term is the start of exactly one
+3. in the "Most reported" sentence, once what the model has written of a term is the start of exactly one
    record term, the rest of that term is copied (the model chose it; its spelling comes from the record);
-3. whenever the model writes a record term followed by an opening bracket (``Nausea (``), the bracket's
+4. whenever the model writes a record term followed by an opening bracket (``Nausea (``), the bracket's
    content is copied from the record (``3 reports, grades 1, 2``) and the model's next token must close
    it; the model picks that token (``);`` or ``).`` is one token: a copied ``)`` alone made it stop, and
    left open it appended grades of its own).
 
-0. the paragraph opens with the record's drug name (left free, the model shortened "mequitazine" to "meq").
-
 The model still writes the counts, chooses which terms to report and in which order, and the onset; the
-guard still checks everything afterwards. Pure text in, text out: the generator turns the continuation into
-tokens and feeds them as if the model had chosen them, then holds the next token to ``then`` when set.
+guard still checks everything afterwards. The rules fire on the paragraph's own structure: a model that
+never ends its opening sentence gets nothing copied (and the guard rejects it). Pure text in, text out: the
+generator turns the continuation into tokens and feeds them as if the model had chosen them, then holds the
+next token to ``then`` when set.
 """
 
 from __future__ import annotations
