@@ -58,9 +58,7 @@ def main() -> None:
     args = parser.parse_args()
     records = groups(args.groups, settings.data_dir)
     summariser = load_summariser(args.model_dir, ["CPUExecutionProvider"], args.threads, batch_size=args.batch)
-    free = load_summariser(
-        args.model_dir, ["CPUExecutionProvider"], args.threads, batch_size=args.batch, fact_copy=False
-    )
+    free = summariser.decoding(fact_copy=False)
     guarded = GuardedSummariser(summariser, read_vocabulary(args.model_dir))
     guarded_free = GuardedSummariser(free, read_vocabulary(args.model_dir))
     summariser.summarise(records[:4])  # warm-up: onnxruntime arena, tokenizer

@@ -84,7 +84,6 @@ class DrugCombRefineTask:
         if isinstance(model, RetrievalDrugCombExtractor):
             model.index.save(folder / INDEX_FILE)
 
-
     def load_retrieval(
         self, base: DrugCombExtractor, folder: Path, model_fingerprint: str | None
     ) -> DrugCombExtractor:

@@ -203,9 +203,9 @@ def evaluate_dir(path: Path, model_dir: Path, runtime: RuntimeConfig) -> dict[st
     names = {"sft": "before_dpo", "dpo": "after_dpo"}
     free: dict[str, Any] = {"before_dpo": None}
     for stage in stages_of(model_dir):
+        loaded = load_summariser(model_dir, runtime.providers, runtime.threads, stage)
         for fact_copy, into in ((True, result), (False, free)):
-            summariser = load_summariser(model_dir, runtime.providers, runtime.threads, stage, fact_copy=fact_copy)
-            into[names[stage]] = _stage_figures(summariser, groups, references, vocabulary)
+            into[names[stage]] = _stage_figures(loaded.decoding(fact_copy), groups, references, vocabulary)
     result["free_decoding"] = free
     final = result["after_dpo"]
     for key in (

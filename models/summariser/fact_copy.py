@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from models.summariser.narrative import reported_detail, serious_clause, serious_sentence
+from models.summariser.narrative import reported_detail, serious_sentence
 from models.summariser.record import DrugGroup
 
 _COUNTS_END = re.compile(r"\b\d+ serious\.$")
@@ -50,18 +50,14 @@ class CopyPlan:
 
     drug: str
     serious: str | None  # "Serious: A (1 serious, grade 3); B (...)." or None without serious events
-    serious_clauses: str  # the same without its "Serious:" opening, for when the model opened it itself
     details: dict[str, str]  # lower-cased term -> "3 reports, grades 1, 2" (the model closes the bracket)
     terms: tuple[str, ...] = ()  # the record's terms as written in it
 
 
 def copy_plan(group: DrugGroup) -> CopyPlan:
-    ranked = sorted(group.terms, key=lambda t: (-t.reports, t.term))
-    clauses = "; ".join(serious_clause(t) for t in ranked if t.serious > 0)
     return CopyPlan(
         drug=group.drug,
         serious=serious_sentence(group),
-        serious_clauses=clauses + "." if clauses else "",
         details={t.term.lower(): reported_detail(t) for t in group.terms},
         terms=tuple(t.term for t in group.terms),
     )
@@ -94,7 +90,7 @@ def forced_continuation(plan: CopyPlan, text: str) -> Continuation | None:
         if not opened and _COUNTS_END.search(stripped):
             return Continuation(" " + plan.serious)
         if len(opened) == 1 and stripped.lower().endswith("serious:"):
-            return Continuation(" " + plan.serious_clauses)
+            return Continuation(plan.serious.removeprefix("Serious:"))  # the model opened it itself
     completion = _term_completion(plan, text)
     if completion is not None:
         return completion

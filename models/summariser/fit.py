@@ -184,6 +184,8 @@ def _causal(config: FitConfig) -> tuple[Any, Batcher, str, str, Any]:
 
     def save(m: Any, target: Path) -> None:
         m.save_pretrained(str(target))
+        # peft writes a README.md model card template naming this machine's base path; model_card.json is ours
+        (target / "README.md").unlink(missing_ok=True)
 
     is_default = config.base == SMOLLM2
     return (

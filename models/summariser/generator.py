@@ -253,6 +253,10 @@ class Summariser:
     def provider(self) -> str:
         return self._generator.provider
 
+    def decoding(self, fact_copy: bool) -> Summariser:
+        """The same loaded model with fact-copy decoding on or off (no second ONNX session)."""
+        return Summariser(self._generator, self.name, self.stage, fact_copy)
+
     def summarise(self, groups: Sequence[DrugGroup]) -> list[str]:
         if not groups:
             return []
