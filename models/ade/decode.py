@@ -5,7 +5,9 @@
 - a span that starts or ends with a function word or punctuation ("and orthostatic hypotension",
   "melanonychia and") is trimmed to its content;
 - then two spans of the same kind separated only by a space or a hyphen ("Aseptic" + "meningitis") are one;
-- a span whose mean token probability is below ``min_confidence`` is dropped.
+- a span whose mean token probability is below ``min_confidence`` is dropped;
+- a drug followed by an event tagged on "toxicity", "intoxication", "toxicosis" or "poisoning" is also the
+  start of that event (``nest_drug_events``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ EDGE_WORDS = frozenset(
 _EDGE_PUNCT = " \t\n,;:.()[]\"'"
 _JOINABLE_GAP = re.compile(r"^[ \-]?$")
 _LIST_SEPARATOR = re.compile(r",\s*(?:(?:and|or)\s+)?")
+# ADE-Corpus-V2 annotates "carbamazepine toxicity" as one event holding its drug: of the 55 training-split
+# drugs followed by one of these words, 36 are nested so, none is followed by a separate event (the other 19
+# are no event). BIO tags cannot nest, so the tagger marks the drug and the word, and the event is rebuilt.
+NESTING_WORDS = frozenset({"toxicity", "intoxication", "toxicosis", "poisoning"})
+_NESTING_WORD = re.compile(r"[ \-]?([A-Za-z]+)")
 
 
 def _split_lists(text: str, span: EntitySpan) -> list[EntitySpan]:
@@ -66,3 +73,23 @@ def tidy(text: str, spans: Sequence[EntitySpan], min_confidence: float = 0.0) ->
         else:
             merged.append(span)
     return [s for s in merged if s.confidence >= min_confidence]
+
+
+def nest_drug_events(text: str, spans: Sequence[EntitySpan], drug: str, event: str) -> list[EntitySpan]:
+    """Spans where an ``event`` span that starts on a nesting word right after a ``drug`` span now starts
+    at the drug (the drug span stays)."""
+    result = list(spans)
+    for span in spans:
+        if span.kind != drug:
+            continue
+        word = _NESTING_WORD.match(text, span.end)
+        if word is None or word.group(1).lower() not in NESTING_WORDS:
+            continue
+        tagged = [s for s in result if s.kind == event and span.end <= s.start < word.end()]
+        if not tagged:
+            continue
+        end = max(s.end for s in tagged)
+        confidence = min([span.confidence, *(s.confidence for s in tagged)])
+        result = [s for s in result if s not in tagged]
+        result.append(EntitySpan(span.start, end, event, confidence))
+    return sorted(result, key=lambda s: (s.start, s.end))

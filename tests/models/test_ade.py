@@ -237,6 +237,42 @@ def test_tidy_trims_function_words_merges_split_words_and_drops_unsure_spans() -
     assert tidied[0].confidence == pytest.approx((0.9 * 7 + 0.7 * 10) / 17)
 
 
+def test_an_event_tagged_on_a_nesting_word_after_a_drug_holds_the_drug() -> None:
+    from models.ade.decode import nest_drug_events
+    from models.encoder_infer import EntitySpan
+
+    text = "Carbamazepine toxicity and lithium-intoxication, then phenytoin toxicity; rash from penicillin."
+    carbamazepine, lithium = EntitySpan(0, 13, "DRUG", 0.99), EntitySpan(27, 34, "DRUG", 0.9)
+    phenytoin, penicillin = EntitySpan(54, 63, "DRUG", 0.97), EntitySpan(84, 94, "DRUG", 0.98)
+    spans = [
+        carbamazepine,
+        EntitySpan(14, 22, "AE", 0.8),
+        lithium,
+        EntitySpan(35, 47, "AE", 0.7),
+        phenytoin,  # "toxicity" after it is not tagged: no event is made up
+        EntitySpan(74, 78, "AE", 0.9),
+        penicillin,
+    ]
+    nested = nest_drug_events(text, spans, "DRUG", "AE")
+    assert [(text[s.start : s.end], s.kind) for s in nested] == [
+        ("Carbamazepine", "DRUG"),
+        ("Carbamazepine toxicity", "AE"),
+        ("lithium", "DRUG"),
+        ("lithium-intoxication", "AE"),
+        ("phenytoin", "DRUG"),
+        ("rash", "AE"),
+        ("penicillin", "DRUG"),
+    ]
+    assert nested[1].confidence == 0.8 and nested[3].confidence == 0.7
+
+
+def test_default_model_nests_the_drug_in_its_toxicity(default_model: Path) -> None:
+    extractor = AdeExtractor.load(default_model, RuntimeConfig(providers=(CPU,), allow_int8=False))
+    note = "Lithium intoxication presenting as confusion."
+    [findings] = extractor.predict([note])
+    assert ("Lithium", "Lithium intoxication") in {(f.drug, f.event) for f in findings}
+
+
 def test_viterbi_never_starts_an_entity_inside() -> None:
     import numpy as np
 
