@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from models.adapter_files import save_adapter_files
 from models.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -207,11 +208,8 @@ def _train(
     except (RuntimeError, ValueError) as exc:
         raise TrainingError("OV-2041", f"training failed: {exc}; lower batch_size or max_len") from exc
     seconds = time.perf_counter() - started
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out_dir))
+    save_adapter_files(model, out_dir, config.base_name)
     _remove_tree(scratch)
-    # peft writes a README.md model card template we do not use; model_card.json is ours.
-    (out_dir / "README.md").unlink(missing_ok=True)
     task = {
         "kind": kind,
         "labels": list(labels),

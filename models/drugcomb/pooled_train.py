@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from models.adapter_files import save_adapter_files
 from models.drugcomb.pooled import (
     HEAD_FILE,
     POOLED_BLOCKS,
@@ -357,10 +358,8 @@ def torch_logits(model: PooledModel, base_dir: Path, rows: Sequence[InputRow], m
     return np.stack([r for r in out if r is not None]) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
-def save_artifact(model: PooledModel, out_dir: Path) -> None:
+def save_artifact(model: PooledModel, out_dir: Path, base_name: str) -> None:
     """The LoRA adapter (peft format) and the head weights (``head.npz``); never the base weights."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.encoder.save_pretrained(str(out_dir))
-    (out_dir / "README.md").unlink(missing_ok=True)  # peft's template card; ours is model_card.json
+    save_adapter_files(model.encoder, out_dir, base_name)
     weights = {k: v.detach().cpu().numpy() for k, v in model.head.state_dict().items()}
     np.savez(out_dir / HEAD_FILE, **weights)

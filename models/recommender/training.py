@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.adapter_files import save_adapter_files
 from models.errors import TrainingError
 from models.recommender.base import SMOLLM2, BaseModel
 from models.recommender.metrics import ScoredVisit, SetMetrics, calibrate_threshold
@@ -237,11 +238,5 @@ def train_recommender(
 
 def save_adapter(model: Any, out_dir: Path, base_source: str) -> None:
     """Write adapter_config.json + adapter_model.safetensors; the base is named, not embedded."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for config in model.peft_config.values():
-        # The folder transformers read the GGUF from differs per machine; materialize resolves the name.
-        config.base_model_name_or_path = base_source
-    model.save_pretrained(str(out_dir))
-    readme = out_dir / "README.md"
-    if readme.is_file():
-        readme.unlink()  # peft's template card; model_card.json is the card
+    # The folder transformers read the GGUF from differs per machine; materialize resolves the name.
+    save_adapter_files(model, out_dir, base_source)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.adapter_files import save_adapter_files
 from models.errors import TrainingError
 from models.summariser.narrative import PROMPT_VERSION, narrate, render_prompt
 from models.summariser.pairs import preference_pairs
@@ -182,19 +183,13 @@ def _causal(config: FitConfig) -> tuple[Any, Batcher, str, str, Any]:
         config.train,
     )
 
-    def save(m: Any, target: Path) -> None:
-        m.save_pretrained(str(target))
-        # peft writes a README.md model card template naming this machine's base path; model_card.json is ours
-        (target / "README.md").unlink(missing_ok=True)
-
     is_default = config.base == SMOLLM2
-    return (
-        model,
-        batcher,
-        SMOLLM2_NAME if is_default else base.name,
-        SMOLLM2_SOURCE if is_default else config.base,
-        save,
-    )
+    name = SMOLLM2_NAME if is_default else base.name
+
+    def save(m: Any, target: Path) -> None:
+        save_adapter_files(m, target, name)
+
+    return model, batcher, name, SMOLLM2_SOURCE if is_default else config.base, save
 
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Any:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from models.backbone import MINILM_NAME
 from models.drugcomb.pooled import InputRow, PooledTask
 from models.drugcomb.pooled_train import PooledHyperparameters, TrainExample, build_model, save_artifact, train_pooled
 from models.errors import TrainingError
@@ -136,14 +137,14 @@ def train_toxicity(
         )
     model = build_model(base_dir, layout.width, hp)
     stats = train_pooled(model, base_dir, examples, grouped_loss(layout), hp, show_progress)
-    save_artifact(model, artifact_dir)
+    save_artifact(model, artifact_dir, MINILM_NAME)
     PooledTask(
         labels=layout.labels(),
         pooling=hp.pooling,
         max_len=config.max_length,
         mlp_hidden=config.mlp_hidden,
         top_layers=config.top_layers,
-        base_model="sentence-transformers/all-MiniLM-L6-v2",
+        base_model=MINILM_NAME,
         extra={
             "registry_name": REGISTRY_NAME,
             "toxicity": {"symptoms": list(layout.symptoms), "statuses": list(STATUSES), "grades": list(GRADE_CLASSES)},
