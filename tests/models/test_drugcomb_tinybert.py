@@ -20,16 +20,19 @@ WORDS = (
 def build_tiny_bert(folder: Path, seed: int = 0) -> Path:
     """config.json, model.safetensors and tokenizer.json of a 2-layer BERT (hidden 32) in ``folder``."""
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel
 
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    # The vocabulary is spelt out, not learnt: the WordPiece trainer breaks ties between these equally
+    # frequent words in hash-map order, so each process got other tokens and ids, and another random model.
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = sorted({w for w in WORDS.split() if w.isalnum()})
+    characters = sorted({c for c in WORDS if not c.isspace()})
+    pieces = specials + words + [c for c in characters if c not in words] + [f"##{c}" for c in characters]
+    tokenizer = Tokenizer(models.WordPiece({t: i for i, t in enumerate(pieces)}, unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials)
-    tokenizer.train_from_iterator([WORDS] * 5, trainer)
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
