@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from models.backbone import MINILM_NAME as BASE_NAME
+from models.backbone import MINILM_NAME
 from models.drugcomb.candidates import CLASS_LABELS, CandidateConfig, context_of, mark_with_focus, training_candidates
 from models.drugcomb.data import DrugCombDoc
 from models.drugcomb.decode import Strategy, decide
@@ -148,7 +148,7 @@ def train_drugcomb(
     calibration: dict[str, float] = {}
     if calibration_docs:
         config, calibration = calibrate(model, base_dir, calibration_docs, config)
-    save_artifact(model, artifact_dir, BASE_NAME)
+    save_artifact(model, artifact_dir, MINILM_NAME)
     write_drug_names(artifact_dir / DRUGS_FILE, drugs_file, train_docs)
     PooledTask(
         labels=list(CLASS_LABELS),
@@ -156,7 +156,7 @@ def train_drugcomb(
         max_len=config.max_length,
         mlp_hidden=config.mlp_hidden,
         top_layers=config.top_layers,
-        base_model=BASE_NAME,
+        base_model=MINILM_NAME,
         extra={"registry_name": REGISTRY_NAME, "drugcomb": config.decode_config().as_dict()},
     ).write(artifact_dir)
     return {
