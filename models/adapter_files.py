@@ -20,7 +20,7 @@ def save_adapter_files(model: Any, out_dir: Path, base_name: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
     (out_dir / "README.md").unlink(missing_ok=True)  # model_card.json is the card
-    for path in out_dir.rglob(ADAPTER_CONFIG):
-        config = json.loads(path.read_text(encoding="utf-8"))
-        config["base_model_name_or_path"] = base_name
-        path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")  # peft's own layout
+    path = out_dir / ADAPTER_CONFIG  # our models hold one adapter, "default", which peft saves at the top
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base_name
+    path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")  # peft's own layout
