@@ -30,9 +30,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cds.cohort import generate_cohort  # noqa: E402
+from cds.settings import load_settings  # noqa: E402
 from models import RuntimeConfig  # noqa: E402
 from models.ade import AdeExtractor  # noqa: E402
-from models.encoder_export import HIDDEN_OUTPUT, load_merged_torch, make_fp16  # noqa: E402
+from models.encoder_export import (  # noqa: E402
+    HIDDEN_OUTPUT,
+    artifact_backbone_dir,
+    load_merged_torch,
+    make_fp16,
+)
 from models.encoder_infer import EncoderTokenizer, TokenClassifierRunner, read_labels  # noqa: E402
 from models.runtime import CPU, CUDA, LoadedSession, load_session  # noqa: E402
 
@@ -129,8 +135,10 @@ def backends(model_dir: Path, artifact: Path, threads: int) -> list[tuple[str, s
     fp32 = load_session(model_dir / "model.onnx", [CPU], threads)
     plans: list[tuple[str, str, Callable[[], AdeExtractor]]] = []
 
+    base = artifact_backbone_dir(artifact, load_settings().home / "backbones")
+
     def torch_eager(device: str) -> AdeExtractor:
-        model, _ = load_merged_torch(artifact)
+        model, _ = load_merged_torch(artifact, base)
         return _extractor(model_dir, _wrap(TorchSession(model, device), f"torch-{device}", fp32), max_len)
 
     plans.append(("PyTorch eager fp32", "cpu", lambda: torch_eager("cpu")))

@@ -26,23 +26,26 @@ from cds.refine_drugcomb import DRUGCOMB_TASK
 from cds.refine_taggers import ADE_TASK, phenotype_task
 from cds.refine_toxicity import TOXICITY_TASK
 from models import ModelCard, ModelError, RuntimeConfig, read_card, write_card
-from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
+from models.backbone import MINILM_NAME, MINILM_SOURCE, MPNET_NAME, minilm_dir
+from models.encoder_export import artifact_backbone_dir, read_task
 from models.runtime import CPU
 
 # per-label target: toxicity accuracy, the others F1
 TARGETS = {"toxicity": 0.95, "drugcomb": 0.6, "ade": 0.75, "phenotype": 0.9}
-# ADE LoRA steps per second of budget: about 0.3 s a step (batch 16, short sentences, 2 CPU threads)
-ADE_STEPS_PER_SECOND = 3.0
+# ADE LoRA steps per second of budget (batch 16, short sentences, 2 CPU threads): about 0.3 s a step on
+# MiniLM, 1.2 s on MPNet-base; an unknown encoder is budgeted as a base-size one
+ADE_STEPS_PER_SECOND = {MINILM_NAME: 3.0, MPNET_NAME: 0.8}
+ADE_STEPS_PER_SECOND_OTHER = 0.8
 
 
-def _card(artifact: Path, name: str, task: str, hyperparameters: dict[str, Any]) -> None:
+def _card(artifact: Path, name: str, task: str, hyperparameters: dict[str, Any], base_name: str = MINILM_NAME) -> None:
     card = ModelCard(
         name=name,
         task=task,
         version="1-refined",
         labels=[],
-        base_model=MINILM_NAME,
-        base_model_source=MINILM_SOURCE,
+        base_model=base_name,
+        base_model_source=MINILM_SOURCE if base_name == MINILM_NAME else "see the committed artifact's card",
         hyperparameters={**hyperparameters, "refined_from": "labelled pool"},
     )
     write_card(artifact, card)
@@ -86,27 +89,36 @@ def drugcomb_fine_tuner(drugs_file: Path, budget_s: float, threads: int) -> Fine
     return fine_tune
 
 
-def ade_fine_tuner(warm_start: Path | None, budget_s: float, threads: int) -> FineTune:
-    """LoRA on the pool sentences, continuing ``warm_start`` (the committed adapter) when given."""
+def ade_fine_tuner(warm_start: Path | None, backbones: Path, budget_s: float, threads: int) -> FineTune:
+    """LoRA on the pool sentences, continuing ``warm_start`` (the committed adapter) on its own backbone when
+    given, else a fresh adapter on MiniLM (the fastest to train within a budget)."""
     from cds.model_task_ade import VENDORED_TERMS
     from models.ade import AdeExtractor
     from models.ade.corpus import AdeSentence
     from models.ade.ctcae import read_terms
     from models.ade.extractor import NAME
     from models.ade.training import ENTITY_TYPES, build_ade_dir, corpus_examples
-    from models.encoder_train import EncoderTrainConfig, train_token_classifier
+    from models.encoder_train import EncoderTrainConfig, lora_targets, train_token_classifier
+
+    base_name = str(read_task(warm_start).get("base_model") or MINILM_NAME) if warm_start else MINILM_NAME
+    base_dir = artifact_backbone_dir(warm_start, backbones) if warm_start else minilm_dir()
 
     def fine_tune(pool: Sequence[AdeSentence], folder: Path) -> AdeExtractor:
-        steps = max(20, int(budget_s * ADE_STEPS_PER_SECOND))
+        steps = max(20, int(budget_s * ADE_STEPS_PER_SECOND.get(base_name, ADE_STEPS_PER_SECOND_OTHER)))
         config = EncoderTrainConfig(
-            base_dir=minilm_dir(), base_name=MINILM_NAME, max_steps=steps, threads=threads, init_adapter=warm_start
+            base_dir=base_dir,
+            base_name=base_name,
+            target_modules=lora_targets(base_dir),
+            max_steps=steps,
+            threads=threads,
+            init_adapter=warm_start,
         )
         artifact, model_dir = folder / "artifact", folder / "model"
         result = train_token_classifier(corpus_examples(pool), ENTITY_TYPES, config, artifact)
         summary = {**result.__dict__, "warm_start": str(warm_start) if warm_start else None}
         (folder / "training.json").write_text(json.dumps(summary, default=str) + "\n", encoding="utf-8")
-        _card(artifact, NAME, "ade", {**config.as_record(), "training": summary})
-        build_ade_dir(artifact, model_dir, read_terms(VENDORED_TERMS), int8=False, threads=threads)
+        _card(artifact, NAME, "ade", {**config.as_record(), "training": summary}, base_name)
+        build_ade_dir(artifact, model_dir, read_terms(VENDORED_TERMS), int8=False, threads=threads, base_dir=base_dir)
         return AdeExtractor.load(model_dir, RuntimeConfig(providers=(CPU,), threads=threads, allow_int8=False))
 
     return fine_tune
@@ -121,6 +133,7 @@ def _run(
     budget_s: float,
     threads: int,
     adapter: Path | None,
+    backbones: Path,
 ) -> dict[str, Any]:
     runtime = RuntimeConfig(providers=(CPU,), threads=threads, allow_int8=False)
     has_card = (model_dir / "model_card.json").is_file()
@@ -137,7 +150,7 @@ def _run(
         from models.ade import AdeExtractor, read_corpus
 
         ade_model = AdeExtractor.load(model_dir, runtime, verify=has_card)
-        ade_tuner = ade_fine_tuner(adapter, budget_s, threads) if options.finetune else None
+        ade_tuner = ade_fine_tuner(adapter, backbones, budget_s, threads) if options.finetune else None
         return run_ladder(ADE_TASK, ade_model, read_corpus(labels), destination, options, ade_tuner, fingerprint)
     if task == "drugcomb":
         from models.drugcomb.data import read_jsonl
@@ -198,7 +211,7 @@ def refine(
         model_dir = resolve_model_dir(context, spec, model)
         # the default model continues its committed adapter; a user's model gets a fresh one
         adapter = spec.artifact if model is None and (spec.artifact / "adapter_config.json").is_file() else None
-        report = _run(task, model_dir, labels, destination, options, budget_s, threads, adapter)
+        report = _run(task, model_dir, labels, destination, options, budget_s, threads, adapter, context.backbones_dir)
     except (ConfigError, RefineError) as exc:
         raise fail(str(exc)) from exc
     except ModelError as exc:

@@ -36,6 +36,11 @@ class TaskContext:
     def models_dir(self) -> Path:
         return self.settings.resolved_models_dir
 
+    @property
+    def backbones_dir(self) -> Path:
+        """Where backbones that ship packed (all-mpnet-base-v2's split zip) are unpacked once."""
+        return self.settings.home / "backbones"
+
 
 # train(ctx, data_dir, artifact_out) -> summary (dev metrics, seconds, ...); it also rebuilds the model dir
 TrainFn = Callable[[TaskContext, Path, Path], dict[str, Any]]

@@ -10,6 +10,7 @@ Built in a sibling temporary folder and renamed into place, so a crash never lea
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.backbone import minilm_dir
+from models.backbone import MINILM_NAME, backbone_dir, minilm_dir
 from models.card import ModelCard, verify_dir, write_card
 from models.encoder_train import TASK_FILE
 from models.errors import ModelLoadError, TrainingError
@@ -72,6 +73,17 @@ def read_task(artifact_dir: Path) -> dict[str, Any]:
         raise ModelLoadError("OV-2080", f"{artifact_dir} has no {TASK_FILE}; it is not an encoder artifact")
     task: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return task
+
+
+def artifact_backbone_dir(artifact_dir: Path, cache_dir: Path) -> Path:
+    """The backbone folder the artifact's adapter was trained on: a PyPI backbone's name or a user's folder.
+
+    Artifacts written before the name was recorded were all trained on all-MiniLM-L6-v2.
+    """
+    name = str(read_task(artifact_dir).get("base_model") or MINILM_NAME)
+    if Path(name).is_absolute():
+        return Path(name)
+    return backbone_dir(name, cache_dir)
 
 
 def load_merged_torch(artifact_dir: Path, base_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
@@ -152,8 +164,9 @@ def parity(model: Any, onnx_path: Path, feeds: dict[str, Any]) -> float:
 
     from models.runtime import CPU, load_session
 
-    with torch.no_grad():
-        expected = model(**{k: torch.from_numpy(v) for k, v in feeds.items()}).logits.numpy()
+    accepted = set(inspect.signature(model.forward).parameters)
+    with torch.no_grad():  # BERT takes token_type_ids, MPNet / RoBERTa-style encoders do not
+        expected = model(**{k: torch.from_numpy(v) for k, v in feeds.items() if k in accepted}).logits.numpy()
     session = load_session(onnx_path, [CPU])
     got = session.run(feeds, ["logits"])[0]
     mask = feeds["attention_mask"].astype(bool)
@@ -298,11 +311,15 @@ def export_user_hf_dir(hf_dir: Path, out_dir: Path, hf_task: str, check_texts: S
 
 
 EMBEDDER_FILE = "embedder.onnx"
+# The embedder's own tokenizer: the tagger beside it may sit on another backbone with another vocabulary.
+EMBEDDER_TOKENIZER_FILE = "embedder_tokenizer.json"
 EMBEDDER_MIN_COSINE = 0.98
 
 
 def export_embedder(out_path: Path, check_texts: Sequence[str], base_dir: Path | None = None) -> dict[str, Any]:
     """The *untuned* backbone as a feature extractor (``last_hidden_state``), dynamic int8 when it holds.
+
+    Its tokenizer is written beside it as ``EMBEDDER_TOKENIZER_FILE``.
 
     Fine-tuning for tagging bends the hidden states away from sentence similarity, so mention-to-term
     matching uses the backbone as published (sentence-transformers mean pooling). int8 is kept when every
@@ -331,6 +348,7 @@ def export_embedder(out_path: Path, check_texts: Sequence[str], base_dir: Path |
         cosine = float((pooled(folder / "model.onnx") * pooled(q8)).sum(axis=1).min())
         keep_int8 = cosine >= EMBEDDER_MIN_COSINE
         shutil.copy2(q8 if keep_int8 else folder / "model.onnx", out_path)
+    shutil.copy2(base / "tokenizer.json", out_path.with_name(EMBEDDER_TOKENIZER_FILE))
     return {"file": out_path.name, "int8": keep_int8, "min_cosine_vs_fp32": round(cosine, 4), "pooling": "mean"}
 
 

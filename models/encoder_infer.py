@@ -34,13 +34,17 @@ class EncoderTokenizer:
         if not tokenizer_json.is_file():
             raise ModelLoadError("OV-2008", f"{tokenizer_json} is missing; the model directory needs tokenizer.json")
         self._tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        saved_padding = self._tokenizer.padding  # the saved pad token: BERT's [PAD] is 0, MPNet's <pad> is 1
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_len)
         self._counter = Tokenizer.from_file(str(tokenizer_json))
         self._counter.no_padding()
         self._counter.no_truncation()
         self.max_len = max_len
-        self.pad_id = int(self._tokenizer.token_to_id("[PAD]") or 0)
+        if saved_padding is not None:
+            self.pad_id = int(saved_padding["pad_id"])
+        else:  # MPNet's vocabulary also holds an unused [PAD]: only a tokenizer saved without padding gets here
+            self.pad_id = int(self._tokenizer.token_to_id("[PAD]") or self._tokenizer.token_to_id("<pad>") or 0)
 
     def encode_batch(self, texts: Sequence[str]) -> list[Any]:
         return list(self._tokenizer.encode_batch(list(texts)))

@@ -87,6 +87,33 @@ class TrainResult:
     examples: int
 
 
+# LoRA targets per architecture: the attention projections and both feed-forward layers of every block.
+LORA_TARGETS: dict[str, tuple[str, ...]] = {
+    "bert": ("query", "key", "value", "dense"),
+    "roberta": ("query", "key", "value", "dense"),
+    "mpnet": ("q", "k", "v", "o", "dense"),
+}
+
+
+def encoder_config(base_dir: Path) -> tuple[str, int]:
+    """``(model_type, num_hidden_layers)`` of a Hugging Face encoder folder."""
+    path = base_dir / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        return str(config["model_type"]), int(config["num_hidden_layers"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainingError("OV-2048", f"{path} is not a readable encoder config: {exc}") from exc
+
+
+def lora_targets(base_dir: Path) -> tuple[str, ...]:
+    model_type, _ = encoder_config(base_dir)
+    if model_type not in LORA_TARGETS:
+        raise TrainingError(
+            "OV-2049", f"no LoRA targets are known for {model_type} encoders; use one of {sorted(LORA_TARGETS)}"
+        )
+    return LORA_TARGETS[model_type]
+
+
 def bio_labels(entity_types: Sequence[str]) -> list[str]:
     """``O`` then ``B-X``, ``I-X`` for each type, in the given order (the order is part of the model)."""
     labels = ["O"]
@@ -267,6 +294,11 @@ def load_tokenizer(base_dir: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(base_dir))  # type: ignore[no-untyped-call]
 
 
+def _segment_ids(encoded: Any) -> dict[str, Any]:
+    # BERT takes segment ids; MPNet and RoBERTa tokenizers emit none and their models reject them.
+    return {"token_type_ids": encoded["token_type_ids"]} if "token_type_ids" in encoded else {}
+
+
 def train_token_classifier(
     examples: Sequence[SpanExample],
     entity_types: Sequence[str],
@@ -285,7 +317,7 @@ def train_token_classifier(
             {
                 "input_ids": encoded["input_ids"],
                 "attention_mask": encoded["attention_mask"],
-                "token_type_ids": encoded["token_type_ids"],
+                **_segment_ids(encoded),
                 "labels": align_bio(encoded["offset_mapping"], example.spans, label_ids),
             }
         )
@@ -311,7 +343,7 @@ def train_sequence_classifier(
             {
                 "input_ids": encoded["input_ids"],
                 "attention_mask": encoded["attention_mask"],
-                "token_type_ids": encoded["token_type_ids"],
+                **_segment_ids(encoded),
                 "labels": example.label,
             }
         )

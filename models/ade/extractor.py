@@ -21,8 +21,9 @@ import numpy as np
 from models.ade.ctcae import TERMS_FILE, VECTORS_FILE, CtcaeIndex, CtcaeMatch, CtcaeTerm, read_terms
 from models.ade.cues import core_mention, is_negated, severity
 from models.ade.decode import nest_drug_events, tidy
-from models.encoder_export import EMBEDDER_FILE
+from models.encoder_export import EMBEDDER_FILE, EMBEDDER_TOKENIZER_FILE
 from models.encoder_infer import (
+    EncoderTokenizer,
     EntitySpan,
     TokenClassifierRunner,
     card_decoding,
@@ -105,7 +106,12 @@ class AdeExtractor:
         embed = None
         if (model_dir / EMBEDDER_FILE).is_file():
             embedder_session = load_session(model_dir / EMBEDDER_FILE, [CPU], runtime.threads, spin=runtime.spin)
-            embed = TokenClassifierRunner(embedder_session, runner.tokenizer, config.max_batch, config.max_tokens).embed
+            embedder_tokenizer = runner.tokenizer  # directories built before the embedder had its own tokenizer
+            if (model_dir / EMBEDDER_TOKENIZER_FILE).is_file():
+                embedder_tokenizer = EncoderTokenizer(model_dir / EMBEDDER_TOKENIZER_FILE, runner.tokenizer.max_len)
+            embed = TokenClassifierRunner(
+                embedder_session, embedder_tokenizer, config.max_batch, config.max_tokens
+            ).embed
         if (model_dir / TERMS_FILE).is_file():
             terms = read_terms(model_dir / TERMS_FILE)
             vectors_path = model_dir / VECTORS_FILE

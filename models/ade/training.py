@@ -20,6 +20,7 @@ from models.ade.extractor import AE, DRUG, NAME
 from models.card import ModelCard, read_card
 from models.encoder_export import (
     EMBEDDER_FILE,
+    EMBEDDER_TOKENIZER_FILE,
     ExportReport,
     Int8Gate,
     build_encoder_dir,
@@ -87,11 +88,13 @@ def build_ade_dir(
     threads: int = 0,
     check_texts: Sequence[str] = CHECK_TEXTS,
     int8_min_agreement: float = 0.0,
+    base_dir: Path | None = None,
 ) -> ModelCard:
     """Materialise the ADE artifact: tagger ONNX, term embedder ONNX, CTCAE terms and vectors, model card.
 
     int8 is decided on dev pair F1 at training time (recorded in the artifact card); the token agreement
-    on ``check_texts`` is recorded, and gates only when ``int8_min_agreement`` is above 0.
+    on ``check_texts`` is recorded, and gates only when ``int8_min_agreement`` is above 0. ``base_dir`` is the
+    backbone the adapter was trained on (default all-MiniLM-L6-v2); the CTCAE term embedder is always MiniLM.
     """
     report, task = build_encoder_dir(
         artifact_dir,
@@ -102,12 +105,13 @@ def build_ade_dir(
         int8_gate=int8_gate,
         threads=threads,
         int8_min_agreement=int8_min_agreement,
+        base_dir=base_dir,
     )
     write_terms(out_dir / TERMS_FILE, terms)
     embedder_record = export_embedder(out_dir / EMBEDDER_FILE, [*CHECK_TEXTS, *(t.term for t in terms[:64])])
     embedder = TokenClassifierRunner(
         load_session(out_dir / EMBEDDER_FILE, [CPU], threads),
-        EncoderTokenizer(out_dir / "tokenizer.json", int(task["max_len"])),
+        EncoderTokenizer(out_dir / EMBEDDER_TOKENIZER_FILE, int(task["max_len"])),
     )
     np.save(out_dir / VECTORS_FILE, embedder.embed([t.term for t in terms]))
     extra = {**(export_extra or {}), "ctcae_embedder": embedder_record}

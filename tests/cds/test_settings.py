@@ -99,4 +99,12 @@ def test_train_refuses_an_unknown_or_malformed_option_before_training(tmp_path: 
         )
         assert word.returncode == 2, (task, word.stderr[-2000:])
         assert "OV-0015" in word.stderr and "many" in word.stderr and "Traceback" not in word.stderr, task
+    base = subprocess.run(
+        [*exe, "train", "ade", "-o", f"base={tmp_path / 'no-such-encoder'}", "--out", str(tmp_path / "a")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert base.returncode == 2 and "OV-0015" in base.stderr and "no-such-encoder" in base.stderr
+    assert "Traceback" not in base.stderr
     assert not (tmp_path / "a").exists()

@@ -14,6 +14,7 @@ from models.ade.ctcae import CtcaeIndex, CtcaeTerm, read_terms
 from models.ade.cues import core_mention, is_negated, severity
 from models.ade.training import build_ade_dir, note_examples
 from models.card import read_card
+from models.encoder_export import artifact_backbone_dir
 from models.runtime import CPU
 
 ARTIFACT = Path(__file__).resolve().parents[2] / "models" / "artifacts" / "ade"
@@ -151,12 +152,14 @@ def default_model(tmp_path_factory: pytest.TempPathFactory, prerequisite: Callab
     from cds.model_tasks import get_task, is_built
     from cds.settings import load_settings
 
-    built = load_settings().resolved_models_dir / "ade"
+    settings = load_settings()
+    built = settings.resolved_models_dir / "ade"
     if is_built(get_task("ade"), built):
         return built
     out = tmp_path_factory.mktemp("models") / "ade"
     card = read_card(ARTIFACT)
-    build_ade_dir(ARTIFACT, out, read_terms(TERMS), int8=bool(card.export.get("int8_keep")))
+    base = artifact_backbone_dir(ARTIFACT, settings.home / "backbones")
+    build_ade_dir(ARTIFACT, out, read_terms(TERMS), int8=bool(card.export.get("int8_keep")), base_dir=base)
     return out
 
 
@@ -268,9 +271,9 @@ def test_an_event_tagged_on_a_nesting_word_after_a_drug_holds_the_drug() -> None
 
 def test_default_model_nests_the_drug_in_its_toxicity(default_model: Path) -> None:
     extractor = AdeExtractor.load(default_model, RuntimeConfig(providers=(CPU,), allow_int8=False))
-    note = "Lithium intoxication presenting as confusion."
+    note = "Theophylline intoxication after ciprofloxacin."
     [findings] = extractor.predict([note])
-    assert ("Lithium", "Lithium intoxication") in {(f.drug, f.event) for f in findings}
+    assert ("Theophylline", "Theophylline intoxication") in {(f.drug, f.event) for f in findings}
 
 
 def test_viterbi_never_starts_an_entity_inside() -> None:
