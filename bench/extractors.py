@@ -135,7 +135,7 @@ def backends(model_dir: Path, artifact: Path, threads: int) -> list[tuple[str, s
     fp32 = load_session(model_dir / "model.onnx", [CPU], threads)
     plans: list[tuple[str, str, Callable[[], AdeExtractor]]] = []
 
-    base = artifact_backbone_dir(artifact, load_settings().home / "backbones")
+    base = artifact_backbone_dir(artifact, load_settings().backbones_dir)
 
     def torch_eager(device: str) -> AdeExtractor:
         model, _ = load_merged_torch(artifact, base)

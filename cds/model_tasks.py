@@ -38,8 +38,7 @@ class TaskContext:
 
     @property
     def backbones_dir(self) -> Path:
-        """Where backbones that ship packed (all-mpnet-base-v2's split zip) are unpacked once."""
-        return self.settings.home / "backbones"
+        return self.settings.backbones_dir
 
 
 # train(ctx, data_dir, artifact_out) -> summary (dev metrics, seconds, ...); it also rebuilds the model dir

