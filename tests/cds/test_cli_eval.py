@@ -13,6 +13,7 @@ import torch
 from transformers import BertConfig, BertForTokenClassification
 
 from models.backbone import minilm_dir
+from tests.models.tiny_encoder import save_with_tokenizer
 
 KEYS = {f"{kind}_{metric}" for kind in ("drug", "ade", "pair") for metric in ("precision", "recall", "f1")} | {
     "pair_f1_relaxed",
@@ -65,10 +66,7 @@ def tiny_hf_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
     )
-    BertForTokenClassification(config).save_pretrained(directory)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        (directory / name).write_bytes((minilm_dir() / name).read_bytes())
-    return directory
+    return save_with_tokenizer(BertForTokenClassification(config), directory, minilm_dir())
 
 
 def test_eval_prints_one_json_object_with_the_contract_keys(

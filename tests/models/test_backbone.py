@@ -19,6 +19,7 @@ from models.encoder_infer import EncoderTokenizer, TokenClassifierRunner
 from models.encoder_train import EncoderTrainConfig, SpanExample, lora_targets, train_token_classifier
 from models.errors import ModelLoadError, TrainingError
 from models.runtime import CPU, load_session
+from tests.models.tiny_encoder import save_with_tokenizer
 
 LABELS = ["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"]
 TEXTS = ["Grade 3 neutropenia likely secondary to docetaxel.", "Denies nausea.", "Carboplatin-induced rash."]
@@ -65,15 +66,10 @@ def tiny_mpnet(mpnet: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
     )
-    MPNetForTokenClassification(config).save_pretrained(directory)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        (directory / name).write_bytes((mpnet / name).read_bytes())
-    return directory
+    return save_with_tokenizer(MPNetForTokenClassification(config), directory, mpnet)
 
 
-def test_mpnet_encoder_trains_exports_with_parity_and_pads_with_its_own_token(
-    tiny_mpnet: Path, tmp_path: Path
-) -> None:
+def test_mpnet_encoder_trains_exports_with_parity_and_pads_with_its_own_token(tiny_mpnet: Path, tmp_path: Path) -> None:
     assert lora_targets(tiny_mpnet) == ("q", "k", "v", "o", "dense")
     artifact = tmp_path / "artifact"
     config = EncoderTrainConfig(

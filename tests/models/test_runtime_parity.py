@@ -21,6 +21,7 @@ from models.encoder_export import (
 from models.encoder_infer import EncoderTokenizer, TokenClassifierRunner, decode_bio, read_labels
 from models.encoder_train import EncoderTrainConfig, SpanExample, align_bio, bio_labels, train_token_classifier
 from models.runtime import CPU, load_session
+from tests.models.tiny_encoder import save_with_tokenizer
 
 LABELS = ["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"]
 TEXTS = ["Grade 3 neutropenia likely secondary to docetaxel.", "Denies nausea.", "Carboplatin-induced rash."]
@@ -42,10 +43,7 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
     )
-    BertForTokenClassification(config).save_pretrained(directory)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        (directory / name).write_bytes((minilm_dir() / name).read_bytes())
-    return directory
+    return save_with_tokenizer(BertForTokenClassification(config), directory, minilm_dir())
 
 
 def test_bio_alignment_marks_first_and_inner_tokens() -> None:

@@ -21,6 +21,7 @@ from models.encoder_train import EncoderTrainConfig, SpanExample, train_token_cl
 from models.errors import DataFormatError, ModelLoadError
 from models.runtime import CPU, load_session
 from models.token_retrieval import RetrievalTokenRunner, TokenIndex, build_token_index
+from tests.models.tiny_encoder import save_with_tokenizer
 
 LABELS = ["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"]
 
@@ -44,9 +45,7 @@ def _tagger(root: Path, hidden: bool) -> TokenClassifierRunner:
         max_position_embeddings=128, num_labels=len(LABELS),
     )  # fmt: skip
     base = root / "base"
-    BertForTokenClassification(config).save_pretrained(base)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        (base / name).write_bytes((minilm_dir() / name).read_bytes())
+    save_with_tokenizer(BertForTokenClassification(config), base, minilm_dir())
     train = EncoderTrainConfig(base_dir=base, base_name="tiny", max_len=32, max_steps=1, batch_size=2, lora_r=2)
     train_token_classifier(LABELLED[:1], ["DRUG", "AE"], train, root / "artifact")
     write_card(root / "artifact", ModelCard(name="t", task="ade", version="0", base_model="t", base_model_source="t"))
