@@ -39,7 +39,9 @@ def train(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Where to write the adapter artifact (default: models/artifacts/TASK)."),
+        typer.Option(
+            "--out", help="Where to write the adapter artifact (default: models/artifacts/TASK, the committed one)."
+        ),
     ] = None,
     option: Annotated[
         list[str] | None,
@@ -72,18 +74,22 @@ def export(
     ctx: typer.Context,
     task: Annotated[str, typer.Argument(help="Task whose artifact to export.")],
     artifact: Annotated[
-        Path | None, typer.Option("--artifact", help="Adapter artifact (default: models/artifacts/TASK).")
+        Path | None,
+        typer.Option(
+            "--artifact", help="Adapter artifact (default: settings.artifacts[TASK] or models/artifacts/TASK)."
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Model directory (default: {models_dir}/TASK).")] = None,
 ) -> None:
     """Merge the artifact into the backbone, export ONNX with optimum and check torch-vs-ONNX parity."""
     settings = settings_of(ctx)
     spec = get_task(task)
-    source = artifact or spec.artifact
+    context = make_context(settings)
+    source = artifact or context.artifact(spec)
     if not (source / "model_card.json").is_file():
         raise fail(f"OV-0017: {source} has no model_card.json; train first with `oncovigil train {task}`")
     try:
-        card = spec.export(make_context(settings), source, out or settings.resolved_models_dir / task)
+        card = spec.export(context, source, out or settings.resolved_models_dir / task)
     except ModelError as exc:
         raise _user_errors(exc) from exc
     typer.echo(json.dumps({"task": task, "name": card.name, "export": card.export}, indent=2, default=str))
@@ -95,7 +101,10 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when the cached directory is current.")] = False,
     task: Annotated[list[str] | None, typer.Option("--task", help="Only these tasks (repeatable).")] = None,
 ) -> None:
-    """Materialise every committed artifact into {models_dir}/TASK (skipped when already current)."""
+    """Materialise every task's artifact into {models_dir}/TASK (skipped when already current).
+
+    The artifact is the committed one unless ``settings.artifacts`` names another for the task.
+    """
     settings = settings_of(ctx)
     context = make_context(settings)
     specs = discover()
@@ -107,35 +116,37 @@ def build(
 
 
 def _build_one(context: TaskContext, spec: TaskSpec, target: Path, force: bool) -> None:
-    if not (spec.artifact / "model_card.json").is_file():
-        typer.echo(
-            f"{spec.name}: no committed artifact in {spec.artifact}; skipped (run `oncovigil train {spec.name}`)"
-        )
+    artifact = context.artifact(spec)
+    if not (artifact / "model_card.json").is_file():
+        typer.echo(f"{spec.name}: no committed artifact in {artifact}; skipped (run `oncovigil train {spec.name}`)")
         return
-    if not force and is_built(spec, target):
+    if not force and is_built(spec, target, artifact):
         typer.echo(f"{spec.name}: {target} is current")
         return
     try:
-        card = spec.export(context, spec.artifact, target)
+        card = spec.export(context, artifact, target)
     except ModelError as exc:
         raise _user_errors(exc) from exc
-    typer.echo(f"{spec.name}: built {target} ({card.name}, {card.export.get('seconds', '?')} s)")
+    typer.echo(f"{spec.name}: built {target} from {artifact.name} ({card.name}, {card.export.get('seconds', '?')} s)")
 
 
 @models_app.command("list")
 def list_models(ctx: typer.Context) -> None:
-    """Tasks, their committed artifacts, built directories and dev metrics."""
+    """Tasks, the artifact each is built from, built directories and dev metrics."""
     settings = settings_of(ctx)
+    context = make_context(settings)
     for name, spec in sorted(discover().items()):
         target = settings.resolved_models_dir / name
-        state = "built" if is_built(spec, target) else "not built"
+        artifact = context.artifact(spec)
+        state = "built" if is_built(spec, target, artifact) else "not built"
         metrics = ""
-        if (spec.artifact / "model_card.json").is_file():
-            card = read_card(spec.artifact)
+        if (artifact / "model_card.json").is_file():
+            card = read_card(artifact)
             metrics = json.dumps(card.dev_metrics, default=str)
-            typer.echo(f"{name:12s} {card.name:24s} {state:10s} {target}  dev={metrics}")
+            source = f"{card.name} ({artifact.name})"
+            typer.echo(f"{name:12s} {source:36s} {state:10s} {target}  dev={metrics}")
         else:
-            typer.echo(f"{name:12s} {'(no artifact)':24s} {state:10s} {target}")
+            typer.echo(f"{name:12s} {'(no artifact)':36s} {state:10s} {target}")
 
 
 def register(app: typer.Typer) -> None:

@@ -210,7 +210,8 @@ def refine(
         spec = get_task(task)
         model_dir = resolve_model_dir(context, spec, model)
         # the default model continues its committed adapter; a user's model gets a fresh one
-        adapter = spec.artifact if model is None and (spec.artifact / "adapter_config.json").is_file() else None
+        artifact = context.artifact(spec)
+        adapter = artifact if model is None and (artifact / "adapter_config.json").is_file() else None
         report = _run(task, model_dir, labels, destination, options, budget_s, threads, adapter, context.backbones_dir)
     except (ConfigError, RefineError) as exc:
         raise fail(str(exc)) from exc

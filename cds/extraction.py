@@ -109,7 +109,10 @@ def load_extractors(
             continue
         card = read_card(model_dir)
         extractors[task] = registry.create(card.name, model_dir, runtime)
-        versions[task] = f"{card.name}@{card.version}"
+        # Builds of one registry name from different artifacts (the MPNet and MiniLM ADE taggers) must differ:
+        # the sync reads a note again when the version changes, and every finding names the model that made it.
+        fingerprint = card.export.get("artifact_fingerprint")
+        versions[task] = f"{card.name}@{card.version}" + (f"+{str(fingerprint)[:8]}" if fingerprint else "")
         if task in RETRIEVAL_DIRS and (models_dir / RETRIEVAL_DIRS[task] / "retrieval.json").is_file():
             extractors[task], versions[task] = _with_retrieval(task, extractors[task], versions[task], models_dir, card)
         log.info("extractor loaded", extra={"task": task, "model": versions[task]})

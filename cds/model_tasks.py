@@ -40,6 +40,11 @@ class TaskContext:
     def backbones_dir(self) -> Path:
         return self.settings.backbones_dir
 
+    def artifact(self, spec: TaskSpec) -> Path:
+        """The artifact this deployment builds ``spec`` from: ``settings.artifacts[task]`` or the committed one."""
+        chosen = self.settings.artifacts.get(spec.name)
+        return spec.artifact if chosen is None else resolve_artifact(chosen)
+
 
 # train(ctx, data_dir, artifact_out) -> summary (dev metrics, seconds, ...); it also rebuilds the model dir
 TrainFn = Callable[[TaskContext, Path, Path], dict[str, Any]]
@@ -90,6 +95,31 @@ class TaskSpec:
         return self.artifact_dir or ARTIFACTS_ROOT / self.name
 
 
+def resolve_artifact(value: Path) -> Path:
+    """A folder as given, or a bare name (``ade-minilm``) of an artifact shipped under models/artifacts."""
+    if not value.is_absolute() and len(value.parts) == 1 and (ARTIFACTS_ROOT / value).is_dir():
+        return ARTIFACTS_ROOT / value
+    return value
+
+
+def check_artifacts(settings: Settings, tasks: Mapping[str, TaskSpec]) -> None:
+    """Refuse an artifact setting for an unknown task or one that names a folder without a model card."""
+    for task, value in sorted(settings.artifacts.items()):
+        if task not in tasks:
+            raise ConfigError(
+                "OV-0034",
+                f"artifacts.{task}: no such model task; known tasks: {', '.join(sorted(tasks))}",
+            )
+        folder = resolve_artifact(value)
+        if not (folder / "model_card.json").is_file():
+            shipped = ", ".join(sorted(p.name for p in ARTIFACTS_ROOT.iterdir() if (p / "model_card.json").is_file()))
+            raise ConfigError(
+                "OV-0034",
+                f"artifacts.{task} = {value}: {folder} holds no model_card.json; give an artifact folder "
+                f"written by `oncovigil train {task} --out DIR` or a shipped one ({shipped})",
+            )
+
+
 def discover() -> dict[str, TaskSpec]:
     """Every ``cds.model_task_*`` module's ``TASK``, keyed by task name."""
     import cds
@@ -128,6 +158,8 @@ def numeric_option(ctx: TaskContext, defaults: Mapping[str, float], key: str) ->
 
 
 def make_context(settings: Settings, options: Mapping[str, str] | None = None) -> TaskContext:
+    if settings.artifacts:
+        check_artifacts(settings, discover())
     return TaskContext(
         settings=settings,
         runtime=runtime_config(settings),
@@ -143,8 +175,8 @@ def artifact_fingerprint(artifact_dir: Path) -> str:
     return hashlib.sha256((artifact_dir / "model_card.json").read_bytes()).hexdigest()[:16]
 
 
-def is_built(spec: TaskSpec, model_dir: Path) -> bool:
-    """True when ``model_dir`` verifies and was built from the current artifact."""
+def is_built(spec: TaskSpec, model_dir: Path, artifact: Path) -> bool:
+    """True when ``model_dir`` verifies and was built from ``artifact`` as it is now."""
     try:
         card = verify_dir(model_dir)
     except Exception:  # any load or integrity failure means "rebuild"
@@ -152,7 +184,7 @@ def is_built(spec: TaskSpec, model_dir: Path) -> bool:
     built_from = card.export.get("artifact_fingerprint")
     if any(card.export.get(key) != value for key, value in spec.build_requires.items()):
         return False
-    return built_from == artifact_fingerprint(spec.artifact)
+    return built_from == artifact_fingerprint(artifact)
 
 
 def resolve_model_dir(ctx: TaskContext, spec: TaskSpec, model: Path | None) -> Path:
@@ -164,9 +196,10 @@ def resolve_model_dir(ctx: TaskContext, spec: TaskSpec, model: Path | None) -> P
 
     if model is None:
         default = ctx.models_dir / spec.name
-        has_artifact = (spec.artifact / "model_card.json").is_file()
-        if has_artifact and not is_built(spec, default):
-            spec.export(ctx, spec.artifact, default)  # missing, stale or tampered: rebuild from the artifact
+        artifact = ctx.artifact(spec)
+        has_artifact = (artifact / "model_card.json").is_file()
+        if has_artifact and not is_built(spec, default, artifact):
+            spec.export(ctx, artifact, default)  # missing, stale or tampered: rebuild from the artifact
         elif not has_artifact and not (default / "model_card.json").is_file():
             raise ConfigError(
                 "OV-0013",

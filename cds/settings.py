@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from cds.errors import ConfigError
 
@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     onnx_providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     onnx_threads: int = 0
     onnx_spin_wait: bool = True
+    # task -> the adapter artifact `models build` builds it from instead of models/artifacts/<task>: a folder,
+    # or the name of one shipped under models/artifacts (ONCOVIGIL_ARTIFACTS__ADE=ade-minilm)
+    artifacts: dict[str, Path] = Field(default_factory=dict)
 
     # cohort
     cohort_patients: int = 50
@@ -161,3 +164,11 @@ def load_settings(**overrides: Any) -> Settings:
             f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
         )
         raise ConfigError("OV-0001", f"invalid configuration ({problems}); see README 'Configuration'") from exc
+    except SettingsError as exc:
+        # a list or table setting given in the environment must be JSON (or, for tables, one variable per key)
+        raise ConfigError(
+            "OV-0001",
+            f"invalid configuration ({exc}): list settings take JSON such as '[\"CPUExecutionProvider\"]', "
+            "table settings one variable per key such as ONCOVIGIL_ARTIFACTS__ADE=ade-minilm; "
+            "see README 'Configuration'",
+        ) from exc

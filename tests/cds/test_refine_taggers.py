@@ -35,7 +35,7 @@ def built_model(task: str, tmp_path_factory: pytest.TempPathFactory, prerequisit
     spec = get_task(task)
     prerequisite((spec.artifact / "model_card.json").is_file(), f"models/artifacts/{task} is not committed")
     built = load_settings().resolved_models_dir / task
-    if is_built(spec, built):
+    if is_built(spec, built, spec.artifact):
         return built
     out = tmp_path_factory.mktemp("models") / task
     spec.export(make_context(load_settings()), spec.artifact, out)

@@ -154,7 +154,7 @@ def default_model(tmp_path_factory: pytest.TempPathFactory, prerequisite: Callab
 
     settings = load_settings()
     built = settings.resolved_models_dir / "ade"
-    if is_built(get_task("ade"), built):
+    if is_built(get_task("ade"), built, ARTIFACT):
         return built
     out = tmp_path_factory.mktemp("models") / "ade"
     card = read_card(ARTIFACT)

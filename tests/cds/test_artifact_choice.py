@@ -1,0 +1,108 @@
+"""``settings.artifacts``: a deployment builds a task from another artifact (the shipped fast ADE tagger, or
+its own retrained one); bad choices exit 2 with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cds.errors import ConfigError
+from cds.extraction import load_extractors
+from cds.model_tasks import ARTIFACTS_ROOT, artifact_fingerprint, get_task, is_built, make_context, resolve_artifact
+from cds.settings import load_settings
+from models.ade.extractor import AdeExtractor
+from models.registry import RuntimeConfig
+
+MINILM = ARTIFACTS_ROOT / "ade-minilm"
+
+
+def _oncovigil(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "ONCOVIGIL_HOME": str(home),
+        "ONCOVIGIL_ONNX_PROVIDERS": '["CPUExecutionProvider"]',
+        **env,
+    }
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "oncovigil"), *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_the_environment_names_an_artifact_per_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONCOVIGIL_ARTIFACTS__ADE", "ade-minilm")
+    settings = load_settings()
+    assert settings.artifacts == {"ade": Path("ade-minilm")}
+    context = make_context(settings)
+    assert context.artifact(get_task("ade")) == MINILM  # a bare name is a shipped artifact
+    assert context.artifact(get_task("toxicity")) == get_task("toxicity").artifact  # the others keep theirs
+
+
+def test_a_path_is_taken_as_given(tmp_path: Path) -> None:
+    assert resolve_artifact(tmp_path) == tmp_path
+    assert resolve_artifact(Path("no-such-shipped-name")) == Path("no-such-shipped-name")
+
+
+def test_unknown_task_and_folder_without_card_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"OV-0034: artifacts\.adx: no such model task"):
+        make_context(load_settings(artifacts={"adx": MINILM}))
+    with pytest.raises(ConfigError, match=r"OV-0034: artifacts\.ade = .*holds no model_card\.json"):
+        make_context(load_settings(artifacts={"ade": tmp_path}))
+
+
+def test_cli_exits_2_on_a_bad_artifact_choice(tmp_path: Path) -> None:
+    result = _oncovigil(["models", "list"], tmp_path, ONCOVIGIL_ARTIFACTS__ADE=str(tmp_path / "missing"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("oncovigil: OV-0034") and "Traceback" not in result.stderr
+
+
+def test_a_list_setting_that_is_not_json_exits_2_with_the_fix(tmp_path: Path) -> None:
+    result = _oncovigil(["models", "list"], tmp_path, ONCOVIGIL_ONNX_PROVIDERS="CPUExecutionProvider")
+    assert result.returncode == 2
+    assert "OV-0001" in result.stderr and '["CPUExecutionProvider"]' in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_the_fast_ade_tagger_builds_from_its_shipped_artifact_and_tags(tmp_path: Path) -> None:
+    """The MiniLM artifact merges, exports (int8 kept, as its card decided) and finds a drug and its event."""
+    models_dir = tmp_path / "models"
+    env = {"ONCOVIGIL_ARTIFACTS__ADE": "ade-minilm", "ONCOVIGIL_MODELS_DIR": str(models_dir)}
+    built = _oncovigil(["models", "build", "--task", "ade"], tmp_path, **env)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "built" in built.stdout and "ade-minilm" in built.stdout
+    target = models_dir / "ade"
+    card = json.loads((target / "model_card.json").read_text())
+    assert card["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert (target / "model_int8.onnx").is_file()
+
+    spec = get_task("ade")
+    assert is_built(spec, target, MINILM)
+    assert not is_built(spec, target, spec.artifact)  # dropping the setting rebuilds the default tagger
+
+    again = _oncovigil(["models", "build", "--task", "ade"], tmp_path, **env)
+    assert again.returncode == 0 and "is current" in again.stdout
+    listed = _oncovigil(["models", "list"], tmp_path, **env)
+    assert any(
+        line.startswith("ade ") and "(ade-minilm)" in line and " built " in line for line in listed.stdout.splitlines()
+    ), listed.stdout
+
+    # the sync's version names the artifact, so a switch re-reads notes and findings say which tagger made them
+    runtime = RuntimeConfig(providers=("CPUExecutionProvider",), threads=1)
+    loaded = load_extractors(models_dir, runtime, tasks=("ade",))
+    assert loaded.versions["ade"] == f"ade-extractor.v1@1+{artifact_fingerprint(MINILM)[:8]}"
+    assert artifact_fingerprint(MINILM)[:8] != artifact_fingerprint(spec.artifact)[:8]
+
+    extractor = AdeExtractor.load(target, runtime)
+    text = "The patient developed severe neutropenia after cyclophosphamide."
+    [findings] = extractor.predict([text])
+    pairs = {(f.drug, f.event) for f in findings}
+    assert any(drug == "cyclophosphamide" and "neutropenia" in event for drug, event in pairs), pairs
