@@ -63,6 +63,7 @@ from adapters.records import (
     WriteReport,
 )
 from adapters.writer import (
+    withdraw_adverse_events,
     withdraw_detected_issues,
     write_ade_summaries,
     write_adverse_events,
@@ -134,6 +135,7 @@ __all__ = [
     "pull_notes",
     "pull_orders",
     "read_ndjson_dir",
+    "withdraw_adverse_events",
     "withdraw_detected_issues",
     "write_ade_summaries",
     "write_adverse_events",

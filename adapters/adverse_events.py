@@ -19,7 +19,9 @@ from adapters.fhirjson import (
 from adapters.fhirtime import parse_datetime
 from adapters.identifiers import (
     CS_TAGS,
+    ENTERED_IN_ERROR,
     EXT_CTCAE_GRADE,
+    EXT_R5_ADVERSE_EVENT_STATUS,
     EXT_SUSPECT_REQUEST,
     MEDDRA,
     RXNORM,
@@ -82,11 +84,22 @@ def adverse_event_record(event: Resource, medications: Mapping[str, Resource] | 
     )
 
 
+def is_entered_in_error(event: Resource) -> bool:
+    """Withdrawn through R5's status carried in R4 (the cross-version extension): it should never have existed."""
+    status = extension(event, EXT_R5_ADVERSE_EVENT_STATUS)
+    return status is not None and status.get("valueCode") == ENTERED_IN_ERROR
+
+
 def parse_adverse_events(bundle_or_resources: Any) -> list[RecordedAdverseEvent]:
-    """Every AdverseEvent in a Bundle, a resource or a list of either; included Medications resolve drugs."""
+    """Every AdverseEvent in a Bundle, a resource or a list of either, but those entered in error; included
+    Medications resolve drugs."""
     resources = list(resources_of(bundle_or_resources))
     medications = {f"Medication/{r.get('id')}": r for r in resources if r.get("resourceType") == "Medication"}
-    return [adverse_event_record(r, medications) for r in resources if r.get("resourceType") == "AdverseEvent"]
+    return [
+        adverse_event_record(r, medications)
+        for r in resources
+        if r.get("resourceType") == "AdverseEvent" and not is_entered_in_error(r)
+    ]
 
 
 async def fetch_adverse_events(client: FhirClient, patient_id: str) -> list[RecordedAdverseEvent]:

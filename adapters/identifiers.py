@@ -25,6 +25,9 @@ EXT_CTCAE_GRADE = f"{OV}/StructureDefinition/ctcae-grade"
 EXT_EVIDENCE = f"{OV}/StructureDefinition/evidence"
 EXT_SUSPECT_REQUEST = f"{OV}/StructureDefinition/suspect-medication-request"
 EXT_MODEL_SCORE = f"{OV}/StructureDefinition/model-score"
+# R4 AdverseEvent has no status; FHIR's cross-version extension carries R5's (entered-in-error withdraws one)
+EXT_R5_ADVERSE_EVENT_STATUS = "http://hl7.org/fhir/5.0/StructureDefinition/extension-AdverseEvent.status"
+ENTERED_IN_ERROR = "entered-in-error"
 
 CS_TAGS = f"{OV}/CodeSystem/tags"
 TAG_GENERATED = "generated"

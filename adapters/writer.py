@@ -7,6 +7,8 @@ How each resource stays idempotent:
 - DetectedIssue: conditional update by identifier (``PUT DetectedIssue?identifier=...``): an identical PUT is a
   no-op, a changed warning is replaced, and a withdrawal (status ``cancelled``) is an update of the same resource.
 - ADE summary DocumentReference: conditional update by identifier, so a re-run replaces it.
+- AdverseEvent withdrawal (a re-read note no longer states the finding): the resource as read, with R5's
+  status ``entered-in-error`` in its cross-version extension, PUT at its id; a repeated withdrawal is identical.
 - Provenance: conditional create by a tag holding a digest of the target and its content (R4 Provenance has
   no identifier); a changed target gets a new Provenance, an unchanged one none.
 
@@ -32,15 +34,19 @@ from adapters.build import (
 )
 from adapters.bundle import status_code
 from adapters.client import FhirClient
-from adapters.errors import FhirConflictError, FhirRequestError, ResourceBuildError
+from adapters.errors import FhirConflictError, FhirNotFoundError, FhirRequestError, ResourceBuildError
 from adapters.identifiers import (
+    ENTERED_IN_ERROR,
+    EXT_R5_ADVERSE_EVENT_STATUS,
     SID_ADE_SUMMARY,
+    SID_ADVERSE_EVENT,
     SID_DETECTED_ISSUE,
     SID_DEVICE,
     SID_PROVENANCE,
     content_digest,
     device_key,
     digest,
+    logical_id,
     placeholder,
     token_query,
 )
@@ -168,6 +174,31 @@ def plan_detected_issue_withdrawal(
     entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
     prov = provenance_entry("di", key, resource, target, device_url, [], recorded, activity="CANCEL")
     return PlannedItem(key, "DetectedIssue", (model_name, model_version), (entry, prov))
+
+
+def plan_adverse_event_withdrawal(
+    current: Resource, model_name: str, model_version: str, recorded: datetime
+) -> PlannedItem:
+    """``current`` (as read from the server, ours) marked entered-in-error, PUT at its id, and a Provenance.
+
+    Kept rather than deleted: the EHR's history still shows what was recorded and when, and its Provenance
+    (which references it) stays valid.
+    """
+    identifier = current.get("identifier") or {}
+    key = str(identifier.get("value")) if identifier.get("system") == SID_ADVERSE_EVENT else ""
+    if not key or current.get("resourceType") != "AdverseEvent" or not current.get("id"):
+        raise ResourceBuildError(
+            "OV-1089", "only an AdverseEvent we wrote (our identifier system) can be withdrawn; fix the caller"
+        )
+    meta = {k: v for k, v in (current.get("meta") or {}).items() if k in ("tag", "security", "profile")}
+    others = [e for e in current.get("extension") or [] if e.get("url") != EXT_R5_ADVERSE_EVENT_STATUS]
+    status = {"url": EXT_R5_ADVERSE_EVENT_STATUS, "valueCode": ENTERED_IN_ERROR}
+    resource = validated({**current, "meta": meta, "extension": [*others, status]})
+    target = f"AdverseEvent/{current['id']}"
+    device_url = placeholder("device", device_key(model_name, model_version))
+    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
+    prov = provenance_entry("ae", key, resource, target, device_url, [], recorded, activity="NULLIFY")
+    return PlannedItem(key, "AdverseEvent", (model_name, model_version), (entry, prov))
 
 
 def plan_ade_summary(item: AdeSummaryInput, recorded: datetime) -> PlannedItem:
@@ -328,6 +359,34 @@ async def withdraw_detected_issues(
         for rid in issue_ids
     ]
     return await write_planned(client, planned, batch_size)
+
+
+async def withdraw_adverse_events(
+    client: FhirClient,
+    finding_keys: Iterable[str],
+    *,
+    model_name: str,
+    model_version: str,
+    batch_size: int | None = None,
+    recorded: datetime | None = None,
+) -> tuple[WriteReport, list[str]]:
+    """Mark the AdverseEvents we wrote for these finding keys entered-in-error; each is read first so nothing
+    else changes.
+
+    Returns the write report (``references``: key -> ``AdverseEvent/id``) and the keys whose AdverseEvent the
+    server no longer has (nothing left to withdraw there).
+    """
+    when = recorded or datetime.now(UTC)
+    planned: list[PlannedItem] = []
+    gone: list[str] = []
+    for key in finding_keys:
+        try:
+            current = await client.read("AdverseEvent", logical_id("ae", key))
+        except FhirNotFoundError:
+            gone.append(key)
+            continue
+        planned.append(plan_adverse_event_withdrawal(current, model_name, model_version, when))
+    return await write_planned(client, planned, batch_size), gone
 
 
 async def write_ade_summaries(

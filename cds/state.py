@@ -55,6 +55,11 @@ class WatermarkRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+# FindingRow.written: not yet on the server; on the server; or on the server but lost by its re-read note, so
+# its resource waits to be withdrawn there and readers of findings no longer see it
+NOT_WRITTEN, WRITTEN, WITHDRAWAL_PENDING = 0, 1, 2
+
+
 class FindingRow(Base):
     """One extracted finding, keyed by its deterministic key (the FHIR identifier value)."""
 
@@ -221,10 +226,23 @@ class StateStore:
                         setattr(row, k, v)
         return new
 
-    def replace_note_findings(self, note_id: str, kind: str, rows: Sequence[dict[str, Any]]) -> None:
-        """A re-extracted note replaces its earlier findings of that kind (a changed note may lose some)."""
+    def replace_note_findings(
+        self, note_id: str, kind: str, rows: Sequence[dict[str, Any]], *, withdraw_lost: bool = False
+    ) -> None:
+        """A re-extracted note replaces its earlier findings of that kind (a changed note may lose some).
+
+        With ``withdraw_lost``, a lost finding that is on the server stays as WITHDRAWAL_PENDING until its
+        resource is withdrawn there (``forget_findings``), in the same transaction, so a crash loses nothing.
+        """
+        keep = {str(data["key"]) for data in rows}
         with self.session() as s:
-            s.execute(delete(FindingRow).where(FindingRow.note_id == note_id, FindingRow.kind == kind))
+            earlier = s.scalars(select(FindingRow).where(FindingRow.note_id == note_id, FindingRow.kind == kind))
+            for row in list(earlier):
+                if withdraw_lost and row.key not in keep and row.written in (WRITTEN, WITHDRAWAL_PENDING):
+                    row.written = WITHDRAWAL_PENDING
+                else:
+                    s.delete(row)
+            s.flush()
             for data in rows:
                 s.merge(FindingRow(**data))
 
@@ -233,14 +251,28 @@ class StateStore:
             for key in keys:
                 row = s.get(FindingRow, key)
                 if row is not None:
-                    row.written = 1
+                    row.written = WRITTEN
+
+    def pending_withdrawals(self, kinds: Sequence[str]) -> list[FindingRow]:
+        """Findings of these kinds that re-read notes lost while their resources are still on the server."""
+        with self.session() as s:
+            q = select(FindingRow).where(FindingRow.kind.in_(kinds), FindingRow.written == WITHDRAWAL_PENDING)
+            return list(s.scalars(q.order_by(FindingRow.key)))
+
+    def forget_findings(self, keys: Sequence[str]) -> None:
+        """Drop withdrawn findings for good (their resources were withdrawn on the server)."""
+        if keys:
+            with self.session() as s:
+                s.execute(
+                    delete(FindingRow).where(FindingRow.key.in_(keys), FindingRow.written == WITHDRAWAL_PENDING)
+                )
 
     def findings(
         self, *, kind: str | None = None, patient_id: str | None = None, drug_rxnorm: str | None = None,
         unwritten_only: bool = False,
     ) -> list[FindingRow]:
         with self.session() as s:
-            q = select(FindingRow)
+            q = select(FindingRow).where(FindingRow.written != WITHDRAWAL_PENDING)
             if kind:
                 q = q.where(FindingRow.kind == kind)
             if patient_id:
@@ -248,7 +280,7 @@ class StateStore:
             if drug_rxnorm:
                 q = q.where(FindingRow.drug_rxnorm == drug_rxnorm)
             if unwritten_only:
-                q = q.where(FindingRow.written == 0)
+                q = q.where(FindingRow.written == NOT_WRITTEN)
             return list(s.scalars(q.order_by(FindingRow.key)))
 
     def finding_patients_since(self, kind: str, since: datetime | None) -> set[str]:
@@ -261,7 +293,9 @@ class StateStore:
 
     def _distinct_since(self, column: Any, kind: str, since: datetime | None) -> set[str]:
         with self.session() as s:
-            q = select(column).where(FindingRow.kind == kind, column.is_not(None))
+            q = select(column).where(
+                FindingRow.kind == kind, column.is_not(None), FindingRow.written != WITHDRAWAL_PENDING
+            )
             if since is not None:
                 q = q.where(FindingRow.created_at >= since)
             return {str(v) for v in s.scalars(q.distinct()) if v}

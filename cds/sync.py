@@ -36,6 +36,7 @@ from adapters import (
     WriteReport,
     pull_notes,
     pull_orders,
+    withdraw_adverse_events,
     write_ade_summaries,
     write_adverse_events,
     write_phenotype_observations,
@@ -58,6 +59,7 @@ PRIMARY_CANCERS = "primary-cancer"  # state mark: phenotypes stored before it ar
 # DocumentReference type codes we write ourselves (adapters' ADE summary); extracting them would feed
 # our output back in as input
 GENERATED_NOTE_TYPES = frozenset({"ade-summary"})
+AE_KINDS = ("ade", "toxicity")  # findings written as AdverseEvents, withdrawn when their note loses them
 _DONE = object()
 
 
@@ -137,6 +139,7 @@ class SyncJob:
                 await self._notes_stage(self, report)
             else:
                 await self._sync_notes(report)
+            await self._withdraw_lost_findings(report)
             await self._write_primary_cancers(report)
             await self._sync_orders(report)
             await self._write_summaries(report)
@@ -255,11 +258,11 @@ class SyncJob:
                 ade_events, ade_rows = ade_inputs(note, found.ade, orders, self._extractors.model_label("ade"))
                 events += ade_events
                 rows += ade_rows
-                self._store.replace_note_findings(note.id, "ade", ade_rows)
+                self._store.replace_note_findings(note.id, "ade", ade_rows, withdraw_lost=True)
             if "toxicity" in self._extractors.extractors:
                 tox_events, tox_rows = toxicity_inputs(note, found.toxicity, self._extractors.model_label("toxicity"))
                 events += tox_events
-                self._store.replace_note_findings(note.id, "toxicity", tox_rows)
+                self._store.replace_note_findings(note.id, "toxicity", tox_rows, withdraw_lost=True)
             if "drugcomb" in self._extractors.extractors:
                 combos = combination_rows(note, found.combinations, self._extractors.model_label("drugcomb"))
                 self._store.replace_note_findings(note.id, "combination", combos)
@@ -305,6 +308,26 @@ class SyncJob:
                 written.failures.append(WriteFailure(key=event.finding_key, resource_type="AdverseEvent", status=0,
                                                      code=exc.code, diagnostics=str(exc)))
         return written
+
+    async def _withdraw_lost_findings(self, report: SyncReport) -> None:
+        """AdverseEvents whose re-read notes (amended, or read by another model) no longer state them are
+        marked entered-in-error; a row leaves the store only once the server confirmed, so a crashed run's
+        withdrawals are done by the next one."""
+        for kind in AE_KINDS:
+            pending = self._store.pending_withdrawals([kind])
+            if not pending:
+                continue
+            name, version = self._extractors.model_label(kind)
+            withdrawn, gone = await withdraw_adverse_events(
+                self._client, [r.key for r in pending], model_name=name, model_version=version,
+                batch_size=self._options.write_batch_size,
+            )
+            self._account(withdrawn, report, "AdverseEvent_withdrawal")
+            done = set(withdrawn.references) | set(gone)
+            report.add("AdverseEvent_withdrawn", len(done))
+            self._store.forget_findings(sorted(done))
+            # the drugs' summaries are rewritten without them
+            self._touched_drugs.update(r.drug_rxnorm for r in pending if r.key in done and r.drug_rxnorm)
 
     def _account(self, written: WriteReport, report: SyncReport, what: str) -> None:
         report.add(f"{what}_created", written.total_created)

@@ -299,3 +299,30 @@ def test_several_implicated_orders_and_a_withdrawal() -> None:
     foreign = {**on_server, "identifier": [{"system": "https://other.example/sid", "value": "x"}]}
     with pytest.raises(ResourceBuildError, match="OV-0100"):
         plan_detected_issue_withdrawal(foreign, "rules", "1", WHEN)
+
+
+def test_an_adverse_event_withdrawal_marks_it_entered_in_error_and_readers_skip_it() -> None:
+    from adapters.identifiers import ENTERED_IN_ERROR, EXT_R5_ADVERSE_EVENT_STATUS
+    from adapters.writer import plan_adverse_event_withdrawal
+
+    device = "urn:uuid:00000000-0000-0000-0000-000000000001"
+    on_server = {**adverse_event_resource(AE, device), "meta": {"versionId": "1", "tag": [{"code": "generated"}]}}
+    on_server["contributor"] = [{"reference": "Device/7"}]
+    withdrawal = plan_adverse_event_withdrawal(on_server, "ade-extractor.v1", "1+6c9dca3b", WHEN)
+    entry, provenance = withdrawal.entries
+    assert entry["request"] == {"method": "PUT", "url": f"AdverseEvent/{on_server['id']}"}
+    marked = entry["resource"]
+    assert marked["meta"] == {"tag": [{"code": "generated"}]}  # the server's versionId is not sent back
+    statuses = [x for x in marked["extension"] if x["url"] == EXT_R5_ADVERSE_EVENT_STATUS]
+    assert statuses == [{"url": EXT_R5_ADVERSE_EVENT_STATUS, "valueCode": ENTERED_IN_ERROR}]
+    assert {x["url"] for x in marked["extension"]} >= {EXT_CTCAE_GRADE}  # the rest is kept as read
+    assert marked["event"] == on_server["event"] and marked["suspectEntity"] == on_server["suspectEntity"]
+    assert provenance["resource"]["activity"]["coding"][0]["code"] == "NULLIFY"
+
+    again = plan_adverse_event_withdrawal(marked, "ade-extractor.v1", "1+6c9dca3b", WHEN)  # one mark, not two
+    assert again.entries[0]["resource"] == marked
+
+    assert parse_adverse_events([on_server]) and parse_adverse_events([marked]) == []
+    foreign = {**on_server, "identifier": {"system": "urn:other", "value": "x"}}
+    with pytest.raises(ResourceBuildError, match="OV-1089"):
+        plan_adverse_event_withdrawal(foreign, "ade-extractor.v1", "1", WHEN)

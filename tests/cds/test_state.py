@@ -77,6 +77,37 @@ def test_findings_upsert_is_idempotent(stores: Callable[[], StateStore]) -> None
     assert store.findings() == []
 
 
+def test_a_written_finding_its_note_lost_waits_for_withdrawal(stores: Callable[[], StateStore]) -> None:
+    """A re-read note that no longer states a written finding keeps it as pending (readers no longer see it)
+    until the server confirmed the withdrawal; an unwritten one just goes; one found again is a finding again."""
+    store = stores()
+    base = {"kind": "ade", "patient_id": "p", "note_id": "n", "payload": {}, "model": "m@1"}
+    drugs = (("written", "2555"), ("unwritten", "3002"), ("kept", "42"))
+    rows = [{**base, "key": key, "drug_rxnorm": drug} for key, drug in drugs]
+    store.replace_note_findings("n", "ade", rows, withdraw_lost=True)
+    store.mark_written(["written", "kept"])
+
+    store.replace_note_findings("n", "ade", [rows[2]], withdraw_lost=True)  # the amended note states only "kept"
+    assert [r.key for r in store.findings()] == ["kept"]
+    assert store.finding_drugs_since("ade", None) == {"42"}
+    assert [r.key for r in stores().pending_withdrawals(["ade"])] == ["written"]  # another replica sees it too
+    assert stores().pending_withdrawals(["toxicity"]) == []
+
+    store.replace_note_findings("n", "ade", [rows[2]], withdraw_lost=True)  # read again before the withdrawal
+    assert [r.key for r in store.pending_withdrawals(["ade"])] == ["written"]
+    store.forget_findings(["written", "kept"])  # only pending rows can be forgotten
+    assert store.pending_withdrawals(["ade"]) == [] and [r.key for r in store.findings()] == ["kept"]
+
+    store.replace_note_findings("n", "ade", [rows[0], rows[2]], withdraw_lost=True)
+    store.mark_written(["written"])
+    store.replace_note_findings("n", "ade", [rows[2]], withdraw_lost=True)
+    store.replace_note_findings("n", "ade", rows[:1] + rows[2:], withdraw_lost=True)  # found again: a finding
+    assert sorted(r.key for r in store.findings()) == ["kept", "written"]
+    assert store.pending_withdrawals(["ade"]) == []
+    store.replace_note_findings("n", "ade", [])  # without withdraw_lost (kinds not written as resources)
+    assert store.findings() == [] and store.pending_withdrawals(["ade"]) == []
+
+
 def test_processed_inputs_are_remembered_per_task_and_version(stores: Callable[[], StateStore]) -> None:
     store = stores()
     store.mark_processed("ade", "v1", [("DocumentReference/1", "h1")])

@@ -33,6 +33,10 @@ NEW_TEXT = (
     "Progress note. Cycle 3 of cisplatin given two weeks ago. Patient reports grade 2 nausea after cisplatin, "
     "controlled with ondansetron. Denies diarrhea. Plan: continue cisplatin at the same dose."
 )
+AMENDED_TEXT = (
+    "Progress note (amended). Cycle 3 of cisplatin given two weeks ago, tolerated well. Denies diarrhea. "
+    "Plan: continue cisplatin at the same dose."
+)
 
 
 @dataclass
@@ -156,11 +160,11 @@ def test_second_sync_writes_nothing_and_processes_no_note(synced: SyncedSandbox)
     assert _server(synced.base_url, generated_counts) == after_first
 
 
-def _new_note_bundle() -> dict[str, Any]:
-    text = base64.b64encode(NEW_TEXT.encode()).decode()
+def _new_note_bundle(plain: str = NEW_TEXT, doc_status: str = "final") -> dict[str, Any]:
+    text = base64.b64encode(plain.encode()).decode()
     patient = {"resourceType": "Patient", "id": NEW_PATIENT, "gender": "male", "birthDate": "1955-04-02"}
     note = {
-        "resourceType": "DocumentReference", "id": NEW_NOTE, "status": "current", "docStatus": "final",
+        "resourceType": "DocumentReference", "id": NEW_NOTE, "status": "current", "docStatus": doc_status,
         "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3", "display": "Progress note"}]},
         "subject": {"reference": f"Patient/{NEW_PATIENT}"}, "date": "2026-03-04T10:00:00Z",
         "content": [{"attachment": {"contentType": "text/plain; charset=utf-8", "data": text}}],
@@ -183,6 +187,46 @@ def test_a_new_note_is_picked_up_by_the_next_sync_only(synced: SyncedSandbox) ->
     fourth = synced.sync()
     assert fourth.status == "ok", fourth.errors
     assert fourth.counts.get("notes_processed", 0) == 0
+
+
+def test_an_amended_note_withdraws_the_adverse_events_it_no_longer_states(synced: SyncedSandbox) -> None:
+    from adapters.identifiers import ENTERED_IN_ERROR, EXT_R5_ADVERSE_EVENT_STATUS, logical_id
+
+    before = _ours(_server(synced.base_url, lambda c: fetch_adverse_events(c, NEW_PATIENT)))
+    assert before, "the new note's adverse event was not written"
+    _server(synced.base_url, lambda c: c.transaction(_new_note_bundle(AMENDED_TEXT, doc_status="amended")))
+    amended = synced.sync()
+    assert amended.status == "ok", amended.errors
+    assert amended.counts.get("notes_processed", 0) == 1
+    stated = {r.key for r in synced.store.findings(patient_id=NEW_PATIENT) if r.note_id == NEW_NOTE}
+    lost = set(before) - stated
+    assert lost, "the amended note no longer mentions nausea, yet every finding stayed"
+    assert amended.counts.get("AdverseEvent_withdrawn", 0) == len(lost)
+    assert synced.store.pending_withdrawals(["ade", "toxicity"]) == []
+    after = _ours(_server(synced.base_url, lambda c: fetch_adverse_events(c, NEW_PATIENT)))
+    assert not lost & set(after)  # readers (the CDS service's ADE history) no longer see them
+
+    async def raw(client: FhirClient) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        found = []
+        for key in sorted(lost):
+            event = await client.read("AdverseEvent", logical_id("ae", key))
+            target = f"AdverseEvent/{event['id']}"
+            provenances = [p async for p in client.search("Provenance", [("target", target)])]
+            found.append((event, provenances))
+        return found
+
+    for event, provenances in _server(synced.base_url, raw):  # kept on the server, marked, with a Provenance
+        status = [x for x in event.get("extension", []) if x["url"] == EXT_R5_ADVERSE_EVENT_STATUS]
+        assert [x["valueCode"] for x in status] == [ENTERED_IN_ERROR]
+        activities = {c["code"] for p in provenances for c in p["activity"]["coding"]}
+        assert {"CREATE", "NULLIFY"} <= activities
+
+    versions = _server(synced.base_url, lambda c: c.read("AdverseEvent", logical_id("ae", sorted(lost)[0])))
+    again = synced.sync()
+    assert again.status == "ok" and again.counts.get("notes_processed", 0) == 0
+    assert again.counts.get("AdverseEvent_withdrawn", 0) == 0
+    unchanged = _server(synced.base_url, lambda c: c.read("AdverseEvent", logical_id("ae", sorted(lost)[0])))
+    assert unchanged["meta"]["versionId"] == versions["meta"]["versionId"]
 
 
 def test_runs_command_lists_every_run(synced: SyncedSandbox) -> None:
