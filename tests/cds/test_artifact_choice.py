@@ -4,12 +4,11 @@ its own retrained one); bad choices exit 2 with one line."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_sync_kit import cli_env, run_cli
 
 from cds.errors import ConfigError
 from cds.extraction import load_extractors
@@ -21,21 +20,8 @@ from models.registry import RuntimeConfig
 MINILM = ARTIFACTS_ROOT / "ade-minilm"
 
 
-def _oncovigil(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "ONCOVIGIL_HOME": str(home),
-        "ONCOVIGIL_ONNX_PROVIDERS": '["CPUExecutionProvider"]',
-        **env,
-    }
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "oncovigil"), *args],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=600,
-        check=False,
-    )
+def _oncovigil(args: list[str], home: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    return run_cli(args, cli_env(home, **settings), timeout=600)
 
 
 def test_the_environment_names_an_artifact_per_task(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,13 +46,13 @@ def test_unknown_task_and_folder_without_card_are_refused(tmp_path: Path) -> Non
 
 
 def test_cli_exits_2_on_a_bad_artifact_choice(tmp_path: Path) -> None:
-    result = _oncovigil(["models", "list"], tmp_path, ONCOVIGIL_ARTIFACTS__ADE=str(tmp_path / "missing"))
+    result = _oncovigil(["models", "list"], tmp_path, artifacts__ade=str(tmp_path / "missing"))
     assert result.returncode == 2
     assert result.stderr.startswith("oncovigil: OV-0034") and "Traceback" not in result.stderr
 
 
 def test_a_list_setting_that_is_not_json_exits_2_with_the_fix(tmp_path: Path) -> None:
-    result = _oncovigil(["models", "list"], tmp_path, ONCOVIGIL_ONNX_PROVIDERS="CPUExecutionProvider")
+    result = _oncovigil(["models", "list"], tmp_path, onnx_providers="CPUExecutionProvider")
     assert result.returncode == 2
     assert "OV-0001" in result.stderr and '["CPUExecutionProvider"]' in result.stderr
     assert "internal error" not in result.stderr
@@ -75,7 +61,7 @@ def test_a_list_setting_that_is_not_json_exits_2_with_the_fix(tmp_path: Path) ->
 def test_the_fast_ade_tagger_builds_from_its_shipped_artifact_and_tags(tmp_path: Path) -> None:
     """The MiniLM artifact merges, exports (int8 kept, as its card decided) and finds a drug and its event."""
     models_dir = tmp_path / "models"
-    env = {"ONCOVIGIL_ARTIFACTS__ADE": "ade-minilm", "ONCOVIGIL_MODELS_DIR": str(models_dir)}
+    env = {"artifacts__ade": "ade-minilm", "models_dir": str(models_dir)}
     built = _oncovigil(["models", "build", "--task", "ade"], tmp_path, **env)
     assert built.returncode == 0, built.stderr[-2000:]
     assert "built" in built.stdout and "ade-minilm" in built.stdout
