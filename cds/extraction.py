@@ -110,7 +110,7 @@ def load_extractors(
         card = read_card(model_dir)
         extractors[task] = registry.create(card.name, model_dir, runtime)
         # Builds of one registry name from different artifacts (the MPNet and MiniLM ADE taggers) must differ:
-        # the sync reads a note again when the version changes, and every finding names the model that made it.
+        # a note the sync pulls is read again under a new version, and every finding names the model that made it.
         fingerprint = card.export.get("artifact_fingerprint")
         versions[task] = f"{card.name}@{card.version}" + (f"+{str(fingerprint)[:8]}" if fingerprint else "")
         if task in RETRIEVAL_DIRS and (models_dir / RETRIEVAL_DIRS[task] / "retrieval.json").is_file():
