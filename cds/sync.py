@@ -130,6 +130,7 @@ class SyncJob:
         self._notes_stage = notes_stage
         self._orders_cache: dict[str, list[MedicationOrder]] = {}
         self._touched_drugs: set[str] = set()
+        self._withdrawn_for: set[str] = set()  # patients whose AdverseEvents this run withdrew
 
     async def run(self) -> SyncReport:
         report = SyncReport(run_id=self._store.start_run("sync"))
@@ -326,8 +327,9 @@ class SyncJob:
             done = set(withdrawn.references) | set(gone)
             report.add("AdverseEvent_withdrawn", len(done))
             self._store.forget_findings(sorted(done))
-            # the drugs' summaries are rewritten without them
+            # the drugs' summaries are rewritten without them, the patients' warnings re-assessed without them
             self._touched_drugs.update(r.drug_rxnorm for r in pending if r.key in done and r.drug_rxnorm)
+            self._withdrawn_for.update(r.patient_id for r in pending if r.key in done)
 
     def _account(self, written: WriteReport, report: SyncReport, what: str) -> None:
         report.add(f"{what}_created", written.total_created)
@@ -345,10 +347,14 @@ class SyncJob:
             if len(changed) % 200 == 0:
                 self._progress("orders", 200)
         report.add("orders_pulled", len(changed))
-        if self._on_orders is not None and changed:
+        # a warning may rest on an AdverseEvent withdrawn this run: those patients are re-assessed too
+        unchanged = sorted(self._withdrawn_for - {o.patient_id for o in changed if o.patient_id})
+        standing = [o for patient in unchanged for o in await self._patient_orders(patient)]
+        if self._on_orders is not None and (changed or standing):
             # the hook's writes (DetectedIssues) are confirmed when it returns; only then may the watermark pass
-            await self._on_orders(self._client, changed, report)
+            await self._on_orders(self._client, changed + standing, report)
             self._checkpoint("orders")
+        # only what was pulled moves the watermark: an order read later for a re-assessment may be newer
         newest = max((o.last_updated for o in changed if o.last_updated), default=None)
         if newest is not None:
             self._store.set_watermark(ORDERS, newest.astimezone(UTC).isoformat())

@@ -40,7 +40,7 @@ from cds.extraction import LoadedExtractors
 from cds.formulary import default_formulary
 from cds.issue_sync import IssueAuthor, issue_inputs, issue_key, plan_patient, visit_groups
 from cds.settings import Settings, load_settings
-from cds.state import StateStore
+from cds.state import WITHDRAWAL_PENDING, StateStore
 from cds.sync import SyncJob, SyncOptions, SyncReport
 
 RUN = uuid.uuid4().hex[:8]
@@ -504,3 +504,32 @@ def test_run_records_and_eval_e2e_count_the_warnings(issues: IssueSandbox) -> No
 def _truth_patients(truth_dir: Path) -> set[str]:
     lines = (truth_dir / "notes.jsonl").read_text().splitlines()
     return {json.loads(line)["patient_id"] for line in lines if line.strip()}
+
+
+def test_withdrawing_the_adverse_event_withdraws_the_warning_resting_on_it(issues: IssueSandbox) -> None:
+    """The prior neuropathy is found no more by its (amended) note: the sync withdraws the AdverseEvent and, in
+    the same run and with none of the patient's orders changed, the paclitaxel warning that rested on it."""
+    # another patient's order becomes the newest, so the watermark no longer re-reads this patient's orders
+    bystander = f"{PATIENT}-bystander"
+    order = {**_med_request(MR_ONDANSETRON, "ondansetron", "26225", "active"), "id": f"{bystander}-mr"}
+    order["subject"] = {"reference": f"Patient/{bystander}"}
+    issues.server(lambda c: c.transaction(_put({"resourceType": "Patient", "id": bystander}, order)))
+    assert issues.sync().status == "ok"  # reads both patients' newest orders once more, then moves past them
+
+    ade = _prior_neuropathy()
+    issues.store.upsert_findings([{
+        "key": ade.finding_key, "kind": "ade", "patient_id": PATIENT, "note_id": f"{PATIENT}-note",
+        "drug_rxnorm": ade.drug_rxnorm, "payload": {"ctcae_term": ade.ctcae_term, "grade": ade.grade},
+        "model": "test-recorder@1", "written": WITHDRAWAL_PENDING,  # what an amended note leaves (test_state.py)
+    }])
+    report = issues.sync()
+    assert report.status == "ok", report.errors
+    assert report.counts["AdverseEvent_withdrawn"] == 1
+    assert report.counts["orders_pulled"] == 1 and report.counts["overprescription_patients_assessed"] == 2
+    ours = issues.ours(PATIENT)
+    assert ours[PRIOR_ADE_KEY].status == "cancelled" and ours[DUPLICATE_KEY].status == "final"
+    assert report.counts["DetectedIssue_withdrawn"] == 1 and report.counts["DetectedIssue_written"] == 0
+    assert issues.store.pending_withdrawals(["ade"]) == []
+    again = issues.sync()
+    assert again.counts.get("AdverseEvent_withdrawn", 0) == 0 and again.counts.get("DetectedIssue_withdrawn", 0) == 0
+    assert again.counts["overprescription_patients_assessed"] == 1
