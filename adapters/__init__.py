@@ -41,6 +41,7 @@ from adapters.phenotype import (
     ObservationComponent,
     PhenotypeObservationInput,
     PrimaryCancerConditionInput,
+    withdraw_lost_observations,
     write_phenotype_observations,
     write_primary_cancer_conditions,
 )
@@ -137,6 +138,7 @@ __all__ = [
     "read_ndjson_dir",
     "withdraw_adverse_events",
     "withdraw_detected_issues",
+    "withdraw_lost_observations",
     "write_ade_summaries",
     "write_adverse_events",
     "write_detected_issues",

@@ -16,18 +16,19 @@ diagnosis), so each sync replaces it with the newest phenotype instead of adding
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from adapters.build import GENERATED_TAG, check_key
 from adapters.client import FhirClient
+from adapters.errors import ResourceBuildError
 from adapters.fhirtime import format_datetime
-from adapters.identifiers import OV, device_key, logical_id, placeholder
+from adapters.identifiers import ENTERED_IN_ERROR, OV, device_key, logical_id, placeholder
 from adapters.records import WriteReport
 from adapters.validation import validated
-from adapters.writer import PlannedItem, plan_all, plan_put_at_id, write_planned
+from adapters.writer import PlannedItem, plan_all, plan_put_at_id, provenance_entry, write_planned
 
 SID_PHENOTYPE = f"{OV}/sid/phenotype-observation"
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -117,6 +118,53 @@ async def write_phenotype_observations(
 ) -> WriteReport:
     """Write phenotype Observations (with Device and Provenance); a re-run with the same values writes nothing."""
     return await write_planned(client, plan_all(items, plan_phenotype_observation, recorded), batch_size)
+
+
+def _our_key(observation: Resource) -> str | None:
+    return next(
+        (str(i.get("value")) for i in observation.get("identifier") or [] if i.get("system") == SID_PHENOTYPE), None
+    )
+
+
+def plan_observation_withdrawal(
+    current: Resource, model_name: str, model_version: str, recorded: datetime
+) -> PlannedItem:
+    """``current`` (ours, as read) with status ``entered-in-error``, PUT at its id, and a NULLIFY Provenance."""
+    key = _our_key(current)
+    if not key or current.get("resourceType") != "Observation" or not current.get("id"):
+        raise ResourceBuildError(
+            "OV-1088", "only a phenotype Observation we wrote (our identifier system) can be withdrawn; fix the caller"
+        )
+    meta = {k: v for k, v in (current.get("meta") or {}).items() if k in ("tag", "security", "profile")}
+    resource = validated({**current, "meta": meta, "status": ENTERED_IN_ERROR})
+    target = f"Observation/{current['id']}"
+    device_url = placeholder("device", device_key(model_name, model_version))
+    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
+    prov = provenance_entry("obs", key, resource, target, device_url, [], recorded, activity="NULLIFY")
+    return PlannedItem(key, "Observation", (model_name, model_version), (entry, prov))
+
+
+async def withdraw_lost_observations(
+    client: FhirClient,
+    note_id: str,
+    keep: Collection[str],
+    *,
+    model_name: str,
+    model_version: str,
+    batch_size: int | None = None,
+    recorded: datetime | None = None,
+) -> WriteReport:
+    """Our phenotype Observations derived from a re-read note whose keys are not in ``keep`` (the note states the
+    field no more) are set to ``entered-in-error``; ones already so are left alone."""
+    params = [("derived-from", f"DocumentReference/{note_id}")]
+    stale = [
+        o
+        async for o in client.search("Observation", params)
+        if (key := _our_key(o)) is not None and key not in keep and o.get("status") != ENTERED_IN_ERROR
+    ]
+    when = recorded or datetime.now(UTC)
+    planned = [plan_observation_withdrawal(o, model_name, model_version, when) for o in stale]
+    return await write_planned(client, planned, batch_size)
 
 
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"

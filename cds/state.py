@@ -269,7 +269,7 @@ class StateStore:
 
     def findings(
         self, *, kind: str | None = None, patient_id: str | None = None, drug_rxnorm: str | None = None,
-        unwritten_only: bool = False,
+        unwritten_only: bool = False, note_id: str | None = None,
     ) -> list[FindingRow]:
         with self.session() as s:
             q = select(FindingRow).where(FindingRow.written != WITHDRAWAL_PENDING)
@@ -279,6 +279,8 @@ class StateStore:
                 q = q.where(FindingRow.patient_id == patient_id)
             if drug_rxnorm:
                 q = q.where(FindingRow.drug_rxnorm == drug_rxnorm)
+            if note_id:
+                q = q.where(FindingRow.note_id == note_id)
             if unwritten_only:
                 q = q.where(FindingRow.written == NOT_WRITTEN)
             return list(s.scalars(q.order_by(FindingRow.key)))

@@ -37,6 +37,7 @@ from adapters import (
     pull_notes,
     pull_orders,
     withdraw_adverse_events,
+    withdraw_lost_observations,
     write_ade_summaries,
     write_adverse_events,
     write_phenotype_observations,
@@ -252,6 +253,7 @@ class SyncJob:
     async def _write_note_batch(self, notes: list[Note], findings: list[NoteFindings], report: SyncReport) -> None:
         events: list[AdverseEventInput] = []
         observations: list[PhenotypeObservationInput] = []
+        reread: dict[str, set[str]] = {}  # note read before -> the Observation keys it states now
         for note, found in zip(notes, findings, strict=True):
             rows: list[dict[str, Any]] = []
             if "ade" in self._extractors.extractors:
@@ -270,6 +272,8 @@ class SyncJob:
             if "phenotype" in self._extractors.extractors and found.phenotype is not None:
                 obs, pheno_rows = phenotype_inputs(note, found.phenotype, self._extractors.model_label("phenotype"))
                 observations += obs
+                if self._store.findings(kind="phenotype", note_id=note.id):
+                    reread[note.id] = {o.key for o in obs}
                 self._store.replace_note_findings(note.id, "phenotype", pheno_rows)
             report.add("findings", len(rows))
         written = await self._write_events(events) if events else None
@@ -287,6 +291,8 @@ class SyncJob:
             done = {finding_key("phenotype", o.patient_id, o.note_id or "")
                     for o in observations if o.key in observed.references}
             self._store.mark_written(sorted(done))
+        if reread:
+            await self._withdraw_lost_observations(reread, report)
         for task, version in self._extractors.versions.items():
             self._store.mark_processed(task, version, [(n.id, _content_hash(n)) for n in notes])
         report.add("notes_processed", len(notes))
@@ -309,6 +315,21 @@ class SyncJob:
                 written.failures.append(WriteFailure(key=event.finding_key, resource_type="AdverseEvent", status=0,
                                                      code=exc.code, diagnostics=str(exc)))
         return written
+
+    async def _withdraw_lost_observations(self, reread: dict[str, set[str]], report: SyncReport) -> None:
+        """Observations of a re-read note that states their field no more are set to entered-in-error.
+
+        Before the notes are marked processed: after a crash they are read again and this is recomputed from
+        the server, so nothing waits in the store.
+        """
+        name, version = self._extractors.model_label("phenotype")
+        for note_id, keep in sorted(reread.items()):
+            withdrawn = await withdraw_lost_observations(
+                self._client, note_id, keep, model_name=name, model_version=version,
+                batch_size=self._options.write_batch_size,
+            )
+            self._account(withdrawn, report, "Observation_withdrawal")
+            report.add("Observation_withdrawn", len(withdrawn.references))
 
     async def _withdraw_lost_findings(self, report: SyncReport) -> None:
         """AdverseEvents whose re-read notes (amended, or read by another model) no longer state them are

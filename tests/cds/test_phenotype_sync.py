@@ -136,10 +136,10 @@ def extractor(tmp_path_factory: pytest.TempPathFactory) -> PhenotypeExtractor:
     return PhenotypeExtractor.load(model_dir, RuntimeConfig(providers=(CPU,), threads=1))
 
 
-async def _put_note(client: FhirClient) -> datetime:
+async def _put_note(client: FhirClient, text: str = TEXT, note_id: str = NOTE_ID) -> datetime:
     document = {
         "resourceType": "DocumentReference",
-        "id": NOTE_ID,
+        "id": note_id,
         "status": "current",
         "type": {"coding": [{"system": "http://loinc.org", "code": "60567-5", "display": "Pathology report"}]},
         "subject": {"reference": f"Patient/{PATIENT}"},
@@ -148,7 +148,7 @@ async def _put_note(client: FhirClient) -> datetime:
             {
                 "attachment": {
                     "contentType": "text/plain; charset=utf-8",
-                    "data": base64.b64encode(TEXT.encode()).decode(),
+                    "data": base64.b64encode(text.encode()).decode(),
                 }
             }
         ],
@@ -156,15 +156,15 @@ async def _put_note(client: FhirClient) -> datetime:
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",
-        "entry": [{"resource": document, "request": {"method": "PUT", "url": f"DocumentReference/{NOTE_ID}"}}],
+        "entry": [{"resource": document, "request": {"method": "PUT", "url": f"DocumentReference/{note_id}"}}],
     }
     await client.transaction(bundle)
-    stored = await client.read("DocumentReference", NOTE_ID)
+    stored = await client.read("DocumentReference", note_id)
     return datetime.fromisoformat(stored["meta"]["lastUpdated"].replace("Z", "+00:00"))
 
 
-async def _observations(client: FhirClient) -> list[dict[str, Any]]:
-    params = [("derived-from", f"DocumentReference/{NOTE_ID}")]
+async def _observations(client: FhirClient, note_id: str = NOTE_ID) -> list[dict[str, Any]]:
+    params = [("derived-from", f"DocumentReference/{note_id}")]
     return [r async for r in client.search("Observation", params, fresh=True)]
 
 
@@ -271,3 +271,40 @@ def test_bulk_export_diagnosis_is_scored_against_the_patients_conditions(
     assert condition_label("Suspected lung cancer (situation)") is None
     assert condition_label("Chronic obstructive lung disease (disorder)") is None
     assert condition_label("Malignant neoplasm of breast (disorder)") == "breast cancer"
+
+
+def test_an_amended_note_withdraws_the_observation_of_a_field_it_no_longer_states(
+    seeded_sandbox: Any, extractor: PhenotypeExtractor, tmp_path: Path
+) -> None:
+    """The pathology report is amended without its HER2 result: that Observation is set to entered-in-error
+    (with a NULLIFY Provenance), the fields still stated keep their version, and a re-run changes nothing."""
+    loaded = LoadedExtractors({"phenotype": extractor}, {"phenotype": "phenotype-extractor.v1@1"}, [])
+    note_id = f"{NOTE_ID}-amended"
+    amended = TEXT.replace(", HER2 3+", "")
+    assert amended != TEXT
+
+    async def go() -> tuple[list[Any], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        config = FhirClientConfig(base_url=seeded_sandbox.base_url, read_timeout_s=120.0)
+        async with FhirClient(config) as client:
+            store = StateStore(f"sqlite:///{tmp_path}/state.db")
+            updated = await _put_note(client, TEXT, note_id)
+            options = SyncOptions(since=updated - timedelta(seconds=1))
+            reports = [await SyncJob(store, client, loaded, options).run()]
+            before = await _observations(client, note_id)
+            await _put_note(client, amended, note_id)
+            reports.append(await SyncJob(store, client, loaded, options).run())
+            after = await _observations(client, note_id)
+            reports.append(await SyncJob(store, client, loaded, options).run())
+            her2 = next(o for o in after if o["code"]["coding"][0]["code"] == "48676-1")
+            provenances = [p async for p in client.search("Provenance", [("target", f"Observation/{her2['id']}")])]
+            store.close()
+            return reports, before, after, provenances
+
+    reports, before, after, provenances = asyncio.run(go())
+    assert all(r.status == "ok" for r in reports), [r.errors for r in reports]
+    assert reports[1].counts["notes_processed"] == 1 and reports[1].counts["Observation_withdrawn"] == 1
+    assert reports[2].counts.get("notes_processed", 0) == 0 and reports[2].counts.get("Observation_withdrawn", 0) == 0
+    status = {o["code"]["coding"][0]["code"]: (o["status"], o["meta"]["versionId"]) for o in after}
+    assert status.pop("48676-1") == ("entered-in-error", "2")
+    assert len(before) == 4 and status == {code: ("preliminary", "1") for code in ("21908-9", "16112-5", "16113-3")}
+    assert {c["code"] for p in provenances for c in p["activity"]["coding"]} == {"CREATE", "NULLIFY"}
