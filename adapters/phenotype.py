@@ -28,7 +28,7 @@ from adapters.fhirtime import format_datetime
 from adapters.identifiers import ENTERED_IN_ERROR, OV, device_key, logical_id, placeholder
 from adapters.records import WriteReport
 from adapters.validation import validated
-from adapters.writer import PlannedItem, plan_all, plan_put_at_id, provenance_entry, write_planned
+from adapters.writer import PlannedItem, plan_all, plan_put_at_id, plan_put_back, write_planned
 
 SID_PHENOTYPE = f"{OV}/sid/phenotype-observation"
 CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -135,13 +135,8 @@ def plan_observation_withdrawal(
         raise ResourceBuildError(
             "OV-1088", "only a phenotype Observation we wrote (our identifier system) can be withdrawn; fix the caller"
         )
-    meta = {k: v for k, v in (current.get("meta") or {}).items() if k in ("tag", "security", "profile")}
-    resource = validated({**current, "meta": meta, "status": ENTERED_IN_ERROR})
-    target = f"Observation/{current['id']}"
-    device_url = placeholder("device", device_key(model_name, model_version))
-    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
-    prov = provenance_entry("obs", key, resource, target, device_url, [], recorded, activity="NULLIFY")
-    return PlannedItem(key, "Observation", (model_name, model_version), (entry, prov))
+    changes = {"status": ENTERED_IN_ERROR}
+    return plan_put_back("obs", key, current, changes, (model_name, model_version), recorded, "NULLIFY")
 
 
 async def withdraw_lost_observations(

@@ -152,6 +152,21 @@ def plan_detected_issue(item: DetectedIssueInput, recorded: datetime) -> Planned
     return PlannedItem(item.key, "DetectedIssue", (item.model_name, item.model_version), (entry, prov))
 
 
+def plan_put_back(
+    kind: str, key: str, current: Resource, changes: Resource, model: tuple[str, str], recorded: datetime, activity: str
+) -> PlannedItem:
+    """``current`` as read from the server with ``changes`` applied, PUT at its id, and a Provenance of
+    ``activity``; the server's own meta (versionId, lastUpdated) is not sent back."""
+    meta = {k: v for k, v in (current.get("meta") or {}).items() if k in ("tag", "security", "profile")}
+    resource = validated({**current, **changes, "meta": meta})
+    rtype = str(current["resourceType"])
+    target = f"{rtype}/{current['id']}"
+    device_url = placeholder("device", device_key(*model))
+    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
+    prov = provenance_entry(kind, key, resource, target, device_url, [], recorded, activity=activity)
+    return PlannedItem(key, rtype, model, (entry, prov))
+
+
 def plan_detected_issue_withdrawal(
     current: Resource, model_name: str, model_version: str, recorded: datetime
 ) -> PlannedItem:
@@ -167,13 +182,8 @@ def plan_detected_issue_withdrawal(
         raise ResourceBuildError(
             "OV-0100", "only a DetectedIssue we wrote (our identifier system) can be withdrawn; fix the caller"
         )
-    meta = {k: v for k, v in (current.get("meta") or {}).items() if k in ("tag", "security", "profile")}
-    resource = validated({**current, "meta": meta, "status": WITHDRAWN_STATUS})
-    target = f"DetectedIssue/{current['id']}"
-    device_url = placeholder("device", device_key(model_name, model_version))
-    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
-    prov = provenance_entry("di", key, resource, target, device_url, [], recorded, activity="CANCEL")
-    return PlannedItem(key, "DetectedIssue", (model_name, model_version), (entry, prov))
+    changes = {"status": WITHDRAWN_STATUS}
+    return plan_put_back("di", key, current, changes, (model_name, model_version), recorded, "CANCEL")
 
 
 def plan_adverse_event_withdrawal(
@@ -190,15 +200,9 @@ def plan_adverse_event_withdrawal(
         raise ResourceBuildError(
             "OV-1089", "only an AdverseEvent we wrote (our identifier system) can be withdrawn; fix the caller"
         )
-    meta = {k: v for k, v in (current.get("meta") or {}).items() if k in ("tag", "security", "profile")}
     others = [e for e in current.get("extension") or [] if e.get("url") != EXT_R5_ADVERSE_EVENT_STATUS]
-    status = {"url": EXT_R5_ADVERSE_EVENT_STATUS, "valueCode": ENTERED_IN_ERROR}
-    resource = validated({**current, "meta": meta, "extension": [*others, status]})
-    target = f"AdverseEvent/{current['id']}"
-    device_url = placeholder("device", device_key(model_name, model_version))
-    entry = {"resource": resource, "request": {"method": "PUT", "url": target}}
-    prov = provenance_entry("ae", key, resource, target, device_url, [], recorded, activity="NULLIFY")
-    return PlannedItem(key, "AdverseEvent", (model_name, model_version), (entry, prov))
+    changes = {"extension": [*others, {"url": EXT_R5_ADVERSE_EVENT_STATUS, "valueCode": ENTERED_IN_ERROR}]}
+    return plan_put_back("ae", key, current, changes, (model_name, model_version), recorded, "NULLIFY")
 
 
 def plan_ade_summary(item: AdeSummaryInput, recorded: datetime) -> PlannedItem:
