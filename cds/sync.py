@@ -57,6 +57,7 @@ NOTES = "DocumentReference"
 ORDERS = "MedicationRequest"
 SUMMARIES = "ade-summary"  # state mark: findings created before it are in the summaries on the server
 PRIMARY_CANCERS = "primary-cancer"  # state mark: phenotypes stored before it are in the patients' Conditions
+ADE_ASSESSED = "ade-assessed"  # state mark: patients' ADE findings stored before it are in their warnings
 # DocumentReference type codes we write ourselves (adapters' ADE summary); extracting them would feed
 # our output back in as input
 GENERATED_NOTE_TYPES = frozenset({"ade-summary"})
@@ -368,13 +369,20 @@ class SyncJob:
             if len(changed) % 200 == 0:
                 self._progress("orders", 200)
         report.add("orders_pulled", len(changed))
-        # a warning may rest on an AdverseEvent withdrawn this run: those patients are re-assessed too
-        unchanged = sorted(self._withdrawn_for - {o.patient_id for o in changed if o.patient_id})
+        # A warning may rest on an AdverseEvent found since the last assessment or withdrawn this run: those
+        # patients are re-assessed with their standing orders. The mark is the findings' stored time, so a run
+        # that dies before the warnings are written leaves those findings to the next run.
+        mark = self._store.get_watermark(ADE_ASSESSED)
+        started = datetime.now(UTC)  # taken before reading: findings stored later are newer than the mark
+        found_for = self._store.finding_patients_since("ade", datetime.fromisoformat(mark) if mark else None)
+        unchanged = sorted((self._withdrawn_for | found_for) - {o.patient_id for o in changed if o.patient_id})
         standing = [o for patient in unchanged for o in await self._patient_orders(patient)]
         if self._on_orders is not None and (changed or standing):
             # the hook's writes (DetectedIssues) are confirmed when it returns; only then may the watermark pass
             await self._on_orders(self._client, changed + standing, report)
             self._checkpoint("orders")
+        if found_for:
+            self._store.set_watermark(ADE_ASSESSED, started.isoformat())
         # only what was pulled moves the watermark: an order read later for a re-assessment may be newer
         newest = max((o.last_updated for o in changed if o.last_updated), default=None)
         if newest is not None:

@@ -11,6 +11,7 @@ leaves the notes to the watermark and makes these syncs fast: only the orders st
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import uuid
@@ -29,6 +30,7 @@ from adapters import (
     FhirClient,
     FhirClientConfig,
     MedicationOrder,
+    Note,
     RecordedDetectedIssue,
     fetch_detected_issues,
     write_adverse_events,
@@ -37,11 +39,13 @@ from adapters.identifiers import SID_PROVENANCE
 from cds.assessor import RULES, RULES_VERSION, build_assessor_hook
 from cds.decisions import OrderWarning
 from cds.extraction import LoadedExtractors
+from cds.findings_map import ade_inputs
 from cds.formulary import default_formulary
 from cds.issue_sync import IssueAuthor, issue_inputs, issue_key, plan_patient, visit_groups
 from cds.settings import Settings, load_settings
 from cds.state import WITHDRAWAL_PENDING, StateStore
 from cds.sync import SyncJob, SyncOptions, SyncReport
+from models import AdeFinding
 
 RUN = uuid.uuid4().hex[:8]
 PATIENT = f"ov-test-di-{RUN}"
@@ -533,3 +537,38 @@ def test_withdrawing_the_adverse_event_withdraws_the_warning_resting_on_it(issue
     again = issues.sync()
     assert again.counts.get("AdverseEvent_withdrawn", 0) == 0 and again.counts.get("DetectedIssue_withdrawn", 0) == 0
     assert again.counts["overprescription_patients_assessed"] == 1
+
+
+def test_an_adverse_event_found_tonight_raises_the_warning_in_the_same_run(issues: IssueSandbox) -> None:
+    """After the previous test the paclitaxel warning is cancelled. A note read tonight states the neuropathy
+    again: the notes stage leaves its AdverseEvent on the server and its finding stored as written, and the same
+    run warns about the paclitaxel order, with none of the patient's orders changed."""
+    text = "Grade 3 peripheral sensory neuropathy on paclitaxel."
+    note = Note(id=f"{PATIENT}-note-2", patient_id=PATIENT, encounter_id=None, date=datetime(2025, 2, 20, tzinfo=UTC),
+                type_code="11506-3", type_display="Progress note", status="current", text=text, version_id="1",
+                last_updated=None)
+    document = {
+        "resourceType": "DocumentReference", "id": note.id, "status": "current",
+        "subject": {"reference": f"Patient/{PATIENT}"}, "date": "2025-02-20T10:00:00+00:00",
+        "content": [{"attachment": {"contentType": "text/plain", "data": base64.b64encode(text.encode()).decode()}}],
+    }
+    issues.server(lambda c: c.transaction(_put(document)))
+    found = AdeFinding(drug="paclitaxel", drug_span=(41, 51), event="peripheral sensory neuropathy",
+                       event_span=(8, 37), negated=False, grade=3, severity_word=None,
+                       ctcae_term="Peripheral sensory neuropathy", meddra_code="10034620", confidence=0.97)
+    events, rows = ade_inputs(note, [found], [], ("test-recorder", "1"))
+    written = issues.server(lambda c: write_adverse_events(c, events))
+    assert not written.failures and len(written.references) == 1
+    issues.store.upsert_findings(rows)
+    issues.store.mark_written([r["key"] for r in rows])  # what the notes stage leaves after the write
+    report = issues.sync()
+    assert report.status == "ok", report.errors
+    assert report.counts["orders_pulled"] == 1, "only the bystander's order, at the watermark's instant"
+    assert report.counts["overprescription_patients_assessed"] == 2
+    assert report.counts["DetectedIssue_written"] == 1 and report.counts["DetectedIssue_withdrawn"] == 0
+    ours = issues.ours(PATIENT)
+    assert ours[PRIOR_ADE_KEY].status == "final" and ours[PRIOR_ADE_KEY].version_id == "3"
+    assert ours[PRIOR_ADE_KEY].medication_request_ids == (MR_PACLITAXEL,)
+    # assessed once: the next run finds nothing stored since
+    again = issues.sync()
+    assert again.counts["overprescription_patients_assessed"] == 1 and again.counts["DetectedIssue_written"] == 0
