@@ -110,7 +110,8 @@ def register(app: typer.Typer) -> None:
             "home": home, "state_db_url": f"sqlite:///{home / 'state.db'}",
             "models_dir": base_settings.resolved_models_dir,
         })
-        manager = manager_from_settings(settings, database="memory")
+        # the installation's sandbox state folder, so `oncovigil sandbox status|stop` see a demo sandbox left running
+        manager = manager_from_settings(base_settings, database="memory")
         started_here = False
         try:
             status = manager.status()
@@ -152,3 +153,5 @@ def register(app: typer.Typer) -> None:
             if started_here and not keep_running:
                 manager.stop()
                 typer.echo("sandbox stopped")
+            elif started_here:
+                typer.echo(f"sandbox left running at {manager.url} (in memory); `oncovigil sandbox stop` stops it")

@@ -200,6 +200,7 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
             **config.as_record(),
             "lora_modules_to_save": ["classifier"],
             "warm_start": earlier or None,
+            "neg_ratio": _option(ctx, "neg_ratio"),
             "train_sizes": sizes,
             "train_seconds": result.seconds,
             "train_steps": result.steps,
