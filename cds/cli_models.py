@@ -130,6 +130,53 @@ def _build_one(context: TaskContext, spec: TaskSpec, target: Path, force: bool) 
     typer.echo(f"{spec.name}: built {target} from {artifact.name} ({card.name}, {card.export.get('seconds', '?')} s)")
 
 
+@models_app.command("dev-data")
+def dev_data(
+    ctx: typer.Context,
+    task: Annotated[list[str] | None, typer.Option("--task", help="Only these tasks (repeatable).")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Public data folder (default: settings.data_dir).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder to write into (default: {models_dir}).")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="Task option key=value, as given to `train` (with --task), repeatable."),
+    ] = None,
+) -> None:
+    """Write each task's dev split, in the format its `eval` reads, without training.
+
+    These are the data behind the dev metrics in the model cards and the README; `oncovigil eval TASK --data
+    FILE` on them reproduces those figures for the built default, and compares another model on the same data.
+    """
+    settings = settings_of(ctx)
+    specs = discover()
+    chosen = [specs[name] for name in sorted(specs) if not task or name in task]
+    if task and len(chosen) != len(set(task)):
+        raise fail(f"OV-0012: unknown task in {task}; known tasks: {', '.join(sorted(specs))}")
+    options = _options(option)
+    if options and len(chosen) != 1:
+        raise fail("OV-0015: -o options belong to one task; name it with --task")
+    for spec in chosen:
+        unknown = spec.unknown_options(options)
+        if unknown:
+            raise fail(f"OV-0015: {spec.name} has no option {', '.join(unknown)}")
+        not_numbers = spec.non_numeric_options(options)
+        if not_numbers:
+            raise fail(f"OV-0015: {spec.name} options must be numbers: {', '.join(not_numbers)}")
+    data = data_dir or settings.data_dir
+    target = out or settings.resolved_models_dir
+    context = make_context(settings, options)
+    written: dict[str, list[str]] = {}
+    for spec in chosen:
+        if spec.dev_data is None:
+            continue
+        try:
+            written[spec.name] = [str(path) for path in spec.dev_data(context, data, target)]
+        except ModelError as exc:
+            raise _user_errors(exc) from exc
+    typer.echo(json.dumps(written, indent=2))
+
+
 @models_app.command("list")
 def list_models(ctx: typer.Context) -> None:
     """Tasks, the artifact each is built from, built directories and dev metrics."""

@@ -67,6 +67,7 @@ WHY_BACKBONE = (
 )
 PYPI_BASES = {"mpnet": (MPNET_NAME, MPNET_SOURCE), "minilm": (MINILM_NAME, MINILM_SOURCE)}
 DEFAULT_BASE = "mpnet"
+DEV_COPY = "ade_dev_corpus"
 
 
 @dataclass(frozen=True)
@@ -232,8 +233,7 @@ def rescore(ctx: TaskContext, data_dir: Path, artifact: Path) -> dict[str, Any]:
     update = {"dev_metrics": metrics["dev_metrics"], "export": metrics["export"], "hyperparameters": hyperparameters}
     write_card(artifact, card.model_copy(update=update))
     final = export(ctx, artifact, model_dir)
-    dev_copy = ctx.models_dir / "ade_dev_corpus"
-    write_dev_copy(data_dir, dev_copy)
+    (dev_copy,) = dev_data(ctx, data_dir, ctx.models_dir)
     return {
         "dev_copy": str(dev_copy),
         "artifact": str(artifact),
@@ -314,6 +314,13 @@ def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
     return score_corpus(_extractor(ctx, model_dir, allow_int8=ctx.runtime.allow_int8), sentences)
 
 
+def dev_data(ctx: TaskContext, data_dir: Path, out_dir: Path) -> list[Path]:
+    """The corpus dev split the card's ``corpus_dev`` metrics were scored on: ``{out_dir}/ade_dev_corpus``."""
+    out = out_dir / DEV_COPY
+    write_dev_copy(data_dir, out)
+    return [out]
+
+
 def write_dev_copy(data_dir: Path, out: Path) -> int:
     """Write the dev split of ADE-Corpus-V2 in its own format (for ``oncovigil eval ade --data OUT``)."""
     _, dev = split_by_pmid(read_corpus(data_dir / "ade_corpus_v2"))
@@ -329,6 +336,7 @@ TASK = TaskSpec(
     train=train,
     export=export,
     evaluate=evaluate,
+    dev_data=dev_data,
     hf_task="token-classification",
     build_requires={"hidden_output": HIDDEN_OUTPUT},  # token retrieval reads the tagger's hidden states
     description="drug / adverse-event tagging, pairing, negation, CTCAE grade and term",

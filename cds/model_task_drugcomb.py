@@ -48,6 +48,7 @@ TRAIN_FILE = Path("drugcomb") / "final_train_set.jsonl"
 DRUGS_FILE = Path("drugcomb") / "drugs.txt"
 INT8_MAX_F1_DROP = 0.01
 CALIBRATION_SALT = "drugcomb-calibration"
+DEV_COPY = "drugcomb_dev.jsonl"
 DEFAULTS: dict[str, float] = {
     "dev_fraction": 0.2,
     "calibration_fraction": 0.15,
@@ -132,9 +133,7 @@ def _extractor(ctx: TaskContext, model_dir: Path, allow_int8: bool, cpu_only: bo
 
 def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any]:
     started = time.perf_counter()
-    source = data_dir / TRAIN_FILE
-    if not source.is_file():
-        raise DataFormatError("OV-2070", f"{source} does not exist; pass --data-dir with the drugcomb/ folder")
+    source = _source(data_dir)
     train_docs, dev_docs = split_docs(read_jsonl(source), _option(ctx, "dev_fraction"))
     fit_docs, calibration_docs = split_docs(train_docs, _option(ctx, "calibration_fraction"), CALIBRATION_SALT)
     note_seeds = (int(_option(ctx, "notes_seed")), int(_option(ctx, "dev_notes_seed")))
@@ -181,7 +180,7 @@ def train(ctx: TaskContext, data_dir: Path, artifact_out: Path) -> dict[str, Any
     shutil.rmtree(artifact_out, ignore_errors=True)
     staging.rename(artifact_out)
     final = export(ctx, artifact_out, model_dir)
-    dev_copy = ctx.models_dir / "drugcomb_dev.jsonl"
+    dev_copy = ctx.models_dir / DEV_COPY
     write_dev_copy(source, dev_copy, {d.doc_id for d in dev_docs})
     return {
         "artifact": str(artifact_out),
@@ -238,6 +237,22 @@ def _provenance(
     ]
 
 
+def _source(data_dir: Path) -> Path:
+    source = data_dir / TRAIN_FILE
+    if not source.is_file():
+        raise DataFormatError("OV-2070", f"{source} does not exist; pass --data-dir with the drugcomb/ folder")
+    return source
+
+
+def dev_data(ctx: TaskContext, data_dir: Path, out_dir: Path) -> list[Path]:
+    """The papers held out as dev (``-o dev_fraction``), lines unchanged: ``{out_dir}/drugcomb_dev.jsonl``."""
+    source = _source(data_dir)
+    _, dev_docs = split_docs(read_jsonl(source), _option(ctx, "dev_fraction"))
+    out = out_dir / DEV_COPY
+    write_dev_copy(source, out, {d.doc_id for d in dev_docs})
+    return [out]
+
+
 def write_dev_copy(source: Path, out: Path, dev_ids: set[str]) -> int:
     """The dev sentences, unchanged, in DrugComb format (for ``oncovigil eval drugcomb --data OUT``)."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -265,6 +280,7 @@ TASK = TaskSpec(
     train=train,
     export=export,
     evaluate=evaluate,
+    dev_data=dev_data,
     hf_task="text-classification",
     description="n-ary drug combinations in a sentence: POS (effective), COMB (given together), NEG",
 )

@@ -303,14 +303,20 @@ def rescore(ctx: TaskContext, artifact: Path) -> dict[str, Any]:
     update = {"dev_metrics": metrics, "export": export_record, "hyperparameters": hyperparameters}
     write_card(artifact, card.model_copy(update=update))
     final = export(ctx, artifact, model_dir)
-    dev_copy = ctx.models_dir / "phenotype_dev.jsonl"
-    write_dev_copy(ctx, dev_copy)
+    (dev_copy,) = dev_data(ctx, ctx.settings.data_dir, ctx.models_dir)
     return {
         "artifact": str(artifact),
         "model_dir": str(model_dir),
         "dev_copy": str(dev_copy),
         "dev_metrics": final.dev_metrics,
     }
+
+
+def dev_data(ctx: TaskContext, data_dir: Path, out_dir: Path) -> list[Path]:
+    """The synthetic dev notes (generated, so ``data_dir`` is not read): ``{out_dir}/phenotype_dev.jsonl``."""
+    out = out_dir / "phenotype_dev.jsonl"
+    write_dev_copy(ctx, out)
+    return [out]
 
 
 def write_dev_copy(ctx: TaskContext, out: Path) -> int:
@@ -356,6 +362,7 @@ TASK = TaskSpec(
     train=train,
     export=export,
     evaluate=evaluate,
+    dev_data=dev_data,
     hf_task="token-classification",
     build_requires={"hidden_output": HIDDEN_OUTPUT},  # token retrieval reads the tagger's hidden states
     description="cancer phenotype: site, histology, diagnosis, TNM, stage group, grade, size, laterality, biomarkers",

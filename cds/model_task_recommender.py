@@ -17,6 +17,7 @@ the notes (``cds.recommender_tumour``). The dev report always scores those varia
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import time
@@ -85,6 +86,27 @@ def cohort_visits(patients: int, seed: int) -> list[TrainingVisit]:
     from cds.cohort import generate_cohort
 
     return [TrainingVisit.from_json(v.to_json()) for v in generate_cohort(patients, seed).visits]
+
+
+def dev_data(ctx: TaskContext, data_dir: Path, out_dir: Path) -> list[Path]:
+    """The dev visits ``train`` scores, for ``eval recommender --data``: the training cohort's held-out patients
+    (``recommender_dev_visits.jsonl``) and, with ``-o synthea=1`` and the Synthea folder present, the held-out
+    Synthea visits (``recommender_dev_synthea_visits.jsonl``)."""
+    fraction = _option(ctx, "dev_fraction")
+    visits = cohort_visits(int(_option(ctx, "cohort_patients")), int(_option(ctx, "cohort_seed")))
+    _, cohort_dev = _split(visits, fraction, by_group=True)
+    written = [_write_visits(out_dir / "recommender_dev_visits.jsonl", cohort_dev)]
+    synthea = synthea_training_visits(data_dir) if _option(ctx, "synthea") else []
+    if synthea:
+        _, synthea_dev = _split(synthea, fraction, by_group=False)
+        written.append(_write_visits(out_dir / "recommender_dev_synthea_visits.jsonl", synthea_dev))
+    return written
+
+
+def _write_visits(path: Path, visits: Sequence[TrainingVisit]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(v.to_json(), sort_keys=True) + "\n" for v in visits), encoding="utf-8")
+    return path
 
 
 def synthea_training_visits(data_dir: Path) -> list[TrainingVisit]:
@@ -315,6 +337,7 @@ TASK = TaskSpec(
     train=train,
     export=export,
     evaluate=evaluate,
+    dev_data=dev_data,
     hf_task="text-generation-with-past",
     description="LAMO-style yes/no medication recommender (SmolLM2-135M-Instruct + LoRA)",
 )

@@ -187,6 +187,18 @@ def evaluate(ctx: TaskContext, data_path: Path, model_dir: Path) -> dict[str, An
     return evaluate_dir(path, model_dir, ctx.runtime)
 
 
+def dev_data(ctx: TaskContext, data_dir: Path, out_dir: Path) -> list[Path]:
+    """The dev groups the card was scored on, as ``train`` stored them in the artifact (``data_dir`` is not
+    read): ``{out_dir}/summaries_dev.jsonl``, for ``eval summaries --data``."""
+    source = ctx.artifact(TASK) / "dev.jsonl"
+    if not source.is_file():
+        raise ConfigError("OV-0123", f"{source} does not exist; the summaries artifact keeps its dev groups there")
+    out = out_dir / "summaries_dev.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, out)
+    return [out]
+
+
 def _provenance(ctx: TaskContext) -> list[TrainingData]:
     return [
         TrainingData(
@@ -219,6 +231,7 @@ TASK = TaskSpec(
     train=train,
     export=export,
     evaluate=evaluate,
+    dev_data=dev_data,
     hf_task="text-generation-with-past",
     build_requires={"logits": LAST_POSITION},  # decoding reads one position: older builds paid for them all
     description="per-drug ADE summaries (SmolLM2-135M + LoRA, SFT then DPO; faithfulness guard at inference)",

@@ -9,6 +9,7 @@ max_steps, threads, seed.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -37,6 +38,7 @@ from models.toxicity.train import ToxicityTrainConfig, train_toxicity
 log = logging.getLogger(__name__)
 
 INT8_MAX_MACRO_F1_DROP = 0.005
+DEV_COPY = "toxicity_dev.jsonl"
 DEFAULTS: dict[str, float] = {
     "patients": 600,
     "notes_seed": 3102,
@@ -66,13 +68,29 @@ def _symptoms(ctx: TaskContext) -> tuple[str, ...]:
     return tuple(s.strip().lower() for s in raw.split(",") if s.strip())
 
 
-def synthetic_notes(patients: int, seed: int, symptoms: tuple[str, ...]) -> list[ToxicityNote]:
-    """Radiotherapy notes (with toxicity truth) of a generated cohort."""
+def _radiotherapy_records(patients: int, seed: int) -> list[dict[str, Any]]:
+    """The radiotherapy notes of a generated cohort, as the generator's truth records (notes.jsonl lines)."""
     if patients <= 0:
         return []
     from cds.cohort import generate_cohort
 
-    return notes_from_records((n.to_json() for n in generate_cohort(patients, seed).notes), symptoms)
+    records = (note.to_json() for note in generate_cohort(patients, seed).notes)
+    return [r for r in records if r.get("kind") == "radiotherapy"]
+
+
+def synthetic_notes(patients: int, seed: int, symptoms: tuple[str, ...]) -> list[ToxicityNote]:
+    """Radiotherapy notes (with toxicity truth) of a generated cohort."""
+    return notes_from_records(_radiotherapy_records(patients, seed), symptoms)
+
+
+def dev_data(ctx: TaskContext, data_dir: Path, out_dir: Path) -> list[Path]:
+    """The unseen notes the card's ``notes_dev`` was scored on (``dev_patients`` of seed ``dev_seed``; generated,
+    so ``data_dir`` is not read): ``{out_dir}/toxicity_dev.jsonl``, for ``eval toxicity --data``."""
+    records = _radiotherapy_records(int(_option(ctx, "dev_patients")), int(_option(ctx, "dev_seed")))
+    out = out_dir / DEV_COPY
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
+    return [out]
 
 
 def _extractor(ctx: TaskContext, model_dir: Path, allow_int8: bool, cpu_only: bool = False) -> ToxicityExtractor:
@@ -190,6 +208,7 @@ TASK = TaskSpec(
     train=train,
     export=export,
     evaluate=evaluate,
+    dev_data=dev_data,
     hf_task="text-classification",
     description="radiotherapy toxicity symptoms: present / absent / not mentioned, with CTCAE grade",
 )

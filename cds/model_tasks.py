@@ -52,6 +52,8 @@ TrainFn = Callable[[TaskContext, Path, Path], dict[str, Any]]
 ExportFn = Callable[[TaskContext, Path, Path], ModelCard]
 # evaluate(ctx, data_path, model_dir) -> the contract's metric keys
 EvaluateFn = Callable[[TaskContext, Path, Path], dict[str, Any]]
+# dev_data(ctx, data_dir, out_dir) -> the files written: the dev split ``train`` scores, in the format ``eval`` reads
+DevDataFn = Callable[[TaskContext, Path, Path], list[Path]]
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class TaskSpec:
     # export-record entries a built directory must carry to be current: a build that changed what it makes
     # (a tagger now exposing its hidden states for retrieval) rebuilds older directories
     build_requires: Mapping[str, Any] = field(default_factory=dict)
+    # Writes the dev split without training, so a built deployment can reproduce its card's dev metrics
+    dev_data: DevDataFn | None = None
 
     def unknown_options(self, options: Mapping[str, str]) -> list[str]:
         return [] if self.option_keys is None else sorted(set(options) - self.option_keys)
