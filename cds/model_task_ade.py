@@ -68,6 +68,7 @@ WHY_BACKBONE = (
 PYPI_BASES = {"mpnet": (MPNET_NAME, MPNET_SOURCE), "minilm": (MINILM_NAME, MINILM_SOURCE)}
 DEFAULT_BASE = "mpnet"
 DEV_COPY = "ade_dev_corpus"
+SPAN_RULES = "tidy, drop_bare_qualifiers, nest_drug_events (models/ade/decode.py)"
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,13 @@ def _dev_metrics(
         metrics["corpus_dev_int8"] = score_corpus(q8, dev_set)
         drop = metrics["corpus_dev"]["pair_f1"] - metrics["corpus_dev_int8"]["pair_f1"]
         int8_record = {"int8_keep": drop <= INT8_MAX_PAIR_F1_DROP, "int8_pair_f1_drop": round(drop, 4)}
-    decoding = {"min_entity_confidence": tuned.min_entity_confidence, "bio": "viterbi, BIO-constrained"}
+    # The span rules are named so that a change to them changes the card, hence the fingerprint and the
+    # extractor version the findings carry (a backfill then re-reads notes read under the old rules).
+    decoding = {
+        "min_entity_confidence": tuned.min_entity_confidence,
+        "bio": "viterbi, BIO-constrained",
+        "span_rules": SPAN_RULES,
+    }
     return {"dev_metrics": metrics, "export": int8_record, "decoding": decoding}
 
 

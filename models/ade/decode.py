@@ -7,7 +7,8 @@
 - then two spans of the same kind separated only by a space or a hyphen ("Aseptic" + "meningitis") are one;
 - a span whose mean token probability is below ``min_confidence`` is dropped;
 - a drug followed by an event tagged on "toxicity", "intoxication", "toxicosis" or "poisoning" is also the
-  start of that event (``nest_drug_events``).
+  start of that event (``nest_drug_events``);
+- an event span that is only a grade qualifier ("severe", "grade 3") is no event (``drop_bare_qualifiers``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ _LIST_SEPARATOR = re.compile(r",\s*(?:(?:and|or)\s+)?")
 # are no event). BIO tags cannot nest, so the tagger marks the drug and the word, and the event is rebuilt.
 NESTING_WORDS = frozenset({"toxicity", "intoxication", "toxicosis", "poisoning"})
 _NESTING_WORD = re.compile(r"[ \-]?([A-Za-z]+)")
+# The grade words qualify an event; alone they are none. ADE-Corpus-V2 never annotates "mild", "moderate",
+# "severe" or "grade N" as an event by itself (it does annotate "fatal" and "life-threatening", kept here), and a
+# stray "severe" span after "trouble sleeping, severe" would also hide the grade from the real event's cues.
+_BARE_QUALIFIER = re.compile(
+    r"^(?:mild|moderate|severe|(?:ctcae\s+)?(?:grade|gr\.?|g)\s*(?:[1-5]|i{1,3}|iv|v))$", re.IGNORECASE
+)
 
 
 def _split_lists(text: str, span: EntitySpan) -> list[EntitySpan]:
@@ -93,3 +100,8 @@ def nest_drug_events(text: str, spans: Sequence[EntitySpan], drug: str, event: s
         result = [s for s in result if s not in tagged]
         result.append(EntitySpan(span.start, end, event, confidence))
     return sorted(result, key=lambda s: (s.start, s.end))
+
+
+def drop_bare_qualifiers(text: str, spans: Sequence[EntitySpan], event: str) -> list[EntitySpan]:
+    """Spans without the ``event`` spans whose whole text is a grade word or phrase."""
+    return [s for s in spans if s.kind != event or not _BARE_QUALIFIER.match(text[s.start : s.end].strip())]

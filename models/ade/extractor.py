@@ -20,7 +20,7 @@ import numpy as np
 
 from models.ade.ctcae import TERMS_FILE, VECTORS_FILE, CtcaeIndex, CtcaeMatch, CtcaeTerm, read_terms
 from models.ade.cues import core_mention, is_negated, severity
-from models.ade.decode import nest_drug_events, tidy
+from models.ade.decode import drop_bare_qualifiers, nest_drug_events, tidy
 from models.encoder_export import EMBEDDER_FILE, EMBEDDER_TOKENIZER_FILE
 from models.encoder_infer import (
     EncoderTokenizer,
@@ -180,7 +180,7 @@ class AdeExtractor:
         tagged: list[list[EntitySpan]] = []
         for segment, text, output in zip(segments, texts, outputs, strict=True):
             spans = tidy(text, decode_bio(text, output, self.labels), self.config.min_entity_confidence)
-            spans = nest_drug_events(text, spans, DRUG, AE)
+            spans = nest_drug_events(text, drop_bare_qualifiers(text, spans, AE), DRUG, AE)
             tagged.append(
                 [EntitySpan(s.start + segment.start, s.end + segment.start, s.kind, s.confidence) for s in spans]
             )

@@ -269,6 +269,33 @@ def test_an_event_tagged_on_a_nesting_word_after_a_drug_holds_the_drug() -> None
     assert nested[1].confidence == 0.8 and nested[3].confidence == 0.7
 
 
+def test_a_bare_grade_word_is_no_event() -> None:
+    from models.ade.decode import drop_bare_qualifiers
+    from models.encoder_infer import EntitySpan
+
+    text = "Nausea, severe; grade 3 rash; fatal; Mild after cisplatin."
+    spans = [
+        EntitySpan(0, 6, "AE", 0.9),
+        EntitySpan(8, 14, "AE", 0.6),  # "severe"
+        EntitySpan(16, 23, "AE", 0.6),  # "grade 3"
+        EntitySpan(24, 28, "AE", 0.9),
+        EntitySpan(30, 35, "AE", 0.8),  # "fatal" is an event in ADE-Corpus-V2
+        EntitySpan(37, 41, "AE", 0.6),  # "Mild"
+        EntitySpan(48, 57, "DRUG", 0.99),
+    ]
+    kept = drop_bare_qualifiers(text, spans, "AE")
+    assert [text[s.start : s.end] for s in kept] == ["Nausea", "rash", "fatal", "cisplatin"]
+
+
+def test_default_model_grades_an_event_whose_severity_follows_it(default_model: Path) -> None:
+    """The demo patient's note: "severe" after the event is its grade, not an event of its own."""
+    extractor = AdeExtractor.load(default_model, RuntimeConfig(providers=(CPU,), allow_int8=False))
+    note = "Reports trouble sleeping, severe as well as hyperglycemia grade 2 since starting Prednisone."
+    [findings] = extractor.predict([note])
+    assert {(f.event, f.grade) for f in findings} == {("trouble sleeping", 3), ("hyperglycemia", 2)}
+    assert {f.ctcae_term for f in findings} == {"Insomnia", "Hyperglycemia"}
+
+
 def test_default_model_nests_the_drug_in_its_toxicity(default_model: Path) -> None:
     extractor = AdeExtractor.load(default_model, RuntimeConfig(providers=(CPU,), allow_int8=False))
     note = "Theophylline intoxication after ciprofloxacin."
