@@ -139,7 +139,14 @@ def test_onnx_logits_and_findings_equal_torch(tiny: dict[str, Any]) -> None:
     ]
     for mine, theirs in zip(got, expected, strict=True):
         assert [f.confidence for f in mine] == pytest.approx([f.confidence for f in theirs], abs=1e-4)
-    assert list(extractor.pipe(iter(NOTES), batch_size=2)) == got
+    # Other batches pad to other lengths, which moves the float sums in the last digits: same findings, and
+    # confidences equal up to that noise (an exact comparison failed once in CI at the 6th decimal).
+    piped = list(extractor.pipe(iter(NOTES), batch_size=2))
+    assert [[(f.symptom, f.status, f.grade) for f in note] for note in piped] == [
+        [(f.symptom, f.status, f.grade) for f in note] for note in got
+    ]
+    for mine, theirs in zip(piped, got, strict=True):
+        assert [f.confidence for f in mine] == pytest.approx([f.confidence for f in theirs], abs=1e-5)
 
 
 def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
