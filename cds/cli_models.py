@@ -25,6 +25,17 @@ def _options(values: list[str] | None) -> dict[str, str]:
     return options
 
 
+def _check_options(spec: TaskSpec, options: dict[str, str]) -> None:
+    """Refuse a typo'd or non-numeric ``-o`` before any work: it must not silently run the default."""
+    unknown = spec.unknown_options(options)
+    if unknown:
+        known = ", ".join(sorted(spec.option_keys or ()))
+        raise fail(f"OV-0015: {spec.name} has no option {', '.join(unknown)}; its options are: {known}")
+    not_numbers = spec.non_numeric_options(options)
+    if not_numbers:
+        raise fail(f"OV-0015: {spec.name} options must be numbers: {', '.join(not_numbers)}")
+
+
 def _user_errors(exc: ModelError) -> typer.Exit:
     return fail(str(exc), 2 if exc.user_error else 1)
 
@@ -55,13 +66,7 @@ def train(
     if not data.is_dir():
         raise fail(f"OV-0016: data directory {data} does not exist; pass --data-dir or set ONCOVIGIL_DATA_DIR")
     options = _options(option)
-    unknown = spec.unknown_options(options)
-    if unknown:
-        known = ", ".join(sorted(spec.option_keys or ()))
-        raise fail(f"OV-0015: {task} has no option {', '.join(unknown)}; its options are: {known}")
-    not_numbers = spec.non_numeric_options(options)
-    if not_numbers:
-        raise fail(f"OV-0015: {task} options must be numbers: {', '.join(not_numbers)}")
+    _check_options(spec, options)
     context = make_context(settings, options)
     try:
         summary = spec.train(context, data, out or spec.artifact)
@@ -157,12 +162,7 @@ def dev_data(
     if options and len(chosen) != 1:
         raise fail("OV-0015: -o options belong to one task; name it with --task")
     for spec in chosen:
-        unknown = spec.unknown_options(options)
-        if unknown:
-            raise fail(f"OV-0015: {spec.name} has no option {', '.join(unknown)}")
-        not_numbers = spec.non_numeric_options(options)
-        if not_numbers:
-            raise fail(f"OV-0015: {spec.name} options must be numbers: {', '.join(not_numbers)}")
+        _check_options(spec, options)
     data = data_dir or settings.data_dir
     target = out or settings.resolved_models_dir
     context = make_context(settings, options)
