@@ -37,9 +37,9 @@ from models.encoder_export import (  # noqa: E402
     HIDDEN_OUTPUT,
     artifact_backbone_dir,
     load_merged_torch,
-    make_fp16,
 )
 from models.encoder_infer import EncoderTokenizer, TokenClassifierRunner, read_labels  # noqa: E402
+from models.fp16 import make_fp16  # noqa: E402
 from models.runtime import CPU, CUDA, LoadedSession, load_session  # noqa: E402
 
 

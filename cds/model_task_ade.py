@@ -313,6 +313,7 @@ def export(ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
         export_extra={"artifact_fingerprint": artifact_fingerprint(artifact_dir)},
         threads=ctx.runtime.threads,
         base_dir=artifact_backbone_dir(artifact_dir, ctx.backbones_dir),
+        fp16=ctx.settings.onnx_fp16,
     )
 
 

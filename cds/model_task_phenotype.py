@@ -342,6 +342,7 @@ def export(ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
         int8=bool(card.export.get("int8_keep", False)),
         threads=ctx.runtime.threads,
         export_extra={"artifact_fingerprint": artifact_fingerprint(artifact_dir)},
+        fp16=ctx.settings.onnx_fp16,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from cds.errors import ConfigError
 from cds.settings import Settings
 from models import ModelCard, RuntimeConfig, read_card, verify_dir
+from models.fp16 import Fp16Mode
 
 ARTIFACTS_ROOT = Path(__file__).resolve().parent.parent / "models" / "artifacts"
 
@@ -230,6 +231,7 @@ class PooledBuild(Protocol):
         int8: bool,
         export_extra: dict[str, Any] | None = ...,
         threads: int = ...,
+        fp16: Fp16Mode = ...,
     ) -> ModelCard: ...
 
 
@@ -242,4 +244,5 @@ def export_pooled(build: PooledBuild, ctx: TaskContext, artifact_dir: Path, mode
         int8=bool(card.export.get("int8_keep", False)),
         export_extra={"artifact_fingerprint": artifact_fingerprint(artifact_dir)},
         threads=ctx.runtime.threads,
+        fp16=ctx.settings.onnx_fp16,
     )

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     onnx_providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     onnx_threads: int = 0
     onnx_spin_wait: bool = True
+    # fp16 variant for CUDA hosts (models.fp16): "auto" builds and checks it when this host really runs CUDA,
+    # "always" also on a CPU build host preparing directories for a GPU server (checked on CPU), "never" skips it
+    onnx_fp16: Literal["auto", "always", "never"] = "auto"
     # task -> the adapter artifact `models build` builds it from instead of models/artifacts/<task>: a folder,
     # or the name of one shipped under models/artifacts (ONCOVIGIL_ARTIFACTS__ADE=ade-minilm)
     artifacts: dict[str, Path] = Field(default_factory=dict)

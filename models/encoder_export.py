@@ -23,6 +23,7 @@ from models.backbone import MINILM_NAME, backbone_dir, minilm_dir
 from models.card import ModelCard, verify_dir, write_card
 from models.encoder_train import TASK_FILE
 from models.errors import ModelLoadError, TrainingError
+from models.fp16 import Fp16Mode, Fp16Record, try_fp16
 
 PARITY_ATOL = 1e-4
 INT8_MIN_AGREEMENT = 0.99
@@ -46,6 +47,7 @@ class ExportReport:
     hidden_output: bool = False
     seconds: float = 0.0
     int8_min_agreement: float = INT8_MIN_AGREEMENT
+    fp16: Fp16Record = field(default_factory=lambda: Fp16Record(False, "not built (onnx_fp16 = never)"))
 
     def as_record(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,7 @@ class ExportReport:
                 "min_agreement": self.int8_min_agreement,
                 "gate": self.int8_gate,
             },
+            "fp16": self.fp16.as_record(),
             "hidden_output": HIDDEN_OUTPUT if self.hidden_output else None,
             "seconds": self.seconds,
         }
@@ -175,13 +178,16 @@ def parity(model: Any, onnx_path: Path, feeds: dict[str, Any]) -> float:
     return float(np.abs(expected - got).max())
 
 
-def token_agreement(fp32_path: Path, int8_path: Path, feeds: dict[str, Any]) -> float:
-    """Share of real tokens (or rows) whose argmax label is the same in both models."""
+def token_agreement(
+    fp32_path: Path, candidate_path: Path, feeds: dict[str, Any], providers: Sequence[str] = ("CPUExecutionProvider",)
+) -> float:
+    """Share of real tokens (or rows) whose argmax label is the same in both models (the candidate, int8 or
+    fp16, run on ``providers``)."""
 
     from models.runtime import CPU, load_session
 
     a = load_session(fp32_path, [CPU]).run(feeds, ["logits"])[0].argmax(-1)
-    b = load_session(int8_path, [CPU]).run(feeds, ["logits"])[0].argmax(-1)
+    b = load_session(candidate_path, providers, require=providers[0]).run(feeds, ["logits"])[0].argmax(-1)
     if a.ndim == 2:
         mask = feeds["attention_mask"].astype(bool)
         return float((a == b)[mask].mean())
@@ -189,18 +195,18 @@ def token_agreement(fp32_path: Path, int8_path: Path, feeds: dict[str, Any]) -> 
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 weights; onnxruntime's quantizer logs every tensor on the root logger, kept quiet here."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
-
-
-def make_fp16(src: Path, dst: Path) -> None:
-    """fp16 weights and compute for the CUDA provider; inputs and outputs stay int64 / float32."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-    onnx.save(model, str(dst))
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 def build_encoder_dir(
@@ -214,13 +220,15 @@ def build_encoder_dir(
     threads: int = 0,
     base_dir: Path | None = None,
     int8_min_agreement: float = INT8_MIN_AGREEMENT,
+    fp16: Fp16Mode = "never",
 ) -> tuple[ExportReport, dict[str, Any]]:
     """Merge, export, check parity, maybe quantise; leaves ``out_dir`` without a card (the caller writes it).
 
     Returns the report and the artifact's task record. ``out_dir`` is replaced only when everything passed.
     ``int8_min_agreement`` is the token-label agreement the int8 model needs on ``check_texts``; a task that
     already decided on its dev metrics passes 0.
-    ``base_dir`` overrides the PyPI backbone (tests use a tiny random BERT).
+    ``base_dir`` overrides the PyPI backbone (tests use a tiny random BERT). ``fp16`` says whether to write
+    the fp16 variant GPU hosts serve (``models.fp16``).
     """
     import torch
 
@@ -256,6 +264,8 @@ def build_encoder_dir(
         report.int8_min_agreement = int8_min_agreement
         if int8:
             _try_int8(staging, feeds, report, int8_gate, int8_min_agreement)
+        fp32 = staging / "model.onnx"
+        report.fp16 = try_fp16(fp32, fp16, lambda path, providers: token_agreement(fp32, path, feeds, providers))
         report.seconds = round(time.perf_counter() - started, 1)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -29,6 +29,7 @@ from models.encoder_export import (
 )
 from models.encoder_infer import EncoderTokenizer, TokenClassifierRunner
 from models.encoder_train import SpanExample
+from models.fp16 import Fp16Mode
 from models.runtime import CPU, load_session, split_sentences_with_offsets
 
 ENTITY_TYPES: tuple[str, ...] = (DRUG, AE)
@@ -89,6 +90,7 @@ def build_ade_dir(
     check_texts: Sequence[str] = CHECK_TEXTS,
     int8_min_agreement: float = 0.0,
     base_dir: Path | None = None,
+    fp16: Fp16Mode = "never",
 ) -> ModelCard:
     """Materialise the ADE artifact: tagger ONNX, term embedder ONNX, CTCAE terms and vectors, model card.
 
@@ -106,6 +108,7 @@ def build_ade_dir(
         threads=threads,
         int8_min_agreement=int8_min_agreement,
         base_dir=base_dir,
+        fp16=fp16,
     )
     write_terms(out_dir / TERMS_FILE, terms)
     embedder_record = export_embedder(out_dir / EMBEDDER_FILE, [*CHECK_TEXTS, *(t.term for t in terms[:64])])

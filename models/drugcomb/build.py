@@ -11,6 +11,7 @@ from models.drugcomb.lexicon import DRUGS_FILE
 from models.drugcomb.pooled import InputRow
 from models.drugcomb.pooled_build import build_pooled_dir
 from models.errors import ModelLoadError
+from models.fp16 import Fp16Mode
 
 # Parity inputs in the classifier's own format: candidate drugs marked << >> (the focus), other drugs plain.
 _SENTENCES: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
@@ -50,6 +51,7 @@ def build_drugcomb_dir(
     export_extra: dict[str, Any] | None = None,
     threads: int = 0,
     base_dir: Path | None = None,
+    fp16: Fp16Mode = "never",
 ) -> ModelCard:
     """Merge + export + parity-check, add the drug name list, then write the card that hashes it all."""
     verify_dir(artifact_dir)
@@ -65,6 +67,7 @@ def build_drugcomb_dir(
         int8=int8,
         extra_files=(DRUGS_FILE,),
         threads=threads,
+        fp16=fp16,
     )
     artifact = read_card(artifact_dir)
     export = {**artifact.export, **report.as_record(), **(export_extra or {})}

@@ -9,11 +9,10 @@ writes the model card last (it hashes every file).
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,9 @@ from models.drugcomb.pooled import (
     load_tokenizer,
 )
 from models.drugcomb.pooled_train import PooledModel, make_head, torch_logits
+from models.encoder_export import quantize_int8
 from models.errors import TrainingError
+from models.fp16 import Fp16Mode, Fp16Record, try_fp16
 from models.runtime import CPU, load_session
 
 PARITY_ATOL = 1e-4
@@ -44,6 +45,7 @@ class PooledExport:
     int8_file: bool
     int8_argmax_agreement: float | None
     seconds: float
+    fp16: Fp16Record = field(default_factory=lambda: Fp16Record(False, "not built (onnx_fp16 = never)"))
 
     def as_record(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ class PooledExport:
             "opset": self.opset,
             "parity": {"max_abs_diff": self.parity_max_abs_diff, "atol": PARITY_ATOL, "inputs": self.parity_inputs},
             "quantization": {"int8_dynamic": self.int8_file, "check_argmax_agreement": self.int8_argmax_agreement},
+            "fp16": self.fp16.as_record(),
             "seconds": self.seconds,
         }
 
@@ -103,8 +106,10 @@ def build_pooled_dir(
     int8: bool,
     extra_files: Sequence[str] = (),
     threads: int = 0,
+    fp16: Fp16Mode = "never",
 ) -> PooledExport:
-    """Merge, export, copy head / task / extra files, check parity, maybe quantise; rename into place."""
+    """Merge, export, copy head / task / extra files, check parity, maybe quantise, maybe write the fp16
+    variant (``models.fp16``); rename into place."""
     import onnx
     import torch
     from optimum.exporters.onnx import main_export
@@ -146,30 +151,26 @@ def build_pooled_dir(
             )
         agreement = None
         if int8:
-            _quantize(staging / "model.onnx", staging / "model_int8.onnx")
+            quantize_int8(staging / "model.onnx", staging / "model_int8.onnx")
             q8 = _runner(staging, staging / "model_int8.onnx", task, threads).logits(check_rows)
             agreement = float((q8.argmax(-1) == expected.argmax(-1)).mean())
+
+        def fp16_agreement(path: Path, providers: Sequence[str]) -> float:
+            candidate = _runner(staging, path, task, threads, providers).logits(check_rows)
+            return float((candidate.argmax(-1) == expected.argmax(-1)).mean())
+
+        fp16_record = try_fp16(staging / "model.onnx", fp16, fp16_agreement)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)
-    return PooledExport(opset, diff, len(check_rows), int8, agreement, round(time.perf_counter() - started, 1))
+    seconds = round(time.perf_counter() - started, 1)
+    return PooledExport(opset, diff, len(check_rows), int8, agreement, seconds, fp16_record)
 
 
-def _quantize(source: Path, target: Path) -> None:
-    """Dynamic int8 weights; onnxruntime's quantizer logs every tensor on the root logger, kept quiet here."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.WARNING)
-    try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
-
-
-def _runner(model_dir: Path, onnx_path: Path, task: PooledTask, threads: int) -> PooledClassifier:
-    session = load_session(onnx_path, [CPU], threads)
+def _runner(
+    model_dir: Path, onnx_path: Path, task: PooledTask, threads: int, providers: Sequence[str] = (CPU,)
+) -> PooledClassifier:
+    session = load_session(onnx_path, providers, threads, require=providers[0])
     return PooledClassifier(session, load_tokenizer(model_dir, task.max_len), NumpyHead.load(model_dir), task)

@@ -7,6 +7,7 @@ from typing import Any
 
 from models.card import ModelCard, read_card
 from models.encoder_export import build_encoder_dir, finish_model_dir
+from models.fp16 import Fp16Mode
 from models.phenotype.training import CHECK_TEXTS
 
 
@@ -18,6 +19,7 @@ def build_phenotype_dir(
     threads: int = 0,
     export_extra: dict[str, Any] | None = None,
     base_dir: Path | None = None,
+    fp16: Fp16Mode = "never",
 ) -> ModelCard:
     """int8 is decided on dev F1 at training time (the artifact card's ``export.int8_keep``)."""
     report, _task = build_encoder_dir(
@@ -29,6 +31,7 @@ def build_phenotype_dir(
         threads=threads,
         int8_min_agreement=0.0,
         base_dir=base_dir,
+        fp16=fp16,
     )
     card = read_card(artifact)
     exported = {**card.export, **report.as_record(), **(export_extra or {})}

@@ -272,11 +272,10 @@ def _try_fp16(staging: Path, reference: Any, settings: RecommenderSettings, repo
     except ProviderError:
         report.fp16_note = "skipped: no CUDA device at build time to check it; GPU hosts run fp32"
         return
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from models.fp16 import FP16_FILE, make_fp16
 
-    target = staging / "model_fp16.onnx"
-    onnx.save(convert_float_to_float16(onnx.load(str(staging / "model.onnx")), keep_io_types=True), str(target))
+    target = staging / FP16_FILE
+    make_fp16(staging / "model.onnx", target)
     scores, _, _ = _onnx_scores(staging, target.name, settings, [CUDA])
     drift = float(np.abs(scores - reference).max())
     report.fp16 = drift <= FP16_MAX_DRIFT

@@ -9,6 +9,7 @@ from models.backbone import minilm_dir
 from models.card import ModelCard, read_card, verify_dir, write_card
 from models.drugcomb.pooled import InputRow
 from models.drugcomb.pooled_build import build_pooled_dir
+from models.fp16 import Fp16Mode
 
 # Parity inputs: short and long, present / denied / graded phrasings (no real patient text).
 CHECK_TEXTS: tuple[str, ...] = (
@@ -27,11 +28,13 @@ def build_toxicity_dir(
     export_extra: dict[str, Any] | None = None,
     threads: int = 0,
     base_dir: Path | None = None,
+    fp16: Fp16Mode = "never",
 ) -> ModelCard:
     """Merge + export + parity-check, then write the card (the artifact's plus what this export did)."""
     verify_dir(artifact_dir)
     rows = [InputRow(t) for t in CHECK_TEXTS]
-    report = build_pooled_dir(artifact_dir, out_dir, base_dir or minilm_dir(), rows, int8=int8, threads=threads)
+    base = base_dir or minilm_dir()
+    report = build_pooled_dir(artifact_dir, out_dir, base, rows, int8=int8, threads=threads, fp16=fp16)
     artifact = read_card(artifact_dir)
     export = {**artifact.export, **report.as_record(), **(export_extra or {})}
     return write_card(out_dir, artifact.model_copy(update={"export": export, "files": {}}))

@@ -20,7 +20,8 @@ from models.encoder_export import (
 )
 from models.encoder_infer import EncoderTokenizer, TokenClassifierRunner, decode_bio, read_labels
 from models.encoder_train import EncoderTrainConfig, SpanExample, align_bio, bio_labels, train_token_classifier
-from models.runtime import CPU, load_session
+from models.fp16 import FP16_FILE, FP16_MIN_AGREEMENT
+from models.runtime import CPU, CUDA, load_session, pick_variant
 from tests.models.tiny_encoder import save_with_tokenizer
 
 LABELS = ["O", "B-DRUG", "I-DRUG", "B-AE", "I-AE"]
@@ -74,10 +75,18 @@ def test_lora_artifact_builds_a_parity_checked_onnx_dir(tiny_base: Path, tmp_pat
     write_card(artifact, ModelCard(name="t.v1", task="t", version="1", base_model="tiny", base_model_source="test"))
 
     out = tmp_path / "model"
-    report, task = build_encoder_dir(artifact, out, TEXTS, hidden_output=True, int8=True, base_dir=tiny_base)
+    report, task = build_encoder_dir(
+        artifact, out, TEXTS, hidden_output=True, int8=True, base_dir=tiny_base, fp16="always"
+    )
     assert task["labels"] == LABELS
     assert report.parity_max_abs_diff < PARITY_ATOL
     assert report.hidden_output
+
+    # the fp16 variant GPU hosts serve: checked token by token against fp32 (on CPU here), kept in the folder
+    fp16 = report.as_record()["fp16"]
+    assert fp16["file"] == FP16_FILE and fp16["label_agreement"] >= FP16_MIN_AGREEMENT, fp16
+    assert fp16["checked_on"] in (CPU, CUDA)
+    assert (out / FP16_FILE).is_file() and pick_variant(out, on_gpu=True, allow_int8=True).name == FP16_FILE
 
     # The numpy runner on the exported graph reproduces torch's probabilities on the merged model.
     model, _ = load_merged_torch(artifact, tiny_base)

@@ -16,12 +16,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_drugcomb_tinybert import build_tiny_bert
 
-from models.card import ModelCard, write_card
-from models.drugcomb.pooled import InputRow
+from models.card import ModelCard, verify_dir, write_card
+from models.drugcomb.pooled import InputRow, PooledClassifier
 from models.drugcomb.pooled_build import load_merged
 from models.drugcomb.pooled_train import torch_logits
+from models.fp16 import FP16_FILE, FP16_MIN_AGREEMENT
 from models.registry import RuntimeConfig, default_registry
-from models.runtime import CPU
+from models.runtime import CPU, load_session
 from models.toxicity import (
     REGISTRY_NAME,
     HeadLayout,
@@ -87,7 +88,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         ModelCard(name=REGISTRY_NAME, task="toxicity", version="0", base_model="tiny", base_model_source="test"),
     )
     model_dir = root / "model"
-    build_toxicity_dir(artifact, model_dir, int8=False, base_dir=base)
+    build_toxicity_dir(artifact, model_dir, int8=False, base_dir=base, fp16="always")
     return {"base": base, "dir": model_dir, "merged": load_merged(artifact, base), "summary": summary}
 
 
@@ -147,6 +148,18 @@ def test_onnx_logits_and_findings_equal_torch(tiny: dict[str, Any]) -> None:
     ]
     for mine, theirs in zip(piped, got, strict=True):
         assert [f.confidence for f in mine] == pytest.approx([f.confidence for f in theirs], abs=1e-5)
+
+
+def test_fp16_variant_is_built_checked_and_hashed(tiny: dict[str, Any]) -> None:
+    """``onnx_fp16 = always`` on a CPU build host: the pooled model's fp16 graph, checked against fp32 on CPU."""
+    card = verify_dir(tiny["dir"])  # the card hashes the fp16 file too
+    assert FP16_FILE in card.files
+    fp16 = card.export["fp16"]
+    assert fp16["file"] == FP16_FILE and fp16["label_agreement"] >= FP16_MIN_AGREEMENT and fp16["checked_on"] == CPU
+    fp32 = load_toxicity_extractor(tiny["dir"], RuntimeConfig(providers=(CPU,))).classifier
+    half = PooledClassifier(load_session(tiny["dir"] / FP16_FILE, [CPU]), fp32.tokenizer, fp32.head, fp32.task)
+    rows = [InputRow(n) for n in NOTES]
+    assert np.abs(half.logits(rows) - fp32.logits(rows)).max() < 2e-2
 
 
 def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
