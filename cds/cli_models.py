@@ -177,6 +177,9 @@ def dev_data(
     typer.echo(json.dumps(written, indent=2))
 
 
+_VARIANTS = (("fp32", "model.onnx"), ("int8", "model_int8.onnx"), ("fp16", "model_fp16.onnx"))
+
+
 @models_app.command("list")
 def list_models(ctx: typer.Context) -> None:
     """Tasks, the artifact each is built from, built directories and dev metrics."""
@@ -186,14 +189,18 @@ def list_models(ctx: typer.Context) -> None:
         target = settings.resolved_models_dir / name
         artifact = context.artifact(spec)
         state = "built" if is_built(spec, target, artifact) else "not built"
+        if state == "built":
+            # which graphs a host can serve: fp16 on CUDA, int8 on CPU where the build kept them
+            variants = [v for v, f in _VARIANTS if (target / f).is_file()]
+            state = f"built [{' '.join(variants)}]" if variants else state
         metrics = ""
         if (artifact / "model_card.json").is_file():
             card = read_card(artifact)
             metrics = json.dumps(card.dev_metrics, default=str)
             source = f"{card.name} ({artifact.name})"
-            typer.echo(f"{name:12s} {source:36s} {state:10s} {target}  dev={metrics}")
+            typer.echo(f"{name:12s} {source:36s} {state:22s} {target}  dev={metrics}")
         else:
-            typer.echo(f"{name:12s} {'(no artifact)':36s} {state:10s} {target}")
+            typer.echo(f"{name:12s} {'(no artifact)':36s} {state:22s} {target}")
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,10 @@ def test_always_builds_the_fp16_toxicity_model_on_a_cpu_host(tmp_path: Path) -> 
     assert FP16_FILE in card.files and (target / FP16_FILE).is_file()
     record = card.export["fp16"]
     assert record["label_agreement"] >= FP16_MIN_AGREEMENT and record["checked_on"] == CPU, record
+    listed = run_cli(["models", "list"], env)
+    assert any(
+        line.startswith("toxicity ") and "built [fp32 int8 fp16]" in line for line in listed.stdout.splitlines()
+    ), listed.stdout
 
 
 def test_auto_builds_it_only_where_cuda_really_runs(tmp_path: Path) -> None:
