@@ -23,7 +23,7 @@ from models.backbone import MINILM_NAME, backbone_dir, minilm_dir
 from models.card import ModelCard, verify_dir, write_card
 from models.encoder_train import TASK_FILE
 from models.errors import ModelLoadError, TrainingError
-from models.fp16 import Fp16Mode, Fp16Record, try_fp16
+from models.fp16 import NOT_BUILT, Fp16Mode, Fp16Record, try_fp16
 
 PARITY_ATOL = 1e-4
 INT8_MIN_AGREEMENT = 0.99
@@ -47,7 +47,7 @@ class ExportReport:
     hidden_output: bool = False
     seconds: float = 0.0
     int8_min_agreement: float = INT8_MIN_AGREEMENT
-    fp16: Fp16Record = field(default_factory=lambda: Fp16Record(False, "not built (onnx_fp16 = never)"))
+    fp16: Fp16Record = NOT_BUILT
 
     def as_record(self) -> dict[str, Any]:
         return {

@@ -46,6 +46,9 @@ class Fp16Record:
         }
 
 
+NOT_BUILT = Fp16Record(False, "not built (onnx_fp16 = never)")
+
+
 def make_fp16(src: Path, dst: Path) -> None:
     """fp16 weights and compute; inputs and outputs keep their types (int64 ids, float32 logits)."""
     import onnx
@@ -67,7 +70,7 @@ def try_fp16(
     ``cuda`` overrides the host probe (tests; a caller that already knows).
     """
     if mode == "never":
-        return Fp16Record(False, "not built (onnx_fp16 = never)")
+        return NOT_BUILT
     on_cuda = gpu_usable() if cuda is None else cuda
     if not on_cuda and mode == "auto":
         return Fp16Record(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from models.drugcomb.pooled import (
 from models.drugcomb.pooled_train import PooledModel, make_head, torch_logits
 from models.encoder_export import quantize_int8
 from models.errors import TrainingError
-from models.fp16 import Fp16Mode, Fp16Record, try_fp16
+from models.fp16 import NOT_BUILT, Fp16Mode, Fp16Record, try_fp16
 from models.runtime import CPU, load_session
 
 PARITY_ATOL = 1e-4
@@ -45,7 +45,7 @@ class PooledExport:
     int8_file: bool
     int8_argmax_agreement: float | None
     seconds: float
-    fp16: Fp16Record = field(default_factory=lambda: Fp16Record(False, "not built (onnx_fp16 = never)"))
+    fp16: Fp16Record = NOT_BUILT
 
     def as_record(self) -> dict[str, Any]:
         return {
