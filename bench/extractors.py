@@ -39,7 +39,7 @@ from models.encoder_export import (  # noqa: E402
     load_merged_torch,
 )
 from models.encoder_infer import EncoderTokenizer, TokenClassifierRunner, read_labels  # noqa: E402
-from models.fp16 import make_fp16  # noqa: E402
+from models.fp16 import FP16_FILE, make_fp16  # noqa: E402
 from models.runtime import CPU, CUDA, LoadedSession, load_session  # noqa: E402
 
 
@@ -166,8 +166,10 @@ def backends(model_dir: Path, artifact: Path, threads: int) -> list[tuple[str, s
         )
     probe = load_session(model_dir / "model.onnx", [CUDA, CPU], threads)
     if probe.provider == CUDA and torch.cuda.is_available():
-        fp16 = Path(tempfile.mkdtemp()) / "model_fp16.onnx"
-        make_fp16(model_dir / "model.onnx", fp16)
+        fp16 = model_dir / FP16_FILE  # the checked variant `models build` wrote, as served
+        if not fp16.is_file():
+            fp16 = Path(tempfile.mkdtemp()) / FP16_FILE
+            make_fp16(model_dir / "model.onnx", fp16)
         plans.append(("PyTorch eager fp32", "cuda", lambda: torch_eager("cuda")))
         plans.append(("ONNX Runtime fp32", "cuda", lambda: _extractor(model_dir, probe, max_len)))
 
