@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cds.cli import fail, settings_of
-from cds.model_tasks import TaskContext, TaskSpec, discover, get_task, is_built, make_context
+from cds.model_tasks import TaskContext, TaskSpec, discover, get_task, headline, is_built, make_context
 from models import ModelError, read_card
 
 models_app = typer.Typer(help="Build and list the model directories the service runs.", no_args_is_help=True)
@@ -181,26 +181,37 @@ _VARIANTS = (("fp32", "model.onnx"), ("int8", "model_int8.onnx"), ("fp16", "mode
 
 
 @models_app.command("list")
-def list_models(ctx: typer.Context) -> None:
-    """Tasks, the artifact each is built from, built directories and dev metrics."""
+def list_models(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object: every task with its card's whole dev metrics.")
+    ] = False,
+) -> None:
+    """Tasks, the artifact each is built from, built directories and their graphs, headline dev metrics."""
     settings = settings_of(ctx)
     context = make_context(settings)
+    listing: dict[str, dict[str, Any]] = {}
     for name, spec in sorted(discover().items()):
         target = settings.resolved_models_dir / name
         artifact = context.artifact(spec)
-        state = "built" if is_built(spec, target, artifact) else "not built"
-        if state == "built":
-            # which graphs a host can serve: fp16 on CUDA, int8 on CPU where the build kept them
-            variants = [v for v, f in _VARIANTS if (target / f).is_file()]
-            state = f"built [{' '.join(variants)}]" if variants else state
-        metrics = ""
+        built = is_built(spec, target, artifact)
+        # which graphs a host can serve: fp16 on CUDA, int8 on CPU where the build kept them
+        variants = [v for v, f in _VARIANTS if (target / f).is_file()] if built else []
+        state = (f"built [{' '.join(variants)}]" if variants else "built") if built else "not built"
+        entry: dict[str, Any] = {"model_dir": str(target), "built": built, "graphs": variants, "artifact": None}
         if (artifact / "model_card.json").is_file():
             card = read_card(artifact)
-            metrics = json.dumps(card.dev_metrics, default=str)
+            entry.update(artifact=str(artifact), model=card.name, dev_metrics=card.dev_metrics)
+            shown = " ".join(f"{k}={v}" for k, v in headline(card.dev_metrics, spec.headline_metrics).items())
             source = f"{card.name} ({artifact.name})"
-            typer.echo(f"{name:12s} {source:36s} {state:22s} {target}  dev={metrics}")
+            line = f"{name:12s} {source:36s} {state:22s} {target}  dev: {shown or '-'}"
         else:
-            typer.echo(f"{name:12s} {'(no artifact)':36s} {state:22s} {target}")
+            line = f"{name:12s} {'(no artifact)':36s} {state:22s} {target}"
+        listing[name] = entry
+        if not as_json:
+            typer.echo(line)
+    if as_json:
+        typer.echo(json.dumps(listing, indent=2, default=str))
 
 
 def register(app: typer.Typer) -> None:

@@ -345,6 +345,7 @@ TASK = TaskSpec(
     export=export,
     evaluate=evaluate,
     dev_data=dev_data,
+    headline_metrics=("corpus_dev.pair_f1", "corpus_dev.pair_f1_relaxed", "notes_dev.note_pair_f1"),
     hf_task="token-classification",
     build_requires={"hidden_output": HIDDEN_OUTPUT},  # token retrieval reads the tagger's hidden states
     description="drug / adverse-event tagging, pairing, negation, CTCAE grade and term",

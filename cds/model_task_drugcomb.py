@@ -281,6 +281,7 @@ TASK = TaskSpec(
     export=export,
     evaluate=evaluate,
     dev_data=dev_data,
+    headline_metrics=("dev.f1_pos_exact", "dev.f1_any_exact", "notes_dev.f1_labelled"),
     hf_task="text-classification",
     description="n-ary drug combinations in a sentence: POS (effective), COMB (given together), NEG",
 )

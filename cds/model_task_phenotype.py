@@ -364,6 +364,11 @@ TASK = TaskSpec(
     export=export,
     evaluate=evaluate,
     dev_data=dev_data,
+    headline_metrics=(
+        "synthetic_dev.clean.micro.f1",
+        "synthetic_dev.misspelled.micro.f1",
+        "handwritten.clean.micro.f1",
+    ),
     hf_task="token-classification",
     build_requires={"hidden_output": HIDDEN_OUTPUT},  # token retrieval reads the tagger's hidden states
     description="cancer phenotype: site, histology, diagnosis, TNM, stage group, grade, size, laterality, biomarkers",

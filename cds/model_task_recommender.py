@@ -338,6 +338,7 @@ TASK = TaskSpec(
     export=export,
     evaluate=evaluate,
     dev_data=dev_data,
+    headline_metrics=("cohort_dev.model.f1", "cohort_dev.baselines.cooccurrence.f1", "synthea_dev.model.f1"),
     hf_task="text-generation-with-past",
     description="LAMO-style yes/no medication recommender (SmolLM2-135M-Instruct + LoRA)",
 )

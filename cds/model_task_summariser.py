@@ -232,6 +232,7 @@ TASK = TaskSpec(
     export=export,
     evaluate=evaluate,
     dev_data=dev_data,
+    headline_metrics=("rouge_l", "hallucinated_event_rate", "omitted_serious_event_rate", "guard_fallback_rate"),
     hf_task="text-generation-with-past",
     build_requires={"logits": LAST_POSITION},  # decoding reads one position: older builds paid for them all
     description="per-drug ADE summaries (SmolLM2-135M + LoRA, SFT then DPO; faithfulness guard at inference)",

@@ -209,6 +209,7 @@ TASK = TaskSpec(
     export=export,
     evaluate=evaluate,
     dev_data=dev_data,
+    headline_metrics=("notes_dev.macro_f1", "notes_dev.grade_accuracy"),
     hf_task="text-classification",
     description="radiotherapy toxicity symptoms: present / absent / not mentioned, with CTCAE grade",
 )

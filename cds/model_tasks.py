@@ -11,7 +11,7 @@ import hashlib
 import importlib
 import pkgutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,6 +80,8 @@ class TaskSpec:
     build_requires: Mapping[str, Any] = field(default_factory=dict)
     # Writes the dev split without training, so a built deployment can reproduce its card's dev metrics
     dev_data: DevDataFn | None = None
+    # dotted paths into the card's dev metrics that `models list` prints (the rest with --json)
+    headline_metrics: tuple[str, ...] = ()
 
     def unknown_options(self, options: Mapping[str, str]) -> list[str]:
         return [] if self.option_keys is None else sorted(set(options) - self.option_keys)
@@ -98,6 +100,18 @@ class TaskSpec:
     @property
     def artifact(self) -> Path:
         return self.artifact_dir or ARTIFACTS_ROOT / self.name
+
+
+def headline(metrics: Mapping[str, Any], paths: Sequence[str]) -> dict[str, Any]:
+    """The values at ``paths`` ("corpus_dev.pair_f1") in a card's nested dev metrics; absent paths are left out."""
+    found: dict[str, Any] = {}
+    for path in paths:
+        value: Any = metrics
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if value is not None:
+            found[path] = round(value, 4) if isinstance(value, float) else value
+    return found
 
 
 def resolve_artifact(value: Path) -> Path:

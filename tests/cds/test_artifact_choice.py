@@ -12,7 +12,15 @@ from test_sync_kit import cli_env, run_cli
 
 from cds.errors import ConfigError
 from cds.extraction import load_extractors
-from cds.model_tasks import ARTIFACTS_ROOT, artifact_fingerprint, get_task, is_built, make_context, resolve_artifact
+from cds.model_tasks import (
+    ARTIFACTS_ROOT,
+    artifact_fingerprint,
+    get_task,
+    headline,
+    is_built,
+    make_context,
+    resolve_artifact,
+)
 from cds.settings import load_settings
 from models.ade.extractor import AdeExtractor
 from models.registry import RuntimeConfig
@@ -56,6 +64,27 @@ def test_a_list_setting_that_is_not_json_exits_2_with_the_fix(tmp_path: Path) ->
     assert result.returncode == 2
     assert "OV-0001" in result.stderr and '["CPUExecutionProvider"]' in result.stderr
     assert "internal error" not in result.stderr
+
+
+def test_headline_picks_nested_metrics_and_leaves_out_missing_ones() -> None:
+    metrics = {"corpus_dev": {"pair_f1": 0.65801, "n": 3}, "notes_dev": {"f1": None}}
+    got = headline(metrics, ("corpus_dev.pair_f1", "corpus_dev.n", "notes_dev.f1", "corpus_dev.pair_f1.x", "nope"))
+    assert got == {"corpus_dev.pair_f1": 0.658, "corpus_dev.n": 3}
+
+
+def test_models_list_prints_headlines_and_json_the_whole_card(tmp_path: Path) -> None:
+    """One readable line per task; ``--json`` holds every dev metric of the committed cards."""
+    env = {"models_dir": str(tmp_path / "models")}  # nothing built there
+    lines = _oncovigil(["models", "list"], tmp_path, **env)
+    assert lines.returncode == 0, lines.stderr
+    card = json.loads((get_task("ade").artifact / "model_card.json").read_text())
+    pair_f1 = card["dev_metrics"]["corpus_dev"]["pair_f1"]
+    [ade] = [line for line in lines.stdout.splitlines() if line.startswith("ade ")]
+    assert " not built " in ade and f"corpus_dev.pair_f1={pair_f1}" in ade and len(ade) < 400, ade
+    listed = json.loads(_oncovigil(["models", "list", "--json"], tmp_path, **env).stdout)
+    assert set(listed) == {"ade", "drugcomb", "phenotype", "recommender", "summaries", "toxicity"}
+    assert listed["ade"]["dev_metrics"] == card["dev_metrics"] and listed["ade"]["built"] is False
+    assert listed["ade"]["graphs"] == []
 
 
 def test_the_fast_ade_tagger_builds_from_its_shipped_artifact_and_tags(tmp_path: Path) -> None:
