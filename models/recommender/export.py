@@ -244,12 +244,12 @@ def _export_and_check(
 
 def _try_int8(staging: Path, reference: Any, settings: RecommenderSettings, report: ExportReport) -> None:
     import numpy as np
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from models.encoder_export import quantize_int8
     from models.runtime import CPU
 
     target = staging / "model_int8.onnx"
-    quantize_dynamic(str(staging / "model.onnx"), str(target), weight_type=QuantType.QInt8)
+    quantize_int8(staging / "model.onnx", target)
     scores, _, _ = _onnx_scores(staging, target.name, settings, [CPU])
     drift = float(np.abs(scores - reference).max())
     threshold = settings.threshold
