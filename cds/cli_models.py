@@ -11,6 +11,7 @@ import typer
 from cds.cli import fail, settings_of
 from cds.model_tasks import TaskContext, TaskSpec, discover, get_task, headline, is_built, make_context
 from models import ModelError, read_card
+from models.fp16 import FP16_FILE
 
 models_app = typer.Typer(help="Build and list the model directories the service runs.", no_args_is_help=True)
 
@@ -177,7 +178,7 @@ def dev_data(
     typer.echo(json.dumps(written, indent=2))
 
 
-_VARIANTS = (("fp32", "model.onnx"), ("int8", "model_int8.onnx"), ("fp16", "model_fp16.onnx"))
+_VARIANTS = (("fp32", "model.onnx"), ("int8", "model_int8.onnx"), ("fp16", FP16_FILE))
 
 
 @models_app.command("list")

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from cds.errors import ConfigError
+from models.fp16 import Fp16Mode
 
 Environment = Literal["development", "test", "production"]
 
@@ -69,7 +70,7 @@ class Settings(BaseSettings):
     onnx_spin_wait: bool = True
     # fp16 variant for CUDA hosts (models.fp16): "auto" builds and checks it when this host really runs CUDA,
     # "always" also on a CPU build host preparing directories for a GPU server (checked on CPU), "never" skips it
-    onnx_fp16: Literal["auto", "always", "never"] = "auto"
+    onnx_fp16: Fp16Mode = "auto"
     # task -> the adapter artifact `models build` builds it from instead of models/artifacts/<task>: a folder,
     # or the name of one shipped under models/artifacts (ONCOVIGIL_ARTIFACTS__ADE=ade-minilm)
     artifacts: dict[str, Path] = Field(default_factory=dict)

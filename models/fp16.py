@@ -20,7 +20,6 @@ from models.runtime import CPU, CUDA, gpu_usable
 FP16_FILE = "model_fp16.onnx"
 FP16_MIN_AGREEMENT = 0.99
 Fp16Mode = Literal["auto", "always", "never"]
-FP16_MODES: tuple[Fp16Mode, ...] = ("auto", "always", "never")
 
 # agreement(candidate ONNX file, providers to run it on) -> share of check inputs whose label matches fp32
 Agreement = Callable[[Path, Sequence[str]], float]
