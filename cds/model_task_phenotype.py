@@ -11,7 +11,6 @@ dev_notes_seed, typo_rate, misspell_rate, ehr_share, max_steps, threads, seed, r
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
@@ -24,6 +23,7 @@ from typing import Any
 
 from adapters.bulk_notes import bulk_notes_and_conditions
 from cds.cohort.phenotype import generate_phenotype_notes
+from cds.jsonl_files import write_jsonl
 from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint, numeric_option
 from models import ModelCard, RuntimeConfig, read_card, write_card
 from models.ade import read_corpus
@@ -321,10 +321,7 @@ def dev_data(ctx: TaskContext, data_dir: Path, out_dir: Path) -> list[Path]:
 
 def write_dev_copy(ctx: TaskContext, out: Path) -> int:
     """The dev notes in the ``eval phenotype --data`` format."""
-    records = _dev_records(ctx)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
-    return len(records)
+    return write_jsonl(out, _dev_records(ctx))
 
 
 def _extractor(ctx: TaskContext, model_dir: Path, allow_int8: bool, cpu_only: bool = False) -> PhenotypeExtractor:

@@ -17,7 +17,6 @@ the notes (``cds.recommender_tumour``). The dev report always scores those varia
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -28,6 +27,7 @@ from typing import Any
 
 from cds.errors import ConfigError
 from cds.formulary import Formulary, default_formulary
+from cds.jsonl_files import write_jsonl
 from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint, numeric_option
 from cds.recommender_eval import calibrate_warning_threshold, contract_report
 from cds.recommender_tumour import is_variant, phenotype_of, phenotype_variant, with_phenotype_variants
@@ -104,8 +104,7 @@ def dev_data(ctx: TaskContext, data_dir: Path, out_dir: Path) -> list[Path]:
 
 
 def _write_visits(path: Path, visits: Sequence[TrainingVisit]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(v.to_json(), sort_keys=True) + "\n" for v in visits), encoding="utf-8")
+    write_jsonl(path, (v.to_json() for v in visits))
     return path
 
 

@@ -9,13 +9,13 @@ max_steps, threads, seed.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from cds.jsonl_files import write_jsonl
 from cds.model_tasks import TaskContext, TaskSpec, export_pooled, numeric_option
 from models import ModelCard, RuntimeConfig, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
@@ -88,8 +88,7 @@ def dev_data(ctx: TaskContext, data_dir: Path, out_dir: Path) -> list[Path]:
     so ``data_dir`` is not read): ``{out_dir}/toxicity_dev.jsonl``, for ``eval toxicity --data``."""
     records = _radiotherapy_records(int(_option(ctx, "dev_patients")), int(_option(ctx, "dev_seed")))
     out = out_dir / DEV_COPY
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records), encoding="utf-8")
+    write_jsonl(out, records)
     return [out]
 
 

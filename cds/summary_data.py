@@ -13,7 +13,6 @@ Split: corpus drugs by a hash of the drug name (a dev drug is never trained on);
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from collections import defaultdict
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cds.grouping import AdeObservation, group_by_drug, to_drug_group
+from cds.jsonl_files import write_jsonl
 from models.summariser import DrugGroup, TermCount, narrate
 
 _PLAIN_NAME = re.compile(r"^[a-z][a-z\- ]{2,30}$")
@@ -176,13 +176,7 @@ def eval_line(group: DrugGroup) -> dict[str, Any]:
 
 
 def write_eval_file(path: Path, groups: Iterable[DrugGroup]) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with path.open("w", encoding="utf-8") as fh:
-        for group in groups:
-            fh.write(json.dumps(eval_line(group), sort_keys=True) + "\n")
-            n += 1
-    return n
+    return write_jsonl(path, (eval_line(group) for group in groups))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
