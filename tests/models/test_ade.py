@@ -10,7 +10,7 @@ import pytest
 from models import AdeFinding, ModelIntegrityError, RuntimeConfig
 from models.ade import AdeExtractor, corpus_metrics, read_corpus, split_by_pmid, write_corpus
 from models.ade.corpus import AdeSentence, is_dev
-from models.ade.ctcae import CtcaeIndex, CtcaeTerm, read_terms
+from models.ade.ctcae import CtcaeIndex, CtcaeMatch, CtcaeTerm, read_terms
 from models.ade.cues import core_mention, is_negated, severity
 from models.ade.training import build_ade_dir, note_examples
 from models.card import read_card
@@ -50,7 +50,10 @@ def test_split_by_pmid_is_deterministic_and_keeps_documents_whole() -> None:
     assert {s.pmid for s in train}.isdisjoint({s.pmid for s in dev})
     assert 0.12 < len(dev) / len(sentences) < 0.28
     assert [s.pmid for s in dev] == [s.pmid for s in split_by_pmid(sentences)[1]]
-    assert is_dev("10030778") == is_dev("10030778")
+    # The side of a PubMed id is a salted hash, the same on every machine and in every release: the dev
+    # figures in the README and the model cards are comparable only while these stay where they are.
+    assert [p for p in map(str, range(20)) if is_dev(p)] == ["6", "10", "12", "13"]
+    assert is_dev("10030778") is False
 
 
 def test_note_examples_carry_truth_spans_into_sentences() -> None:
@@ -211,9 +214,12 @@ def test_long_note_is_windowed_with_offsets_kept(default_model: Path) -> None:
     assert finding.ctcae_term == "Mucositis oral"
 
 
-def test_ctcae_index_without_vectors_is_allowed(default_model: Path) -> None:
+def test_ctcae_index_without_vectors_matches_lexically_and_leaves_the_rest_unmapped() -> None:
     terms = [CtcaeTerm("Nausea", "10028813")]
-    assert CtcaeIndex(terms).match(["nausea"])[0] is not None
+    # "xyzzy" reaches the embedding step, which an index without vectors skips instead of failing.
+    nausea, unknown = CtcaeIndex(terms).match(["Nausea", "xyzzy"])
+    assert nausea == CtcaeMatch("Nausea", "10028813", 1.0, "exact")
+    assert unknown is None
 
 
 # -- span tidying and constrained decoding ---------------------------------------------------------

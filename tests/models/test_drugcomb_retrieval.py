@@ -58,8 +58,10 @@ def student(tmp_path_factory: pytest.TempPathFactory) -> DrugCombExtractor:
 def test_features_come_from_the_same_pass_as_the_logits(student: DrugCombExtractor) -> None:
     _, rows = candidate_inputs(LABELLED[1], student.config.candidates)
     logits, features = student.classifier.logits_and_features(rows)
-    assert np.allclose(logits, student.classifier.logits(rows), atol=1e-6)
     assert features.shape == (len(rows), 4 * 32)  # CLS, mean, focus, other of a hidden size of 32
+    # The features are what the head read: feeding them to it again gives the same logits, row by row.
+    assert np.allclose(student.classifier.head(features), logits, atol=1e-5)
+    assert not np.allclose(features[0], features[-1])  # each candidate pools its own drugs
 
 
 def test_gold_classes_label_every_candidate() -> None:

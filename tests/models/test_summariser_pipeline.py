@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from models.summariser import DrugGroup, TermCount, check_summary, render_prompt
+from models.summariser import DrugGroup, TermCount, render_prompt
 from models.summariser.build import build_summariser_dir
 from models.summariser.fact_copy import copy_plan
 from models.summariser.fit import FitConfig, fit_summariser, read_settings
@@ -85,24 +85,21 @@ def test_seq2seq_trains_both_stages_and_exports_with_parity(seq2seq: dict[str, A
     assert read_settings(model)["arch"] == "seq2seq"
 
 
-def test_seq2seq_onnx_generation_matches_torch_and_goes_through_the_guard(seq2seq: dict[str, Any]) -> None:
+def test_seq2seq_onnx_generation_matches_torch_greedy_for_both_stages(seq2seq: dict[str, Any]) -> None:
     from transformers import AutoTokenizer, T5ForConditionalGeneration
 
     groups = seq2seq["groups"][:3]
-    onnx = load_summariser(seq2seq["model"], ["CPUExecutionProvider"], threads=1, stage="sft")
-    assert onnx.provider == "CPUExecutionProvider"
-    texts = onnx.summarise(groups)
-    folder = seq2seq["artifact"] / "sft"
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    torch_model = T5ForConditionalGeneration.from_pretrained(str(folder)).eval()
-    for group, text in zip(groups, texts, strict=True):
-        enc = tokenizer([render_prompt(group)], return_tensors="pt")
-        ids = torch_model.generate(**enc, max_new_tokens=48, do_sample=False, num_beams=1)
-        assert tokenizer.decode(ids[0], skip_special_tokens=True).strip() == text
-        report = check_summary(text, group, VOCAB)  # the guard judges whatever the model wrote
-        assert report.passed == (not (report.hallucinated or report.omitted_serious or report.numeric_errors))
-    after = load_summariser(seq2seq["model"], ["CPUExecutionProvider"], threads=1).summarise(groups)
-    assert len(after) == 3 and all(isinstance(t, str) for t in after)
+    for stage in ("sft", "dpo"):
+        onnx = load_summariser(seq2seq["model"], ["CPUExecutionProvider"], threads=1, stage=stage)
+        assert onnx.provider == "CPUExecutionProvider"
+        texts = onnx.summarise(groups)
+        folder = seq2seq["artifact"] / stage
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        torch_model = T5ForConditionalGeneration.from_pretrained(str(folder)).eval()
+        for group, text in zip(groups, texts, strict=True):
+            enc = tokenizer([render_prompt(group)], return_tensors="pt")
+            ids = torch_model.generate(**enc, max_new_tokens=48, do_sample=False, num_beams=1)
+            assert tokenizer.decode(ids[0], skip_special_tokens=True).strip() == text, stage
 
 
 def test_causal_lora_build_and_numpy_decoding_match_torch_greedy(tmp_path: Path) -> None:
