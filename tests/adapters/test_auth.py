@@ -239,7 +239,9 @@ async def test_static_bearer_token_is_sent() -> None:
         async with FhirClient(FhirClientConfig(f"{base}/fhir"), auth=BearerTokenAuth("static-123")) as fhir:
             assert (await fhir.read("Patient", "p1"))["id"] == "p1"
         async with FhirClient(FhirClientConfig(f"{base}/fhir"), auth=BearerTokenAuth("wrong")) as fhir:
-            with pytest.raises(FhirRequestError):
+            with pytest.raises(FhirRequestError) as refused:
                 await fhir.read("Patient", "p1")
+    # FhirNotFoundError is a FhirRequestError too: only the 401 code shows the token itself was refused.
+    assert (refused.value.status, refused.value.code) == (401, "OV-1034")
     with pytest.raises(FhirConfigError):
         BearerTokenAuth("  ")

@@ -118,7 +118,7 @@ def test_r4_reference_rules_are_enforced_before_sending() -> None:
     assert caught.value.code == "OV-1082" and "MedicationRequest is not allowed" in str(caught.value)
     recorder = adverse_event_resource(AE, "Device/d1")
     recorder["recorder"] = {"reference": "Device/d1"}
-    with pytest.raises(ResourceBuildError):
+    with pytest.raises(ResourceBuildError, match=r"OV-1082.*AdverseEvent\.recorder: Device is not allowed"):
         validated(recorder)
     structure = adverse_event_resource(AE, "Device/d1")
     del structure["subject"]  # required in R4
@@ -135,7 +135,7 @@ def test_bad_keys_are_refused(key: str) -> None:
 
 
 def test_grade_outside_ctcae_is_refused() -> None:
-    with pytest.raises(ResourceBuildError):
+    with pytest.raises(ResourceBuildError, match=r"^OV-1084: CTCAE grade 6 is outside 1\.\.5"):
         plan_adverse_event(replace(AE, grade=6), WHEN)
 
 

@@ -257,6 +257,7 @@ def test_order_sign_answer_matches_golden(
     if os.environ.get("ONCOVIGIL_UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        pytest.fail(f"{GOLDEN} rewritten: review its diff, then run again without ONCOVIGIL_UPDATE_GOLDEN")
     assert doc == json.loads(GOLDEN.read_text(encoding="utf-8"))
 
 
@@ -292,3 +293,4 @@ def test_draft_order_without_id_is_400(
     del body["context"]["draftOrders"]["entry"][1]["resource"]["id"]
     r = post(client, ehr, service.url(SIGN), body)
     assert r.status_code == 400, r.text
+    assert r.json()["code"] == "OV-3020" and "draftOrders" in r.json()["message"]

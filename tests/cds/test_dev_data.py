@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_sync_kit import cli_env, run_cli
@@ -32,9 +33,8 @@ def _card_split(task: str, index: int = 0) -> str:
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    if not (DATA_DIR / "ade_corpus_v2").is_dir():
-        pytest.skip(f"the public data folder {DATA_DIR} is not here")
+def written(tmp_path_factory: pytest.TempPathFactory, prerequisite: Any) -> dict[str, list[str]]:
+    prerequisite((DATA_DIR / "ade_corpus_v2").is_dir(), f"the public data folder {DATA_DIR} is not here")
     out = tmp_path_factory.mktemp("dev-data")
     result = _oncovigil(
         ["models", "dev-data", "--data-dir", str(DATA_DIR), "--out", str(out)], tmp_path_factory.mktemp("home")

@@ -1,4 +1,4 @@
-from datetime import date
+from datetime import date, timedelta
 
 from cds.grouping import AdeObservation, group_by_drug, period_for, verbalise
 
@@ -34,10 +34,15 @@ def test_groups_count_patients_terms_grades_and_serious_events() -> None:
     assert len(records) == 2
 
 
-def test_period_is_stable_and_contains_the_day() -> None:
-    start, end = period_for(date(2026, 3, 5), 30)
-    assert start <= date(2026, 3, 5) <= end
-    assert period_for(date(2026, 3, 5), 30) == (start, end)
+def test_periods_are_fixed_windows_that_tile_the_calendar() -> None:
+    day = date(2026, 3, 5)
+    start, end = period_for(day, 30)
+    assert start <= day <= end and (end - start).days == 29
+    assert (start - date(2000, 1, 3)).days % 30 == 0  # counted from the anchor, not from the day itself
+    # Every day of the window falls in that same window (a rerun groups a finding where it did before) ...
+    assert {period_for(start + timedelta(days=i), 30) for i in range(30)} == {(start, end)}
+    # ... and the next day opens the next one.
+    assert period_for(end + timedelta(days=1), 30)[0] == end + timedelta(days=1)
 
 
 def test_verbaliser_states_every_number_from_the_record() -> None:

@@ -191,12 +191,18 @@ def test_cli_status_when_nothing_runs_and_bad_arguments(tmp_path: Path) -> None:
     assert done.returncode == 0 and "not running" in done.stdout
     done = _cli("sandbox", "status", "--json", home=tmp_path)
     assert json.loads(done.stdout)["running"] is False
-    assert _cli("sandbox", "start", "--port", "0", home=tmp_path).returncode == 2
+    # Each refusal names the option at fault (an unknown command exits 2 as well, so the code alone says little).
+    bad_port = _cli("sandbox", "start", "--port", "0", home=tmp_path)
+    assert bad_port.returncode == 2 and "Invalid value for '--port'" in bad_port.stderr
     bad_db = _cli("sandbox", "start", "--database", "disk", home=tmp_path)
     assert bad_db.returncode == 2 and "OV-0030" in bad_db.stderr
-    assert _cli("sandbox", "seed", "--patients", "0", home=tmp_path).returncode == 2
-    assert _cli("cohort", "generate", "--patients", "3", home=tmp_path).returncode == 2  # --out is required
-    assert _cli("sandbox", "frobnicate", home=tmp_path).returncode == 2
+    no_patients = _cli("sandbox", "seed", "--patients", "0", home=tmp_path)
+    assert no_patients.returncode == 2 and "Invalid value for '--patients'" in no_patients.stderr
+    no_out = _cli("cohort", "generate", "--patients", "3", home=tmp_path)
+    assert no_out.returncode == 2 and "Missing option '--out'" in no_out.stderr
+    unknown = _cli("sandbox", "frobnicate", home=tmp_path)
+    assert unknown.returncode == 2 and "No such command 'frobnicate'" in unknown.stderr
+    assert "Traceback" not in bad_port.stderr + no_patients.stderr + no_out.stderr + unknown.stderr
 
 
 def test_cli_cohort_generate_writes_truth_and_ndjson(tmp_path: Path) -> None:

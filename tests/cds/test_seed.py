@@ -7,8 +7,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from adapters import FhirClient, FhirClientConfig, read_ndjson_dir
 from cds.cohort import generate_cohort, read_jsonl
 from cds.seed import seed_all, synthea_dir, synthea_subset
@@ -42,8 +40,8 @@ def test_synthea_dir_is_optional(tmp_path: Path) -> None:
     assert synthea_dir(tmp_path) == tmp_path / "synthea_bulk_10"
 
 
-@pytest.mark.skipif(not SHARED_SYNTHEA.is_dir(), reason="../shared/data/synthea_bulk_10 is not here")
-def test_real_synthea_subset_references_only_kept_patients() -> None:
+def test_real_synthea_subset_references_only_kept_patients(prerequisite: Any) -> None:
+    prerequisite(SHARED_SYNTHEA.is_dir(), "../shared/data/synthea_bulk_10 is not here")
     subset = list(synthea_subset(read_ndjson_dir(SHARED_SYNTHEA), 3))
     patients = {r["id"] for r in subset if r["resourceType"] == "Patient"}
     assert len(patients) == 3
@@ -54,7 +52,10 @@ def test_real_synthea_subset_references_only_kept_patients() -> None:
 
 async def test_seeding_twice_leaves_the_server_unchanged(seeded_sandbox: Any, tmp_path: Path) -> None:
     first = seeded_sandbox
-    assert first.counts["Patient"] >= 8 and first.counts["DocumentReference"] > 8
+    # With ../shared beside the checkout (as in CI) the Synthea sample is seeded too, never silently left out.
+    assert first.synthea_loaded == SHARED_SYNTHEA.is_dir()
+    assert first.counts["Patient"] >= 8 + (3 if first.synthea_loaded else 0)
+    assert first.counts["DocumentReference"] > 8
     notes = read_jsonl(first.truth_dir / "notes.jsonl")
     assert notes and notes[0]["note_id"].startswith("ov-note-0001-")
     config = FhirClientConfig(base_url=first.base_url, read_timeout_s=180.0, max_retries=2)

@@ -418,19 +418,20 @@ def test_planted_overprescriptions_of_the_seeded_cohort(issues: IssueSandbox) ->
             assert not warned, f"{row}: rules alone warned about a missing indication"
     checked = sum(1 for r in truth if r["reason"] == "duplicate_therapy")
     assert checked > 0, "the seeded cohort plants no duplicate therapy: nothing to check"
+    # The seeded cohort (8 patients, seed 11) stops its planted granisetron duplicate: the re-order path runs.
+    assert stopped_duplicates, "no planted duplicate was stopped: the re-order and withdrawal go unchecked"
     for row in stopped_duplicates:
         _set_status(issues, row["medication_request_id"], "active")
-    if stopped_duplicates:
-        again = issues.sync()
-        assert again.status == "ok", again.errors
-        assert again.counts["DetectedIssue_written"] == len(stopped_duplicates)
-        for row in stopped_duplicates:
-            warned = _standing(issues, row["patient_id"], row["medication_request_id"])
-            assert [i.medication_request_ids[0] for i in warned] == [row["medication_request_id"]], row
-            _set_status(issues, row["medication_request_id"], "stopped")  # the seeded state again
-        restored = issues.sync()
-        assert restored.counts["DetectedIssue_withdrawn"] == len(stopped_duplicates)
-        assert not any(_standing(issues, r["patient_id"], r["medication_request_id"]) for r in stopped_duplicates)
+    again = issues.sync()
+    assert again.status == "ok", again.errors
+    assert again.counts["DetectedIssue_written"] == len(stopped_duplicates)
+    for row in stopped_duplicates:
+        warned = _standing(issues, row["patient_id"], row["medication_request_id"])
+        assert [i.medication_request_ids[0] for i in warned] == [row["medication_request_id"]], row
+        _set_status(issues, row["medication_request_id"], "stopped")  # the seeded state again
+    restored = issues.sync()
+    assert restored.counts["DetectedIssue_withdrawn"] == len(stopped_duplicates)
+    assert not any(_standing(issues, r["patient_id"], r["medication_request_id"]) for r in stopped_duplicates)
 
 
 def test_a_second_sync_and_a_backfill_write_nothing(issues: IssueSandbox) -> None:

@@ -6,11 +6,13 @@ Hypothesis drives random JSON, mutated valid requests, raw bytes and hostile JWT
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from ehr import MiniEhr, feedback_body, order_select_body, order_sign_body, patient_view_body
@@ -89,12 +91,35 @@ def mutate(body: dict[str, Any], path: tuple[Any, ...], action: str, value: Any)
     return body
 
 
-def call(client: TestClient, ehr: MiniEhr, path: str, body: Any = None, raw: bytes | None = None) -> int:
+# What hooks itself answers for a bad body: schema violation, invalid JSON, hook/service mismatch.
+# ConstantDecisions never raises, so a 400 with any other code would come from somewhere unexpected.
+BAD_REQUEST_CODES = {"OV-3021", "OV-3022", "OV-3023"}
+
+
+def call(client: TestClient, ehr: MiniEhr, path: str, body: Any = None, raw: bytes | None = None) -> httpx.Response:
     headers = {**ehr.auth(BASE + path), "content-type": "application/json"}
+    r: httpx.Response
     if path == "/cds-services":
-        return int(client.get(path, headers=headers).status_code)
-    content = raw if raw is not None else json.dumps(body).encode()
-    return int(client.post(path, content=content, headers=headers).status_code)
+        r = client.get(path, headers=headers)
+    else:
+        r = client.post(path, content=raw if raw is not None else json.dumps(body).encode(), headers=headers)
+    return r
+
+
+def assert_answer(path: str, r: httpx.Response) -> None:
+    """A status alone could hide a body FastAPI made up (a 422-style detail, a bare 404); check the body too."""
+    info = (path, r.status_code, r.text[:300])
+    if r.status_code == 400:
+        assert r.json()["code"] in BAD_REQUEST_CODES, info
+    elif r.status_code == 404:
+        assert r.json()["code"] == "OV-3030", info
+    elif r.status_code == 200 and path == "/cds-services":
+        assert isinstance(r.json()["services"], list) and r.json()["services"], info
+    elif r.status_code == 200 and path.endswith("/feedback"):
+        assert r.content == b"", info
+    elif r.status_code == 200:
+        cards = r.json()["cards"]
+        assert isinstance(cards, list) and [c["summary"] for c in cards] == ["ok"], info
 
 
 @FUZZ
@@ -105,20 +130,25 @@ def test_mutated_valid_requests_never_500(app_client: TestClient, ehr: MiniEhr, 
     action = data.draw(st.sampled_from(["replace", "delete", "add"]))
     value = data.draw(json_values)
     mutated = mutate(body, target, action if target else "replace", value)
-    status = call(app_client, ehr, path, mutated)
-    assert status in {200, 400}, (target, action, status)
+    r = call(app_client, ehr, path, mutated)
+    assert r.status_code in {200, 400}, (target, action, r.status_code)
+    assert_answer(path, r)
 
 
 @FUZZ
 @given(path=st.sampled_from(PATHS), body=json_values)
 def test_random_json_never_500(app_client: TestClient, ehr: MiniEhr, path: str, body: Any) -> None:
-    assert call(app_client, ehr, path, body) in {200, 400}
+    r = call(app_client, ehr, path, body)
+    assert r.status_code in {200, 400}
+    assert_answer(path, r)
 
 
 @FUZZ
 @given(path=st.sampled_from([*PATHS[1:], "/cds-services/unknown"]), raw=st.binary(max_size=300))
 def test_random_bytes_never_500(app_client: TestClient, ehr: MiniEhr, path: str, raw: bytes) -> None:
-    assert call(app_client, ehr, path, raw=raw) in {400, 404}
+    r = call(app_client, ehr, path, raw=raw)
+    assert r.status_code in {400, 404}
+    assert_answer(path, r)
 
 
 claims = st.fixed_dictionaries(
@@ -145,25 +175,54 @@ headers = st.fixed_dictionaries(
 )
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hand_signed(ehr: MiniEhr, alg: str, header: dict[str, Any], claim_set: dict[str, Any]) -> str:
+    """A JWT whose header and claims are exactly the JSON given, signed with the EHR's real key.
+
+    Built by hand because jwt.encode refuses hostile headers (non-string ``alg``, ``kid`` lists...), which are
+    exactly the ones the verifier must survive; a real signature lets them get past the signature check too.
+    """
+    full_header = {"alg": alg, "typ": "JWT", "kid": ehr.ec_kid if alg == "ES384" else ehr.rsa_kid, **header}
+    signing_input = f"{_b64(json.dumps(full_header).encode())}.{_b64(json.dumps(claim_set).encode())}"
+    key = ehr.ec_key if alg == "ES384" else ehr.rsa_key
+    signature = jwt.get_algorithm_by_name(alg).sign(signing_input.encode(), key)
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def test_hand_signed_tokens_are_accepted_when_nothing_is_hostile(app_client: TestClient, ehr: MiniEhr) -> None:
+    # Without this, a broken hand_signed would turn every hostile example into an easy 401.
+    for alg in ("ES384", "RS384"):
+        token = hand_signed(ehr, alg, {}, ehr.claims(f"{BASE}/cds-services"))
+        r = app_client.get("/cds-services", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, (alg, r.text)
+
+
 @FUZZ
 @given(alg=st.sampled_from(["ES384", "RS384"]), claim_set=claims, header=headers)
 def test_hostile_tokens_never_500(
     app_client: TestClient, ehr: MiniEhr, alg: str, claim_set: dict[str, Any], header: dict[str, Any]
 ) -> None:
-    key = ehr.ec_key if alg == "ES384" else ehr.rsa_key
-    try:
-        token = jwt.encode(claim_set, key, algorithm=alg, headers={"kid": ehr.ec_kid, **header})
-    except (TypeError, ValueError, KeyError, NotImplementedError, jwt.PyJWTError):
-        return  # pyjwt refuses to build it; nothing to send
+    token = hand_signed(ehr, alg, header, claim_set)
     r = app_client.get("/cds-services", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code in {200, 401}
+    if r.status_code == 401:
+        assert r.json()["code"] == "OV-3050"
+    else:
+        assert r.json()["services"]
 
 
 @FUZZ
-@given(value=st.text(max_size=200) | st.binary(max_size=100).map(lambda b: b.decode("latin-1")))
+@given(
+    value=st.text(max_size=200)
+    | st.text(max_size=200).map(lambda t: f"Bearer {t}")
+    | st.binary(max_size=100).map(lambda b: b.decode("latin-1"))
+)
 def test_random_authorization_headers_are_401(app_client: TestClient, value: str) -> None:
-    try:
-        r = app_client.get("/cds-services", headers={"Authorization": value})
-    except (UnicodeEncodeError, ValueError):
-        return  # not a sendable header value
-    assert r.status_code == 401
+    # Bytes, because httpx refuses non-ASCII str header values before anything is sent.
+    r = app_client.get("/cds-services", headers={"Authorization": value.encode("utf-8")})
+    assert r.status_code == 401, value
+    assert r.json()["code"] == "OV-3050"
+    assert r.headers["www-authenticate"] == 'Bearer error="invalid_token"'

@@ -23,6 +23,8 @@ from hooks import (
     Card,
     CdsResponse,
     HookCall,
+    OrderSelectContext,
+    OrderSignContext,
     PrefetchUnavailable,
     Source,
     Suggestion,
@@ -108,19 +110,40 @@ def test_order_sign_answers_cards_and_hands_a_typed_call(
     assert 0 < call.time_left_s() <= 0.5
 
 
-def test_order_sign_on_resign_accepts_active_orders(live: str, client: httpx.Client, ehr: MiniEhr) -> None:
+def test_order_sign_on_resign_accepts_active_orders(
+    live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions
+) -> None:
     url = f"{live}/cds-services/{SIGN}"
     r = post(client, ehr, url, order_sign_body(status="active"))
     assert r.status_code == 200
     assert len(r.json()["cards"]) == 2
+    # The cards come from the fake; what hooks owns is handing the re-signed orders on unchanged.
+    (call,) = fake.calls
+    assert call.hook == "order-sign" and isinstance(call.context, OrderSignContext)
+    entries = call.context.draftOrders["entry"]
+    assert [(e["resource"]["id"], e["resource"]["status"]) for e in entries] == [
+        (f"draft-{i}", "active") for i in range(1, 6)
+    ]
 
 
-def test_order_select_focuses_on_selections(live: str, client: httpx.Client, ehr: MiniEhr) -> None:
+def test_order_select_focuses_on_selections(
+    live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions
+) -> None:
     url = f"{live}/cds-services/{SELECT}"
     r = post(client, ehr, url, order_select_body())
     assert r.status_code == 200
     (card,) = r.json()["cards"]
     assert card["suggestions"][0]["actions"][0]["resourceId"] == "MedicationRequest/draft-1"
+    (call,) = fake.calls
+    assert (call.service_id, call.hook) == (SELECT, "order-select")
+    assert isinstance(call.context, OrderSelectContext)
+    assert call.context.selections == ["MedicationRequest/draft-1"]
+    entries = call.context.draftOrders["entry"]
+    assert [(e["resource"]["id"], e["resource"]["status"]) for e in entries] == [
+        ("draft-1", "draft"),
+        ("draft-2", "draft"),
+        ("draft-3", "draft"),
+    ]
 
 
 def test_patient_view_answers(live: str, client: httpx.Client, ehr: MiniEhr) -> None:
@@ -143,11 +166,15 @@ def test_no_advice_is_an_empty_card_list(live: str, client: httpx.Client, ehr: M
 
 
 def test_missing_prefetch_without_fhir_server_is_412_operation_outcome(
-    live: str, client: httpx.Client, ehr: MiniEhr
+    live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions
 ) -> None:
     url = f"{live}/cds-services/{SIGN}"
     r = post(client, ehr, url, order_sign_body(with_prefetch=False))
     assert r.status_code == 412
+    # The fake raises from what hooks tells it; the hooks side is that every template counts as missing.
+    (call,) = fake.calls
+    assert call.fhir_server is None and dict(call.prefetch) == {}
+    assert call.missing_prefetch() == ["patient", "medications", "conditions", "allergies", "adverseEvents"]
     assert r.headers["content-type"].startswith("application/fhir+json")
     outcome = r.json()
     assert outcome["resourceType"] == "OperationOutcome"
@@ -271,7 +298,7 @@ def test_oversized_body_is_413(live: str, client: httpx.Client, ehr: MiniEhr) ->
     assert r.status_code == 413 and r.json()["code"] == "OV-3031"
 
 
-def test_oversized_chunked_body_is_413(live: str, client: httpx.Client, ehr: MiniEhr) -> None:
+def test_oversized_chunked_body_is_413(live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions) -> None:
     url = f"{live}/cds-services/{SIGN}"
 
     def chunks() -> Any:
@@ -281,7 +308,8 @@ def test_oversized_chunked_body_is_413(live: str, client: httpx.Client, ehr: Min
         yield b'"}'
 
     r = client.post(url, content=chunks(), headers={**ehr.auth(url), "content-type": "application/json"})
-    assert r.status_code == 413
+    assert r.status_code == 413 and r.json()["code"] == "OV-3031"
+    assert fake.calls == []
 
 
 def test_card_breaking_invariant_is_500_and_never_sent(
@@ -389,10 +417,13 @@ def test_feedback_store_failure_is_500(live: str, client: httpx.Client, ehr: Min
     assert r.status_code == 500 and r.json()["code"] == "OV-3099"
 
 
-def test_feedback_for_unknown_service_is_404(live: str, client: httpx.Client, ehr: MiniEhr) -> None:
+def test_feedback_for_unknown_service_is_404(
+    live: str, client: httpx.Client, ehr: MiniEhr, fake: FakeDecisions
+) -> None:
     url = f"{live}/cds-services/nope/feedback"
     r = post(client, ehr, url, feedback_body("c"))
-    assert r.status_code == 404
+    assert r.status_code == 404 and r.json()["code"] == "OV-3030"
+    assert fake.feedback == []
 
 
 def test_cors_preflight_for_configured_origin_only(live: str, client: httpx.Client) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from ehr import MiniEhr, order_select_body, order_sign_body, patient_view_body
 from fakes import FakeDecisions
+from fastapi.testclient import TestClient
 from pydantic import TypeAdapter, ValidationError
 
 from hooks import (
@@ -188,7 +189,10 @@ def test_factory_refuses_missing_verifier_and_bad_services(ehr: MiniEhr, fake: F
     with pytest.raises(HooksConfigError, match="OV-3007"):
         create_hooks_app(default_services(), fake, None, HooksConfig())
     dev = HooksConfig(environment="development", require_jwt=False)
-    assert create_hooks_app(default_services(), fake, None, dev) is not None
+    # Without a verifier in development, discovery must answer even with no Authorization header at all.
+    r = TestClient(create_hooks_app(default_services(), fake, None, dev)).get("/cds-services")
+    assert r.status_code == 200, r.text
+    assert sorted(s["id"] for s in r.json()["services"]) == sorted(s.id for s in default_services())
     bad = ServiceDefinition.model_construct(
         hook="order-sign", id="bad", description="d", prefetch={"k": "{{context.draftOrders}}"}
     )

@@ -10,12 +10,17 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-import pytest
+import schemathesis
 from ehr import MiniEhr
 from fakes import ConstantDecisions
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from hooks import (
     HooksConfig,
@@ -24,8 +29,6 @@ from hooks import (
     create_hooks_app,
     default_services,
 )
-
-schemathesis = pytest.importorskip("schemathesis")
 
 PUBLIC = "https://cds.example.org/oncovigil"
 EHR = MiniEhr()
@@ -72,3 +75,6 @@ def test_schemathesis_finds_no_server_error(case: Any) -> None:
     response = case.call()
     assert response.status_code < 500, (case.method, case.formatted_path, response.status_code, response.text)
     assert response.status_code in {200, 400, 404, 405}, (case.formatted_path, response.status_code, response.text)
+    case.validate_response(
+        response, checks=[status_code_conformance, content_type_conformance, response_schema_conformance]
+    )

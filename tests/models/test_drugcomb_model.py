@@ -20,6 +20,7 @@ from test_drugcomb_tinybert import build_tiny_bert
 from models.card import ModelCard, verify_dir, write_card
 from models.drugcomb import REGISTRY_NAME, load_drugcomb_extractor, parse_doc
 from models.drugcomb.build import build_drugcomb_dir
+from models.drugcomb.decode import decide
 from models.drugcomb.evaluate import score_notes
 from models.drugcomb.extractor import candidate_inputs
 from models.drugcomb.pooled import InputRow, PooledTask
@@ -128,8 +129,10 @@ def test_onnx_probabilities_equal_torch_on_marked_pairs(tiny: dict[str, Any]) ->
     per_doc = extractor.probabilities(docs)
     assert [len(c) for c, _ in per_doc] == [1, 4]
     rows: list[InputRow] = []
+    per_sentence: list[list[tuple[int, ...]]] = []
     for d in docs:
         candidates, inputs = candidate_inputs(d, extractor.config.candidates)
+        per_sentence.append(candidates)
         for row, members in zip(inputs, candidates, strict=True):
             # The context is the paragraph without the sentence; "a" has no paragraph beyond its sentence.
             assert row.pair is None if d.doc_id == "a" else (row.pair is not None and d.sentence not in row.pair)
@@ -140,8 +143,25 @@ def test_onnx_probabilities_equal_torch_on_marked_pairs(tiny: dict[str, Any]) ->
     expected = softmax(torch_logits(tiny["merged"], tiny["base"], rows, 48))
     got = np.concatenate([p for _, p in per_doc])
     assert np.abs(expected - got).max() < 1e-5
+    torch_probs = np.split(expected, np.cumsum([len(c) for c in per_sentence])[:-1])
+    # The decoding training calibrated, not the extractor's own config: a threshold or strategy lost on the
+    # way into the model dir shows here.
+    decoding = tiny["summary"]["decoding"]
+    want = [
+        decide(c, p, decoding["threshold"], decoding["strategy"])
+        for c, p in zip(per_sentence, torch_probs, strict=True)
+    ]
     decisions = extractor.classify(docs)
-    assert all({k.label for k in d} <= {"POS", "COMB", "NEG"} for d in decisions)
+    assert [[(k.members, k.label) for k in d] for d in decisions] == [[(k.members, k.label) for k in d] for d in want]
+    got_conf = [k.confidence for d in decisions for k in d]
+    assert got_conf == pytest.approx([k.confidence for d in want for k in d], abs=1e-5)
+    # The calibrated threshold may drop every candidate of these random weights; with none dropped the
+    # comparison cannot be two empty lists.
+    extractor.config = replace(extractor.config, threshold=0.0, strategy="all")
+    everything = extractor.classify(docs)
+    assert [[k.members for k in d] for d in everything] == per_sentence
+    every_label = [decide(c, p, 0.0, "all") for c, p in zip(per_sentence, torch_probs, strict=True)]
+    assert [[k.label for k in d] for d in everything] == [[k.label for k in d] for d in every_label]
 
 
 def test_predict_finds_drugs_in_raw_text_and_reports_sentence_spans(tiny: dict[str, Any]) -> None:
@@ -218,6 +238,9 @@ def test_raw_note_scoring_matches_drug_sets_in_overlapping_sentences(tiny: dict[
     truth = {"drugs": ["cisplatin", "paclitaxel"], "label": "COMB", "sentence_span": [start, text.index(" Weight")]}
     metrics = score_notes(extractor, [{"note_id": "n", "text": text, "combinations": [truth]}])
     assert (metrics["predicted"], metrics["f1_drugs"]) == (1, 1.0)
-    assert metrics["f1_labelled"] in (0.0, 1.0)
+    # The random weights pick the class, so the labelled score follows whatever class was predicted.
+    (found,) = extractor.predict([text])
+    assert [c.drugs for c in found] == [("cisplatin", "paclitaxel")]
+    assert metrics["f1_labelled"] == (1.0 if found[0].label == truth["label"] else 0.0)
     wrong = {**truth, "drugs": ["cisplatin", "gemcitabine"]}
     assert score_notes(extractor, [{"note_id": "n", "text": text, "combinations": [wrong]}])["f1_drugs"] == 0.0

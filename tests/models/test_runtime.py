@@ -106,11 +106,20 @@ def test_long_sentences_are_cut_into_windows_with_offsets() -> None:
     text = "Short one. " + " ".join(f"word{i}" for i in range(50)) + ". End."
     count = len  # one "token" per character keeps the arithmetic visible
     windows = window_spans(text, lambda s: count(s.split()), max_tokens=12, pack=False)
-    assert all(len(text[a:b].split()) <= 12 for a, b in windows)
-    joined = " ".join(text[a:b] for a, b in windows)
-    assert joined.split() == text.split()
+    # "Short one. word0" is no boundary (lower case follows), so the first sentence runs to "word49." and is
+    # cut every 12 words; only "End." is a sentence of its own.
+    cut = [" ".join(f"word{i}" for i in range(first, first + 12)) for first in (10, 22, 34)]
+    assert [text[a:b] for a, b in windows] == [
+        "Short one. " + " ".join(f"word{i}" for i in range(10)),
+        *cut,
+        "word46 word47 word48 word49.",
+        "End.",
+    ]
+    assert windows == [(0, 70), (71, 154), (155, 238), (239, 322), (323, 351), (352, 356)]
     packed = window_spans(text, lambda s: count(s.split()), max_tokens=12, pack=True)
-    assert len(packed) <= len(windows)
+    # Only the 4-word tail and "End." fit one window together; full 12-word pieces take no neighbour.
+    assert packed == [*windows[:4], (323, 356)]
+    assert text[packed[-1][0] : packed[-1][1]] == "word46 word47 word48 word49. End."
 
 
 @pytest.mark.parametrize("spin", [True, False])
