@@ -56,8 +56,8 @@ def evaluate(
     ctx: typer.Context,
     task: Annotated[
         str,
-        typer.Argument(help="Task to evaluate: ade, toxicity, drugcomb, recommender, or e2e (the sync's output "
-                       "on a FHIR server against the cohort's ground truth)."),
+        typer.Argument(help="Task to evaluate: ade, toxicity, drugcomb, recommender, phenotype, summaries, or e2e "
+                       "(the sync's output on a FHIR server against the cohort's ground truth)."),
     ],
     data: Annotated[
         Path | None, typer.Option("--data", help="Labelled data in the task's format (file or folder).")

@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the run report as JSON.")] = False,
         engine: Annotated[str, typer.Option("--engine", help="local (one process, the default) or ray "
-                                            "(notes stage on a Ray cluster; needs oncovigil[ray]).")] = "local",
+                                            "(notes stage on a Ray cluster; needs oncovigil\\[ray]).")] = "local",
         ray_address: Annotated[str | None, typer.Option(
             "--ray-address", help="Ray cluster to join (ray://HOST:10001, auto); default ONCOVIGIL_RAY_ADDRESS, "
             "else a local cluster.")] = None,
