@@ -115,6 +115,9 @@ async def seed_all(
     batch_size: int = 200,
 ) -> SeedReport:
     """Synthea (skipped with a note when ``data_dir`` lacks it), then the cohort, then server totals."""
+    # Reach the server before anything is written: truth files beside a cohort that never reached the
+    # server would let `eval e2e` score a server against notes it does not hold.
+    await client.capabilities()
     synthea: LoadCounts | None = None
     note: str | None = None
     folder = synthea_dir(data_dir) if data_dir is not None else None

@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from adapters import FhirClient, FhirClientConfig, read_ndjson_dir
+from adapters.errors import FhirTransportError
 from cds.cohort import generate_cohort, read_jsonl
 from cds.seed import seed_all, synthea_dir, synthea_subset
 
@@ -70,3 +73,13 @@ async def test_seeding_twice_leaves_the_server_unchanged(seeded_sandbox: Any, tm
         assert n == before[kind], kind
     assert stored["meta"]["versionId"] == "1"  # identical PUTs made no new version
     assert (tmp_path / "truth" / "notes.jsonl").read_bytes() == (first.truth_dir / "notes.jsonl").read_bytes()
+
+
+async def test_an_unreachable_server_gets_no_truth_files_written(tmp_path: Path) -> None:
+    truth = tmp_path / "truth"
+    # port 9 (discard) refuses: the seeding stops before the cohort's truth could describe a server it never reached
+    config = FhirClientConfig(base_url="http://127.0.0.1:9/fhir", max_retries=0, connect_timeout_s=2.0)
+    async with FhirClient(config) as client:
+        with pytest.raises(FhirTransportError, match="OV-1020"):
+            await seed_all(client, generate_cohort(2, 5), truth, data_dir=None)
+    assert not truth.exists()
