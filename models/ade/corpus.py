@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.errors import DataFormatError
+from models.text_files import read_text
 
 Span = tuple[int, int]
 REL_FILE = "DRUG-AE.rel"
@@ -53,7 +54,8 @@ def _occurrences(text: str, needle: str) -> list[int]:
 
 def _parse_rel(path: Path) -> list[_RelLine]:
     lines: list[_RelLine] = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    text = read_text(path, "OV-2060", f"an ADE-Corpus-V2 {REL_FILE} file")
+    for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         parts = raw.split("|")
@@ -107,7 +109,8 @@ def read_rel(path: Path) -> list[AdeSentence]:
 
 def read_neg(path: Path) -> list[AdeSentence]:
     sentences: list[AdeSentence] = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    text = read_text(path, "OV-2062", f"an ADE-Corpus-V2 {NEG_FILE} file")
+    for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         parts = raw.split(" ", 2)

@@ -9,13 +9,13 @@ same records.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from models.errors import DataFormatError
+from models.text_files import jsonl_values
 
 RELATION_LABELS: tuple[str, ...] = ("POS", "COMB", "NEG")
 
@@ -90,7 +90,10 @@ def parse_doc(obj: Any, where: str = "record") -> DrugCombDoc:
     if len(known) != len(spans):
         raise DataFormatError("OV-2071", f"{where}: duplicate span_id values; each drug span needs its own id")
     relations: list[GoldRelation] = []
-    for raw in obj.get("rels") or []:
+    rels = obj.get("rels") or []
+    if not isinstance(rels, list):
+        raise DataFormatError("OV-2071", f"{where}: 'rels' has type {type(rels).__name__}; it must be a list")
+    for raw in rels:
         if not isinstance(raw, dict):
             raise DataFormatError("OV-2071", f"{where}: each relation must be an object with class and spans")
         label = _require(raw, "class", str, where)
@@ -98,6 +101,10 @@ def parse_doc(obj: Any, where: str = "record") -> DrugCombDoc:
         if label not in RELATION_LABELS:
             raise DataFormatError(
                 "OV-2071", f"{where}: relation class {label!r} is not one of {', '.join(RELATION_LABELS)}"
+            )
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise DataFormatError(
+                "OV-2071", f"{where}: a relation's 'spans' must be a list of span_id integers, got {ids!r}"
             )
         if len(set(ids)) < 2 or not set(ids) <= known:
             raise DataFormatError("OV-2071", f"{where}: a relation needs at least two known span ids, got {ids}")
@@ -115,18 +122,8 @@ def parse_doc(obj: Any, where: str = "record") -> DrugCombDoc:
 
 def read_jsonl(path: Path) -> list[DrugCombDoc]:
     """Read a DrugComb jsonl file; blank lines are skipped, anything else must parse."""
-    if not path.is_file():
-        raise DataFormatError("OV-2070", f"{path} does not exist; pass a DrugComb-format .jsonl file")
-    docs: list[DrugCombDoc] = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError("OV-2071", f"{path}:{number}: not valid JSON ({exc.msg}); fix the line") from exc
-            docs.append(parse_doc(obj, f"{path}:{number}"))
+    lines = jsonl_values(path, "OV-2070", "a DrugComb-format .jsonl file", line_code="OV-2071")
+    docs = [parse_doc(obj, f"{path}:{number}") for number, obj in lines]
     if not docs:
         raise DataFormatError("OV-2070", f"{path} holds no records; pass a non-empty DrugComb .jsonl file")
     return docs

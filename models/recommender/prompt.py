@@ -40,7 +40,7 @@ class PatientSummary:
                 allergies=_strings(data.get("allergies", []), "allergies"),
                 history=str(data.get("history", "") or ""),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: an age of Infinity
             raise DataFormatError(
                 "OV-2076",
                 f"a visit's 'patient' lacks or mistypes a field ({exc}); it needs age (int) and sex",

@@ -16,6 +16,7 @@ from typing import Any
 
 from models.errors import DataFormatError
 from models.recommender.prompt import PatientSummary
+from models.text_files import jsonl_values
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,13 @@ class TrainingVisit:
             for key, value in lists.items():
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise DataFormatError("OV-2078", f"{where}: '{key}' must be a list of strings")
+            try:
+                patient = PatientSummary.from_json(data["patient"])
+            except DataFormatError as exc:  # the patient parser cannot know the line; keep its code, add it
+                raise DataFormatError(exc.code, f"{where}: {str(exc).removeprefix(f'{exc.code}: ')}") from exc
             return cls(
                 visit_id=str(data["visit_id"]),
-                patient=PatientSummary.from_json(data["patient"]),
+                patient=patient,
                 prescribed=tuple(lists["prescribed"]),
                 candidates=tuple(lists["candidates"]),
                 overprescribed=tuple(lists["overprescribed"]),
@@ -76,21 +81,8 @@ class TrainingVisit:
 
 def read_visits(path: Path) -> list[TrainingVisit]:
     """Parse a visits.jsonl file; a bad line raises DataFormatError naming the line."""
-    visits: list[TrainingVisit] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DataFormatError("OV-2079", f"cannot read {path}: {exc}; pass a visits.jsonl file") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path.name} line {number}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataFormatError("OV-2079", f"{where} is not JSON ({exc.msg}); one object per line") from exc
-        visits.append(TrainingVisit.from_json(data, where))
-    return visits
+    lines = jsonl_values(path, "OV-2079", "a visits.jsonl file (one visit object per line)")
+    return [TrainingVisit.from_json(data, f"{path}:{number}") for number, data in lines]
 
 
 def write_visits(path: Path, visits: Iterable[TrainingVisit]) -> None:

@@ -6,13 +6,13 @@ mentioned even when they discuss, say, drug-induced diarrhoea), so the others ar
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from models.errors import DataFormatError
+from models.text_files import jsonl_values
 from models.toxicity.labels import STATUSES
 
 
@@ -56,8 +56,10 @@ def parse_note(obj: Any, symptoms: Sequence[str], where: str = "record") -> Toxi
                 "OV-2073", f"{where}: toxicities[{symptom!r}] needs a status of {', '.join(STATUSES)}"
             )
         grade = entry.get("grade")
-        if grade is not None and (not isinstance(grade, int) or isinstance(grade, bool)):
-            raise DataFormatError("OV-2073", f"{where}: toxicities[{symptom!r}].grade must be an integer or null")
+        if grade is not None and (not isinstance(grade, int) or isinstance(grade, bool) or not 1 <= grade <= 5):
+            raise DataFormatError(
+                "OV-2073", f"{where}: toxicities[{symptom!r}].grade must be a CTCAE grade 1..5 or null, got {grade!r}"
+            )
         raw_span = entry.get("span")
         span = None
         if isinstance(raw_span, list) and len(raw_span) == 2 and all(isinstance(v, int) for v in raw_span):
@@ -78,20 +80,11 @@ def notes_from_records(records: Iterable[Any], symptoms: Sequence[str]) -> list[
 
 def read_notes(path: Path, symptoms: Sequence[str]) -> list[ToxicityNote]:
     """Radiotherapy notes of a notes.jsonl file; a file without any is an input error."""
-    if not path.is_file():
-        raise DataFormatError("OV-2072", f"{path} does not exist; pass the cohort generator's notes.jsonl")
     notes: list[ToxicityNote] = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError("OV-2072", f"{path}:{number}: not valid JSON ({exc.msg}); fix the line") from exc
-            note = parse_note(obj, symptoms, f"{path}:{number}")
-            if note is not None:
-                notes.append(note)
+    for number, obj in jsonl_values(path, "OV-2072", "the cohort generator's notes.jsonl"):
+        note = parse_note(obj, symptoms, f"{path}:{number}")
+        if note is not None:
+            notes.append(note)
     if not notes:
         raise DataFormatError(
             "OV-2072",
