@@ -12,8 +12,10 @@ from typing import Annotated
 import typer
 
 from cds.cli import fail, settings_of
-from cds.errors import OncoVigilError
+from cds.errors import ConfigError, OncoVigilError
 from cds.state import StateStore
+
+MAX_RUNS_LISTED = 100_000
 
 
 def _progress_printer(enabled: bool) -> tuple[object, object]:
@@ -67,10 +69,13 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
         start = _parse_since(since)
         if engine == "ray":
-            from cds.sync_ray import import_ray
+            from cds.sync_ray import check_address, import_ray
 
             try:
                 import_ray()  # before anything starts: a missing Ray is a usage error
+                address = ray_address or settings.ray_address
+                if address:
+                    check_address(address)  # a malformed one is a usage error; an unreachable one fails later
             except OncoVigilError as exc:
                 raise fail(str(exc)) from None
         store = StateStore(str(settings.state_db_url))
@@ -89,7 +94,7 @@ def register(app: typer.Typer) -> None:
                     on_orders=build_assessor_hook(settings, store),
                 ))
         except OncoVigilError as exc:
-            raise fail(str(exc), code=1) from None
+            raise fail(str(exc), code=2 if isinstance(exc, ConfigError) else 1) from None
         finally:
             done()  # type: ignore[operator]
             store.close()
@@ -106,7 +111,9 @@ def register(app: typer.Typer) -> None:
     @app.command("runs")
     def runs(
         ctx: typer.Context,
-        limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs to list.")] = 10,
+        # bounded: SQLite's LIMIT is a 64-bit integer, and nobody reads more runs than this on a terminal
+        limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_RUNS_LISTED, help="How many runs to list.")]
+        = 10,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """List the latest sync runs (start, end, status, counts, errors)."""

@@ -8,6 +8,7 @@ processes migrate once and the others find the database at head.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import logging
@@ -22,11 +23,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import MetaData, create_engine, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from cds.errors import SyncError
+from cds.errors import ConfigError, OncoVigilError, SyncError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ _PG_LOCK_KEY = 0x0F_C0_51_61
 # Alembic's ``context`` and ``op`` are module-level proxies set for the duration of one command, so two
 # threads of one process must never run commands at once (even on different databases)
 _ALEMBIC_COMMANDS = threading.Lock()
+# a full or failing disk is the operation failing (exit 1), not a setting the user must change (exit 2)
+_OPERATIONAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 
 
 def target_metadata() -> MetaData:
@@ -90,6 +94,7 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Brings the database to ``revision`` (head by default) under a lock; returns the revision it is at."""
     known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    _check_revision_given(revision)
     try:
         with _ALEMBIC_COMMANDS, _migration_lock(engine) as conn:
             context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
@@ -105,7 +110,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str | None:
             target = head_revision() if revision == "head" else revision
             if context.get_current_revision() != target:
                 log.info("migrating the state database", extra={"from": current, "to": target})
-                command.upgrade(alembic_config(connection=conn), revision)
+                with _revision_argument(revision):
+                    command.upgrade(alembic_config(connection=conn), revision)
             return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
     except SQLAlchemyError as exc:
         raise _database_error("migrate", exc) from exc
@@ -116,9 +122,62 @@ def upgrade_sql(url: str, revision: str = "head") -> str:
     config = alembic_config(url=url)
     buffer = io.StringIO()
     config.output_buffer = buffer
-    with _ALEMBIC_COMMANDS:
+    _check_revision_given(revision)
+    with _ALEMBIC_COMMANDS, _revision_argument(revision):
         command.upgrade(config, revision, sql=True)
     return buffer.getvalue()
+
+
+def make_state_folder(folder: Path) -> None:
+    """Creates the SQLite file's folder (SQLite creates the file, not its folder); the settings chose it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _folder_error(f"create the state database folder {folder}", exc) from exc
+
+
+def _folder_error(what: str, exc: OSError) -> OncoVigilError:
+    if exc.errno in _OPERATIONAL_ERRNOS:
+        return SyncError("OV-0075", f"could not {what} ({exc.strerror})")
+    # mkdir's "File exists" would not say that a file sits where a folder must be
+    why = "a file is in the way" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror
+    return ConfigError(
+        "OV-0141", f"cannot {what} ({why}); set ONCOVIGIL_HOME (or ONCOVIGIL_STATE_DB_URL) to a writable folder"
+    )
+
+
+def _check_revision_given(revision: str) -> None:
+    """Refuses an unknown target before the database is locked, opened or logged as migrating."""
+    if not revision.strip():  # Alembic answers an empty revision with a bare AssertionError
+        raise _revision_error(revision, "no revision given")
+    if "+" in revision or "-" in revision:
+        return  # relative (+1, head-1): only resolvable against the database's revision, inside the command
+    try:
+        ScriptDirectory.from_config(alembic_config()).get_revisions(revision)
+    except CommandError as exc:
+        raise _revision_error(revision, str(exc)) from exc
+
+
+@contextmanager
+def _revision_argument(revision: str) -> Iterator[None]:
+    """Alembic's CommandError here means a target it cannot resolve or reach: the user's argument, not ours."""
+    try:
+        yield
+    except CommandError as exc:
+        raise _revision_error(revision, str(exc)) from exc
+
+
+def _revision_error(revision: str, reason: str) -> ConfigError:
+    head = head_revision()
+    known = ", ".join(
+        f"{s.revision} (head)" if s.revision == head else s.revision
+        for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()
+    )
+    return ConfigError(
+        "OV-0140",
+        f"cannot upgrade to revision {revision!r} ({reason}); give head, or one of this release's revisions: "
+        f"{known} (`oncovigil db current` shows where the database stands)",
+    )
 
 
 def schema_diff(engine: Engine) -> list[Any]:
@@ -157,8 +216,12 @@ def _migration_lock(engine: Engine) -> Iterator[Connection]:
             yield conn
         return
     lock_path = Path(database + ".migrate.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its directory
-    with lock_path.open("a") as fh:
+    make_state_folder(lock_path.parent)
+    try:
+        lock_file = lock_path.open("a")
+    except OSError as exc:
+        raise _folder_error(f"create the migration lock file {lock_path}", exc) from exc
+    with lock_file as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             with engine.begin() as conn:

@@ -16,6 +16,13 @@ Exception tree::
     │                                       that is not ours; raised by adapters as ResourceBuildError)
     └── RefineError          OV-0130..0139  ``oncovigil refine``: unsupported task, unusable labels
     (ConfigError)            OV-0120..0129  per-drug summaries: task options, eval files (cds.summarise)
+    (ConfigError)            OV-0140..0149  more bad arguments and settings: `db upgrade` revision (0140),
+                                            state database folder (0141), unreadable config file (0142)
+
+A few codes of other families name settings or arguments the user must change; their errors are raised as
+that family's ``...ConfigError`` (both the family and ``ConfigError``, so the CLI exits 2): ``CohortConfigError``
+(OV-0043, an output folder that cannot be created), ``SyncConfigError`` (OV-0076, an unusable state database
+URL), ``RayEngineConfigError`` (OV-0111, a malformed Ray address).
 
 The leaves have their own trees (``adapters.errors``, ``models.errors``, ``hooks.errors``);
 the CLI maps all of them to a one-line message.
@@ -60,3 +67,15 @@ class DecisionError(OncoVigilError):
 
 class RefineError(OncoVigilError):
     """``oncovigil refine`` cannot work with this task or these labels; the user must change them."""
+
+
+class CohortConfigError(CohortError, ConfigError):
+    """A cohort path the user chose cannot work (caught as either family; the CLI exits 2)."""
+
+
+class SyncConfigError(SyncError, ConfigError):
+    """A sync or state-store setting that cannot work (caught as either family; the CLI exits 2)."""
+
+
+class RayEngineConfigError(RayEngineError, ConfigError):
+    """A Ray engine setting or argument that cannot work (caught as either family; the CLI exits 2)."""

@@ -12,13 +12,16 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from cds.errors import ConfigError
 from models.fp16 import Fp16Mode
 
 Environment = Literal["development", "test", "production"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# spellings the logging module also accepts, kept working for configurations that already use them
+_LOG_LEVEL_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
 
 
 def default_home() -> Path:
@@ -36,7 +39,7 @@ class Settings(BaseSettings):
     environment: Environment = "development"
     home: Path = Field(default_factory=default_home)
     log_json: bool = False
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # one of LOG_LEVELS, any case
 
     # FHIR server the sync and the CDS service talk to (default: the local sandbox)
     fhir_base_url: str = "http://127.0.0.1:8089/fhir"
@@ -106,6 +109,15 @@ class Settings(BaseSettings):
     ray_window_s: float = Field(default=86400.0, gt=0)
     ray_actors: int = Field(default=0, ge=0)
 
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        # checked here, not at configure_logging: logging's own ValueError would surface as an internal error
+        level = _LOG_LEVEL_ALIASES.get(value.strip().upper(), value.strip().upper())
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @model_validator(mode="after")
     def _derived_paths(self) -> Settings:
         if self.models_dir is None:
@@ -153,6 +165,18 @@ class _TomlSource(PydanticBaseSettingsSource):
             raise ConfigError("OV-0002", f"config file {path} does not exist; fix ONCOVIGIL_CONFIG_FILE") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("OV-0003", f"config file {path} is not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            # tomllib decodes before it parses, so a non-UTF-8 file never reaches TOMLDecodeError
+            raise ConfigError(
+                "OV-0003",
+                f"config file {path} is not valid TOML: not UTF-8 (bad byte at offset {exc.start}); save it as UTF-8",
+            ) from exc
+        except OSError as exc:
+            raise ConfigError(
+                "OV-0142",
+                f"config file {path} cannot be read ({exc.strerror or exc}); "
+                "name a readable TOML file with --config or ONCOVIGIL_CONFIG_FILE",
+            ) from exc
         section = data.get("oncovigil", data)
         if not isinstance(section, dict):
             raise ConfigError("OV-0004", f"config file {path}: [oncovigil] must be a table")

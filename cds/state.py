@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from cds.errors import SyncError
+from cds.errors import SyncConfigError
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +157,11 @@ class StateStore:
     """All state access goes through here; one instance per process, injected where needed."""
 
     def __init__(self, url: str) -> None:
-        from cds.db_migrate import upgrade
+        from cds.db_migrate import make_state_folder, upgrade
 
         self.url = normalise_url(url)
         if self.url.startswith("sqlite:///"):
-            Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            make_state_folder(Path(self.url.removeprefix("sqlite:///")).parent)
         self.engine: Engine = create_engine(self.url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -450,12 +450,14 @@ def normalise_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise SyncError("OV-0076", f"state_db_url is not a database URL ({exc}); fix ONCOVIGIL_STATE_DB_URL") from exc
+        raise SyncConfigError(
+            "OV-0076", f"state_db_url is not a database URL ({exc}); fix ONCOVIGIL_STATE_DB_URL"
+        ) from exc
     backend, _, driver = parsed.drivername.partition("+")
     if backend in ("postgres", "postgresql"):
         parsed = parsed.set(drivername=f"postgresql+{driver or 'psycopg'}")
     elif backend != "sqlite":
-        raise SyncError(
+        raise SyncConfigError(
             "OV-0076",
             f"state_db_url uses {backend!r}; OncoVigil supports sqlite:///PATH and postgresql://USER@HOST/DB",
         )

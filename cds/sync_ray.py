@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import FhirClient, Note, PullStats, last_updated_bounds, pull_notes
-from cds.errors import RayEngineError
+from cds.errors import RayEngineConfigError, RayEngineError
 from cds.extraction import LoadedExtractors, NoteFindings, load_extractors
 from cds.runner import fhir_auth, fhir_config, run_sync_once, runtime_config
 from cds.settings import Settings
@@ -307,6 +307,25 @@ def start_actors(ray: Any, settings: Settings) -> Actors:
     return Actors(actors, shell, len({d["node"] for d in described}))
 
 
+def check_address(address: str) -> None:
+    """Refuses an address Ray could never parse: the user's argument (exit 2), unlike a cluster that is down."""
+    if address in ("auto", "local"):
+        return
+    scheme, _, rest = address.partition("://") if "://" in address else ("", "", address)
+    if scheme not in ("", "ray", "http", "https"):
+        return  # another Ray client builder (the module the scheme names): Ray resolves it
+    host, colon, port = rest.rpartition(":")
+    # Ray Client (ray://) may leave the port to its default; a GCS address needs HOST:PORT
+    well_formed = (bool(host) and port.isdigit()) or (scheme == "ray" and bool(rest) and not colon)
+    if scheme in ("", "ray") and well_formed:
+        return
+    raise RayEngineConfigError(
+        "OV-0111",
+        f"Ray address {address!r} is not auto, local, HOST:PORT or ray://HOST:PORT; "
+        "fix --ray-address / ONCOVIGIL_RAY_ADDRESS",
+    )
+
+
 def _check_reachable(address: str) -> None:
     """Fails fast on a cluster address nobody listens on: ``ray.init`` would retry it for minutes."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
@@ -330,6 +349,7 @@ def connect(ray: Any, address: str | None) -> bool:
     if ray.is_initialized():
         return False
     if address:
+        check_address(address)
         _check_reachable(address)
     # a ray:// (Ray Client) connection forwards init arguments to the server: give it none
     local = (

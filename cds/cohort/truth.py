@@ -5,15 +5,18 @@ Output is byte-for-byte reproducible: records keep generation order, JSON has fi
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from cds.cohort.records import Cohort
-from cds.errors import CohortError
+from cds.errors import CohortConfigError, CohortError
 
 TRUTH_FILES = ("notes.jsonl", "overprescriptions.jsonl", "visits.jsonl", "manifest.json")
+# a full or failing disk is the operation failing (exit 1), not a folder the user must change (exit 2)
+_OPERATIONAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 
 
 def _line(obj: Any) -> str:
@@ -22,16 +25,28 @@ def _line(obj: Any) -> str:
 
 def _write(path: Path, lines: Iterable[str]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-        fh.writelines(lines)
-    tmp.replace(path)  # readers never see a half-written file
+    try:
+        with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+            fh.writelines(lines)
+        tmp.replace(path)  # readers never see a half-written file
+    except OSError as exc:
+        raise _cannot_create(path, exc) from exc
 
 
 def _ensure_dir(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CohortError("OV-0043", f"cannot create {directory}: {exc.strerror}; choose a writable directory") from exc
+        raise _cannot_create(directory, exc) from exc
+
+
+def _cannot_create(path: Path, exc: OSError) -> CohortError:
+    if exc.errno in _OPERATIONAL_ERRNOS:
+        return CohortError("OV-0043", f"cannot create {path}: {exc.strerror}")
+    # a file in the way, no permission, a read-only mount: the place the user chose (exit 2); mkdir's
+    # "File exists" would not say that a file sits where a folder must be
+    why = "a file is in the way" if exc.errno in (errno.EEXIST, errno.ENOTDIR) else exc.strerror
+    return CohortConfigError("OV-0043", f"cannot create {path}: {why}; choose a writable directory")
 
 
 def write_truth(cohort: Cohort, directory: Path) -> dict[str, Path]:

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from cds.errors import SyncError
+from cds.errors import ConfigError, SyncError
 from cds.state import JtiRow, LeaseRow, StateStore, normalise_url, utcnow
 
 RACERS = 8
@@ -255,5 +255,6 @@ def test_database_urls_are_normalised_to_the_shipped_driver(given: str, expected
 
 @pytest.mark.parametrize("url", ["mysql://ov@db/ov", "not a url"])
 def test_unsupported_database_urls_are_refused_with_a_code(url: str) -> None:
-    with pytest.raises(SyncError, match="OV-0076"):
+    with pytest.raises(SyncError, match="OV-0076") as caught:
         normalise_url(url)
+    assert isinstance(caught.value, ConfigError)  # the user's setting: the CLI exits 2
