@@ -15,7 +15,7 @@ import typer
 from cds.cli import fail, settings_of
 from cds.errors import ConfigError
 from cds.model_tasks import get_task, make_context, resolve_model_dir
-from models import ModelError
+from models import ModelError, ProviderError
 
 
 def evaluate(
@@ -36,6 +36,9 @@ def evaluate(
         raise fail(str(exc)) from exc
     if not data.exists():
         raise fail(f"OV-0018: --data {data} does not exist; pass the labelled data file or folder")
+    problem = spec.eval_data.problem(data)
+    if problem is not None:
+        raise fail(f"OV-0018: --data {data} {problem}")
     context = make_context(settings)
     try:
         model_dir = resolve_model_dir(context, spec, model)
@@ -43,7 +46,10 @@ def evaluate(
     except ConfigError as exc:
         raise fail(str(exc)) from exc
     except ModelError as exc:
-        raise fail(str(exc), 2 if exc.user_error else 1) from exc
+        # A folder the user named that does not load is bad input like a bad --data; the default model is
+        # ours, and a provider the host lacks is the host's, so those stay failures.
+        named = model is not None and not isinstance(exc, ProviderError)
+        raise fail(str(exc), 2 if exc.user_error or named else 1) from exc
     if as_json:
         typer.echo(json.dumps(metrics, sort_keys=True))
         return

@@ -18,7 +18,7 @@ import typer
 
 from cds import cli_eval
 from cds.cli import fail, settings_of
-from cds.errors import OncoVigilError
+from cds.errors import ConfigError, OncoVigilError
 
 E2E = "e2e"
 
@@ -86,8 +86,12 @@ def evaluate(
     source = truth or data
     if source is None:
         raise fail("OV-0018: `eval e2e` needs --truth (the cohort's notes.jsonl)")
+    if model is not None:
+        raise fail(f"OV-0018: --model applies to the model tasks; `eval {E2E}` scores what the sync wrote")
     try:
         metrics = run_e2e(ctx, source, url)
+    except ConfigError as exc:  # bad settings or arguments, as for every other command
+        raise fail(str(exc)) from None
     except OncoVigilError as exc:
         raise fail(str(exc), code=1) from None
     _print(metrics, as_json)

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from cds.cli import fail, settings_of
-from cds.model_tasks import TaskContext, TaskSpec, discover, get_task, headline, is_built, make_context
+from cds.model_tasks import (
+    TaskContext,
+    TaskSpec,
+    discover,
+    get_task,
+    headline,
+    is_built,
+    make_context,
+    out_dir_problem,
+)
 from models import ModelError, read_card
 from models.fp16 import FP16_FILE
 
@@ -34,7 +43,17 @@ def _check_options(spec: TaskSpec, options: dict[str, str]) -> None:
         raise fail(f"OV-0015: {spec.name} has no option {', '.join(unknown)}; its options are: {known}")
     not_numbers = spec.non_numeric_options(options)
     if not_numbers:
-        raise fail(f"OV-0015: {spec.name} options must be numbers: {', '.join(not_numbers)}")
+        raise fail(f"OV-0015: {spec.name} options must be finite numbers: {', '.join(not_numbers)}")
+    out_of_range = spec.out_of_range_options(options)
+    if out_of_range:
+        raise fail(f"OV-0015: {spec.name} options out of range: {', '.join(out_of_range)}")
+
+
+def _check_out(out: Path | None) -> None:
+    """Refuse an --out that cannot be a folder before any work: training takes minutes, then mkdir would fail."""
+    problem = None if out is None else out_dir_problem(out)
+    if problem is not None:
+        raise fail(f"OV-0152: --out {out} {problem}")
 
 
 def _user_errors(exc: ModelError) -> typer.Exit:
@@ -65,9 +84,11 @@ def train(
     spec = get_task(task)
     data = data_dir or settings.data_dir
     if not data.is_dir():
-        raise fail(f"OV-0016: data directory {data} does not exist; pass --data-dir or set ONCOVIGIL_DATA_DIR")
+        state = "is not a directory" if data.exists() else "does not exist"
+        raise fail(f"OV-0016: data directory {data} {state}; pass --data-dir or set ONCOVIGIL_DATA_DIR")
     options = _options(option)
     _check_options(spec, options)
+    _check_out(out)
     context = make_context(settings, options)
     try:
         summary = spec.train(context, data, out or spec.artifact)
@@ -94,6 +115,7 @@ def export(
     source = artifact or context.artifact(spec)
     if not (source / "model_card.json").is_file():
         raise fail(f"OV-0017: {source} has no model_card.json; train first with `oncovigil train {task}`")
+    _check_out(out)
     try:
         card = spec.export(context, source, out or settings.resolved_models_dir / task)
     except ModelError as exc:
@@ -164,6 +186,7 @@ def dev_data(
         raise fail("OV-0015: -o options belong to one task; name it with --task")
     for spec in chosen:
         _check_options(spec, options)
+    _check_out(out)
     data = data_dir or settings.data_dir
     target = out or settings.resolved_models_dir
     context = make_context(settings, options)

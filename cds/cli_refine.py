@@ -10,6 +10,7 @@ notes in the phenotype eval format with their spans, F1 per field; retrieval onl
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,12 +21,12 @@ import typer
 from cds.cli import fail, settings_of
 from cds.errors import ConfigError, RefineError
 from cds.extraction import RETRIEVAL_DIRS
-from cds.model_tasks import get_task, make_context, resolve_model_dir
+from cds.model_tasks import get_task, make_context, out_dir_problem, resolve_model_dir
 from cds.refine import FineTune, RefineOptions, run_ladder
 from cds.refine_drugcomb import DRUGCOMB_TASK
 from cds.refine_taggers import ADE_TASK, phenotype_task
 from cds.refine_toxicity import TOXICITY_TASK
-from models import ModelCard, ModelError, RuntimeConfig, read_card, write_card
+from models import ModelCard, ModelError, ModelIntegrityError, ModelLoadError, RuntimeConfig, read_card, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, MPNET_NAME, minilm_dir
 from models.encoder_export import artifact_backbone_dir, read_task
 from models.runtime import CPU
@@ -203,8 +204,19 @@ def refine(
         raise fail(f"OV-0131: --labels {labels} is not a folder; pass DRUG-AE.rel and ADE-NEG.txt in one folder")
     if task != "ade" and not labels.is_file():
         raise fail(f"OV-0131: --labels {labels} is not a file; pass labelled examples in JSONL")
-    context = make_context(settings)
+    # checked before any work: NaN passes every comparison, and a bad --out would only fail after the ladder
+    if target is not None and not (math.isfinite(target) and 0.0 < target <= 1.0):
+        metric = "accuracy" if task == "toxicity" else "F1"
+        raise fail(f"OV-0153: --target {target} must be in (0, 1]; it is the per-label {metric} to reach")
+    if threads < 0:
+        raise fail(f"OV-0153: --threads {threads} must be >= 0 (0: the runtime's default)")
+    if not (math.isfinite(budget_s) and budget_s >= 0.0):
+        raise fail(f"OV-0153: --finetune-budget-s {budget_s} must be a number of seconds >= 0")
     destination = out or settings.home / "refine" / task
+    problem = out_dir_problem(destination)
+    if problem is not None:
+        raise fail(f"OV-0152: {'--out' if out else 'the report folder'} {destination} {problem}")
+    context = make_context(settings)
     options = RefineOptions(target=TARGETS[task] if target is None else target, finetune=finetune, k=k)
     try:
         spec = get_task(task)
@@ -216,7 +228,9 @@ def refine(
     except (ConfigError, RefineError) as exc:
         raise fail(str(exc)) from exc
     except ModelError as exc:
-        raise fail(str(exc), 2 if exc.user_error else 1) from exc
+        # a folder the user named that does not load is bad input; a failed fine-tuning run is not
+        named = model is not None and isinstance(exc, ModelLoadError | ModelIntegrityError)
+        raise fail(str(exc), 2 if exc.user_error or named else 1) from exc
     if install and report["kept"] == "retrieval":
         target_dir = settings.resolved_models_dir / RETRIEVAL_DIRS[task]
         target_dir.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,9 @@ Exception tree::
     (ConfigError)            OV-0120..0129  per-drug summaries: task options, eval files (cds.summarise)
     (ConfigError)            OV-0140..0149  more bad arguments and settings: `db upgrade` revision (0140),
                                             state database folder (0141), unreadable config file (0142)
+    (ConfigError)            OV-0150..0159  bad eval / refine / models input: another task's --model (0150),
+                                            empty data (0151), --out not a folder (0152), refine numbers out
+                                            of range (0153), a summariser's unreadable event vocabulary (0154)
 
 A few codes of other families name settings or arguments the user must change; their errors are raised as
 that family's ``...ConfigError`` (both the family and ``ConfigError``, so the CLI exits 2): ``CohortConfigError``

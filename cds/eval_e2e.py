@@ -26,7 +26,7 @@ from adapters import (
     fetch_adverse_events,
     fetch_detected_issues,
 )
-from cds.errors import CohortError
+from cds.errors import CohortError, ConfigError
 from cds.findings_map import identify_drug
 
 OVERPRESCRIPTIONS = "overprescriptions.jsonl"
@@ -67,13 +67,25 @@ def _term(text: str | None) -> str:
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CohortError("OV-0046", f"cannot read {path} ({exc.strerror or exc}); pass the generator's file") from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = data.count(b"\n", 0, exc.start) + 1
+        raise CohortError(
+            "OV-0046", f"{path}:{at}: not UTF-8 text (byte 0x{data[exc.start]:02x}); pass the generator's file"
+        ) from exc
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CohortError("OV-0046", f"{path}:{number} is not JSON ({exc.msg}); pass the generator's file") from exc
+        except (ValueError, RecursionError) as exc:  # ValueError: also an integer too long to parse
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+            raise CohortError("OV-0046", f"{path}:{number} is not JSON ({reason}); pass the generator's file") from exc
         if not isinstance(row, dict):
             raise CohortError("OV-0046", f"{path}:{number} is not a JSON object; pass the generator's file")
         rows.append(row)
@@ -89,7 +101,11 @@ def read_truth(path: Path) -> E2eTruth:
     ades: set[AdeKey] = set()
     toxicities: set[ToxKey] = set()
     try:
-        for note in _jsonl(notes_file):
+        notes = _jsonl(notes_file)
+        if not notes:
+            # nothing to score against: every figure would be a meaningless 0
+            raise ConfigError("OV-0151", f"no notes in {notes_file}; pass the cohort's notes.jsonl")
+        for note in notes:
             patient = str(note["patient_id"])
             patients.add(patient)
             for ade in note.get("ades") or []:

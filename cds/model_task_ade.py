@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from cds.errors import ConfigError
-from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint, numeric_option
+from cds.model_tasks import (
+    NON_NEGATIVE,
+    EvalData,
+    OptionRange,
+    TaskContext,
+    TaskSpec,
+    artifact_fingerprint,
+    numeric_option,
+)
 from models import ModelCard, RuntimeConfig, read_card, write_card
 from models.ade import AdeConfig, AdeExtractor, corpus_metrics, note_metrics, read_corpus, read_terms, split_by_pmid
 from models.ade.corpus import AdeSentence, write_corpus
@@ -55,6 +63,7 @@ DEFAULTS: dict[str, float] = {
     "reuse_adapter": 0,
     "warm_start": 0,
 }
+RANGES: dict[str, OptionRange] = {"neg_ratio": NON_NEGATIVE, "threads": NON_NEGATIVE}
 
 
 WHY_BACKBONE = (
@@ -81,7 +90,7 @@ class Backbone:
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    return numeric_option(ctx, DEFAULTS, key)
+    return numeric_option(ctx, DEFAULTS, key, RANGES)
 
 
 def _layers(first: int, count: int) -> tuple[int, ...] | None:
@@ -319,6 +328,8 @@ def export(ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
 
 def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
     sentences = read_corpus(data)
+    if not sentences:  # every metric would be a meaningless 0
+        raise ConfigError("OV-0151", f"no sentences in {data}: DRUG-AE.rel and ADE-NEG.txt are empty")
     return score_corpus(_extractor(ctx, model_dir, allow_int8=ctx.runtime.allow_int8), sentences)
 
 
@@ -340,6 +351,8 @@ def write_dev_copy(data_dir: Path, out: Path) -> int:
 TASK = TaskSpec(
     option_keys=frozenset({*DEFAULTS, "base"}),
     text_option_keys=frozenset({"base"}),
+    option_ranges=RANGES,
+    eval_data=EvalData(file=False, expected="an ADE-Corpus-V2 folder holding DRUG-AE.rel and ADE-NEG.txt"),
     name="ade",
     train=train,
     export=export,

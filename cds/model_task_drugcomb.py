@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from cds.errors import ConfigError
-from cds.model_tasks import TaskContext, TaskSpec, export_pooled, numeric_option
+from cds.model_tasks import (
+    FRACTION,
+    NON_NEGATIVE,
+    SHARE,
+    EvalData,
+    OptionRange,
+    TaskContext,
+    TaskSpec,
+    export_pooled,
+    numeric_option,
+)
 from models import ModelCard, RuntimeConfig, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.card import TrainingData
@@ -72,10 +82,16 @@ DEFAULTS: dict[str, float] = {
     "threads": 0,
     "seed": 13,
 }
+RANGES: dict[str, OptionRange] = {
+    "dev_fraction": FRACTION,
+    "calibration_fraction": OptionRange(0.0, 1.0, high_open=True),  # 0: no calibration slice
+    "threshold": SHARE,
+    "threads": NON_NEGATIVE,
+}
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    return numeric_option(ctx, DEFAULTS, key)
+    return numeric_option(ctx, DEFAULTS, key, RANGES)
 
 
 def _config(ctx: TaskContext) -> DrugCombTrainConfig:
@@ -270,12 +286,15 @@ def export(ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
 
 
 def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
-    return score_docs(_extractor(ctx, model_dir, allow_int8=ctx.runtime.allow_int8), read_jsonl(data))
+    docs = read_jsonl(data)  # before the model: a bad file is refused without loading it
+    return score_docs(_extractor(ctx, model_dir, allow_int8=ctx.runtime.allow_int8), docs)
 
 
 TASK = TaskSpec(
     text_option_keys=frozenset({"strategy"}),
     option_keys=frozenset({*DEFAULTS, "strategy"}),
+    option_ranges=RANGES,
+    eval_data=EvalData(folder=False, expected="a DrugComb-format .jsonl file"),
     name="drugcomb",
     train=train,
     export=export,

@@ -21,10 +21,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from adapters.bulk_notes import bulk_notes_and_conditions
+from adapters.bulk_notes import PatientCondition, bulk_notes_and_conditions
+from adapters.records import Note
 from cds.cohort.phenotype import generate_phenotype_notes
+from cds.errors import ConfigError
 from cds.jsonl_files import write_jsonl
-from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint, numeric_option
+from cds.model_tasks import (
+    NON_NEGATIVE,
+    SHARE,
+    EvalData,
+    OptionRange,
+    TaskContext,
+    TaskSpec,
+    artifact_fingerprint,
+    numeric_option,
+)
 from models import ModelCard, RuntimeConfig, read_card, write_card
 from models.ade import read_corpus
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
@@ -71,6 +82,12 @@ DEFAULTS: dict[str, float] = {
     "reuse_adapter": 0,
     "neg_sentences": 1500,
 }
+RANGES: dict[str, OptionRange] = {
+    "typo_rate": SHARE,
+    "misspell_rate": SHARE,
+    "ehr_share": SHARE,
+    "threads": NON_NEGATIVE,
+}
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 # A negative sentence from ADE-Corpus-V2 must not state what we tag, or it would teach the tagger to miss it.
 _PHENOTYPE_WORDS = re.compile(
@@ -80,7 +97,7 @@ _PHENOTYPE_WORDS = re.compile(
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    return numeric_option(ctx, DEFAULTS, key)
+    return numeric_option(ctx, DEFAULTS, key, RANGES)
 
 
 def synthetic_records(count: int, seed: int, typo_rate: float, ehr_share: float) -> list[dict[str, Any]]:
@@ -132,7 +149,13 @@ def synthea_diagnosis(extractor: PhenotypeExtractor, folder: Path) -> dict[str, 
     in the same encounter, so the note that presents a new diagnosis is hours older than its onset (1989-04-09
     23:58 against 1989-04-10 01:18 in the sample).
     """
-    notes, conditions = bulk_notes_and_conditions(folder)
+    return diagnosis_scores(extractor, *bulk_notes_and_conditions(folder))
+
+
+def diagnosis_scores(
+    extractor: PhenotypeExtractor, notes: Sequence[Note], conditions: Sequence[PatientCondition]
+) -> dict[str, Any]:
+    """:func:`synthea_diagnosis` on notes and Conditions already read."""
     tp = fp = fn = exact = 0
     predictions = extractor.pipe((n.text for n in notes), batch_size=16)
     for note, phenotype in zip(notes, predictions, strict=True):
@@ -346,16 +369,24 @@ def export(ctx: TaskContext, artifact_dir: Path, model_dir: Path) -> ModelCard:
 def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
     """A JSONL file of labelled notes: per-field scores clean and misspelled. A bulk-export folder
     (Synthea NDJSON): the diagnosis label against the patients' Conditions."""
-    extractor = _extractor(ctx, model_dir, allow_int8=ctx.runtime.allow_int8)
+    # the data first: a bad or empty file is refused without loading the model, and 0 notes would score 0
     if data.is_dir():
-        return synthea_diagnosis(extractor, data)
+        bulk, conditions = bulk_notes_and_conditions(data)
+        if not bulk:
+            raise ConfigError("OV-0151", f"no notes in {data}; pass a bulk-export folder with DocumentReference NDJSON")
+        return diagnosis_scores(_extractor(ctx, model_dir, allow_int8=ctx.runtime.allow_int8), bulk, conditions)
     notes = read_notes(data)
+    if not notes:
+        raise ConfigError("OV-0151", f"no notes in {data}; pass a .jsonl file of labelled notes")
+    extractor = _extractor(ctx, model_dir, allow_int8=ctx.runtime.allow_int8)
     result = score_with_misspellings(extractor, notes, _option(ctx, "misspell_rate"))
     return {**result["clean"], "misspelled": result["misspelled"]}
 
 
 TASK = TaskSpec(
     option_keys=frozenset(DEFAULTS),
+    option_ranges=RANGES,
+    eval_data=EvalData(expected="a .jsonl file of labelled notes or a Synthea bulk-export folder"),
     name="phenotype",
     train=train,
     export=export,

@@ -28,7 +28,17 @@ from typing import Any
 from cds.errors import ConfigError
 from cds.formulary import Formulary, default_formulary
 from cds.jsonl_files import write_jsonl
-from cds.model_tasks import TaskContext, TaskSpec, artifact_fingerprint, numeric_option
+from cds.model_tasks import (
+    FRACTION,
+    NON_NEGATIVE,
+    SHARE,
+    EvalData,
+    OptionRange,
+    TaskContext,
+    TaskSpec,
+    artifact_fingerprint,
+    numeric_option,
+)
 from cds.recommender_eval import calibrate_warning_threshold, contract_report
 from cds.recommender_tumour import is_variant, phenotype_of, phenotype_variant, with_phenotype_variants
 from cds.recommender_visits import synthea_visits
@@ -59,10 +69,11 @@ DEFAULTS: dict[str, float] = {
     "phenotype_variants": 0,
     "phenotype_share": 1 / 3,
 }
+RANGES: dict[str, OptionRange] = {"dev_fraction": FRACTION, "phenotype_share": SHARE, "threads": NON_NEGATIVE}
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    return numeric_option(ctx, DEFAULTS, key)
+    return numeric_option(ctx, DEFAULTS, key, RANGES)
 
 
 def is_dev(key: str, fraction: float) -> bool:
@@ -291,6 +302,8 @@ def evaluate(ctx: TaskContext, data_path: Path, model_dir: Path) -> dict[str, An
     """The evaluation contract on a visits.jsonl file (or a folder holding one)."""
     path = data_path / "visits.jsonl" if data_path.is_dir() else data_path
     visits = read_visits(path)
+    if not visits:  # every figure would be a meaningless 0
+        raise ConfigError("OV-0151", f"no visits in {path}; pass a visits.jsonl file with one visit per line")
     baselines = read_baselines(model_dir)
     if baselines is None:
         raise ConfigError(
@@ -332,6 +345,8 @@ def _provenance(seed: int, patients: int, fraction: float) -> list[TrainingData]
 TASK = TaskSpec(
     text_option_keys=frozenset({"base"}),
     option_keys=frozenset({*DEFAULTS, "base"}),
+    option_ranges=RANGES,
+    eval_data=EvalData(expected="a visits.jsonl file or the folder holding it"),
     name="recommender",
     train=train,
     export=export,

@@ -22,7 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from cds.errors import ConfigError
-from cds.model_tasks import ARTIFACTS_ROOT, TaskContext, TaskSpec, artifact_fingerprint, numeric_option
+from cds.model_tasks import (
+    ARTIFACTS_ROOT,
+    FRACTION,
+    NON_NEGATIVE,
+    EvalData,
+    OptionRange,
+    TaskContext,
+    TaskSpec,
+    artifact_fingerprint,
+    numeric_option,
+)
 from cds.summarise import MODEL_DIR
 from cds.summary_data import cohort_groups, corpus_groups, ctcae_vocabulary, is_dev_drug, write_eval_file
 from models import ModelCard, read_card, write_card
@@ -57,10 +67,11 @@ DEFAULTS: dict[str, float] = {
     "layers": 2,
     "max_new_tokens": 160,
 }
+RANGES: dict[str, OptionRange] = {"dev_fraction": FRACTION, "threads": NON_NEGATIVE}
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    return numeric_option(ctx, DEFAULTS, key)
+    return numeric_option(ctx, DEFAULTS, key, RANGES)
 
 
 def _faithful(groups: list[DrugGroup], vocabulary: list[str]) -> list[DrugGroup]:
@@ -226,6 +237,9 @@ def _provenance(ctx: TaskContext) -> list[TrainingData]:
 TASK = TaskSpec(
     text_option_keys=frozenset({"arch", "base", "resume_sft"}),
     option_keys=frozenset({*DEFAULTS, "arch", "base", "resume_sft"}),
+    option_ranges=RANGES,
+    eval_data=EvalData(expected="a .jsonl file of grouped records or the folder holding dev.jsonl"),
+    card_tasks=frozenset({"summariser"}),  # the cards `train summaries` writes say "summariser"
     name=MODEL_DIR,  # "summaries": `oncovigil eval summaries` is the evaluation contract
     artifact_dir=ARTIFACTS_ROOT / "summariser",
     train=train,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cds.jsonl_files import write_jsonl
-from cds.model_tasks import TaskContext, TaskSpec, export_pooled, numeric_option
+from cds.model_tasks import NON_NEGATIVE, EvalData, OptionRange, TaskContext, TaskSpec, export_pooled, numeric_option
 from models import ModelCard, RuntimeConfig, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.card import TrainingData
@@ -55,10 +55,11 @@ DEFAULTS: dict[str, float] = {
     "threads": 0,
     "seed": 13,
 }
+RANGES: dict[str, OptionRange] = {"threads": NON_NEGATIVE}
 
 
 def _option(ctx: TaskContext, key: str) -> float:
-    return numeric_option(ctx, DEFAULTS, key)
+    return numeric_option(ctx, DEFAULTS, key, RANGES)
 
 
 def _symptoms(ctx: TaskContext) -> tuple[str, ...]:
@@ -203,6 +204,8 @@ def evaluate(ctx: TaskContext, data: Path, model_dir: Path) -> dict[str, Any]:
 TASK = TaskSpec(
     text_option_keys=frozenset({"symptoms"}),
     option_keys=frozenset({*DEFAULTS, "symptoms"}),
+    option_ranges=RANGES,
+    eval_data=EvalData(folder=False, expected="a .jsonl file of radiotherapy notes (the cohort's notes.jsonl)"),
     name="toxicity",
     train=train,
     export=export,

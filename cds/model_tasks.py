@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import math
 import pkgutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -58,6 +59,50 @@ DevDataFn = Callable[[TaskContext, Path, Path], list[Path]]
 
 
 @dataclass(frozen=True)
+class OptionRange:
+    """The values a numeric ``-o`` option may take: a dev fraction of 0 or 1 leaves a side of the split empty,
+    and a count below zero means nothing, yet both parse as numbers."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def admits(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+FRACTION = OptionRange(0.0, 1.0, low_open=True, high_open=True)  # a split share: both sides must keep data
+SHARE = OptionRange(0.0, 1.0)  # a rate or probability
+NON_NEGATIVE = OptionRange(0.0)
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """What ``eval TASK --data`` reads, checked before the model is resolved: the default model's first build
+    takes half a minute or more, and a wrong path must not cost it."""
+
+    file: bool = True
+    folder: bool = True
+    expected: str = "the labelled data in the task's format"
+
+    def problem(self, path: Path) -> str | None:
+        """Why ``path`` cannot be this data (None when it can); the caller has checked that it exists."""
+        if path.is_dir():
+            return None if self.folder else f"is a folder, not a file; pass {self.expected}"
+        return None if self.file else f"is not a folder; pass {self.expected}"
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One model task: its committed artifact folder and its train / export / evaluate entry points.
 
@@ -82,24 +127,43 @@ class TaskSpec:
     dev_data: DevDataFn | None = None
     # dotted paths into the card's dev metrics that `models list` prints (the rest with --json)
     headline_metrics: tuple[str, ...] = ()
+    option_ranges: Mapping[str, OptionRange] = field(default_factory=dict)
+    eval_data: EvalData = EvalData()
+    # the task names a model card of this task may carry besides ``name`` (cards written before a rename)
+    card_tasks: frozenset[str] = frozenset()
 
     def unknown_options(self, options: Mapping[str, str]) -> list[str]:
         return [] if self.option_keys is None else sorted(set(options) - self.option_keys)
 
     def non_numeric_options(self, options: Mapping[str, str]) -> list[str]:
-        """``key=value`` of every numeric option whose value is not a number (checked before any work)."""
+        """``key=value`` of every numeric option whose value is not a finite number (checked before any work)."""
         numeric = (self.option_keys or frozenset()) - self.text_option_keys
+        return [f"{key}={options[key]}" for key in sorted(numeric & set(options)) if _number(options[key]) is None]
+
+    def out_of_range_options(self, options: Mapping[str, str]) -> list[str]:
+        """``key=value (must be RANGE)`` of every numeric option outside its range (checked before any work)."""
         bad: list[str] = []
-        for key in sorted(numeric & set(options)):
-            try:
-                float(options[key])
-            except ValueError:
-                bad.append(f"{key}={options[key]}")
+        for key in sorted(set(self.option_ranges) & set(options)):
+            value = _number(options[key])
+            if value is not None and not self.option_ranges[key].admits(value):
+                bad.append(f"{key}={options[key]} (must be {self.option_ranges[key]})")
         return bad
+
+    def holds_own_model(self, card_task: str) -> bool:
+        return card_task == self.name or card_task in self.card_tasks
 
     @property
     def artifact(self) -> Path:
         return self.artifact_dir or ARTIFACTS_ROOT / self.name
+
+
+def _number(raw: str) -> float | None:
+    """``raw`` as a finite number, else None: NaN passes every comparison and inf every lower bound."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def headline(metrics: Mapping[str, Any], paths: Sequence[str]) -> dict[str, Any]:
@@ -165,15 +229,33 @@ def runtime_config(settings: Settings) -> RuntimeConfig:
     return RuntimeConfig(providers=tuple(settings.onnx_providers), threads=settings.onnx_threads)
 
 
-def numeric_option(ctx: TaskContext, defaults: Mapping[str, float], key: str) -> float:
-    """A task's ``-o key=value`` as a number (its default when not given); a non-number is a ConfigError."""
+def numeric_option(
+    ctx: TaskContext, defaults: Mapping[str, float], key: str, ranges: Mapping[str, OptionRange] | None = None
+) -> float:
+    """A task's ``-o key=value`` as a number (its default when not given); a non-number, NaN, infinity or a
+    value outside ``ranges[key]`` is a ConfigError."""
     raw = ctx.options.get(key)
     if raw is None:
         return float(defaults[key])
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError("OV-0015", f"option {key}={raw!r} is not a number") from exc
+    value = _number(raw)
+    if value is None:
+        raise ConfigError("OV-0015", f"option {key}={raw!r} is not a finite number")
+    bounds = (ranges or {}).get(key)
+    if bounds is not None and not bounds.admits(value):
+        raise ConfigError("OV-0015", f"option {key}={raw!r} must be {bounds}")
+    return value
+
+
+def out_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be (or become) a folder to write into, else None: checked before any work, so a
+    long run never ends on a FileExistsError from mkdir."""
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            return None
+        if folder.exists() or folder.is_symlink():
+            where = "is not a folder" if folder == path else f"is under {folder}, which is not a folder"
+            return f"{where}; pass a folder (created when missing)"
+    return None
 
 
 def make_context(settings: Settings, options: Mapping[str, str] | None = None) -> TaskContext:
@@ -227,6 +309,15 @@ def resolve_model_dir(ctx: TaskContext, spec: TaskSpec, model: Path | None) -> P
         return default
     if not model.is_dir():
         raise ConfigError("OV-0014", f"--model {model} is not a directory; pass an ONNX or Hugging Face model folder")
+    if (model / "model_card.json").is_file():
+        # another task's folder loads far enough to fail on its labels or files with a misleading message
+        card_task = read_card(model).task
+        if not spec.holds_own_model(card_task):
+            raise ConfigError(
+                "OV-0150",
+                f"--model {model} holds a model for the task {card_task}, not for {spec.name}; "
+                f"pass a {spec.name} model folder",
+            )
     if (model / "model.onnx").is_file() or (model / "model_card.json").is_file():  # seq2seq dirs have no model.onnx
         return model
     digest = hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:12]

@@ -114,7 +114,16 @@ def grouped_record_row(record: GroupedAdeRecord, published: PublishedSummary) ->
 
 def read_vocabulary(model_dir: Path) -> list[str]:
     path = model_dir / "event_vocabulary.json"
-    return [str(v) for v in json.loads(path.read_text(encoding="utf-8"))] if path.is_file() else []
+    if not path.is_file():
+        return []
+    problem = ConfigError("OV-0154", f"{path} is not a JSON list of event names; rebuild the summariser model")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: also not UTF-8
+        raise problem from exc
+    if not isinstance(values, list):
+        raise problem
+    return [str(v) for v in values]
 
 
 def build_guarded_summariser(models_dir: Path, runtime: RuntimeConfig) -> GuardedSummariser:
@@ -128,10 +137,11 @@ def build_guarded_summariser(models_dir: Path, runtime: RuntimeConfig) -> Guarde
     try:
         card = verify_dir(model_dir)
         generator = load_summariser(model_dir, runtime.providers, runtime.threads)
-    except ModelError as exc:
+        vocabulary = read_vocabulary(model_dir)
+    except (ModelError, ConfigError) as exc:
         log.warning("summariser model unusable; summaries are deterministic", extra={"code": exc.code})
         return GuardedSummariser()
-    return GuardedSummariser(generator, read_vocabulary(model_dir), card.version)
+    return GuardedSummariser(generator, vocabulary, card.version)
 
 
 def summarise_records(summariser: GuardedSummariser, records: Sequence[GroupedAdeRecord]) -> list[str]:
@@ -145,16 +155,25 @@ def read_eval_file(path: Path) -> tuple[list[DrugGroup], list[str]]:
 
     groups, references = [], []
     try:
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(
             "OV-0122", f"cannot read {path}: {exc.strerror}; pass a JSONL file of grouped records"
         ) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            "OV-0122",
+            f"{path}:{at}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); pass a UTF-8 JSONL file of grouped records",
+        ) from exc
+    lines = [line for line in text.splitlines() if line.strip()]
     for n, line in enumerate(lines, 1):
         try:
             data = json.loads(line)
             group = Group.from_json(data["record"])
-        except (ValueError, KeyError, TypeError, ModelError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError, ModelError) as exc:
             raise ConfigError(
                 "OV-0122", f'{path}:{n} is not {{"record": <grouped record>, "reference": <text>}} ({exc})'
             ) from exc
