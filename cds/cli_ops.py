@@ -135,7 +135,8 @@ def register(app: typer.Typer) -> None:
     def serve(
         ctx: typer.Context,
         host: Annotated[str | None, typer.Option("--host")] = None,
-        port: Annotated[int | None, typer.Option("--port")] = None,
+        port: Annotated[int | None, typer.Option("--port", min=1, max=65535,
+                                                 help="TCP port (default: settings serve_port).")] = None,
         scheduler: Annotated[bool, typer.Option("--scheduler/--no-scheduler",
                                                 help="Run the nightly sync scheduler too.")] = True,
         scheduler_only: Annotated[bool, typer.Option("--scheduler-only",

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
 
     # HAPI sandbox (docker/hapi)
     sandbox_dir: Path = Field(default_factory=lambda: Path(__file__).resolve().parent.parent / "docker" / "hapi")
-    sandbox_port: int = 8089
+    sandbox_port: int = Field(default=8089, ge=1, le=65535)
     sandbox_heap_mb: int = 1536
     sandbox_start_timeout_s: float = 300.0
     sandbox_database: Literal["memory", "file"] = "file"
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
 
     # CDS Hooks service (`oncovigil serve`)
     serve_host: str = "127.0.0.1"
-    serve_port: int = 8000
+    serve_port: int = Field(default=8000, ge=1, le=65535)
     cds_require_jwt: bool = True
     cds_trusted_issuers_file: Path | None = None
     cds_public_base_url: str | None = None

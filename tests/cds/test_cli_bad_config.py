@@ -93,6 +93,15 @@ def test_runs_limit_has_a_ceiling(tmp_path: Path) -> None:
     assert "--limit" in done.stderr and "Traceback" not in done.stderr and "OV-0099" not in done.stderr
 
 
+def test_serve_port_is_checked_even_when_only_the_scheduler_runs(tmp_path: Path) -> None:
+    # --scheduler-only binds no socket, so a bad port would otherwise pass unseen until the API is enabled
+    done = run_cli(["serve", "--port", "-1", "--scheduler-only"], cli_env(tmp_path / "home"))
+    assert done.returncode == 2, done.stderr
+    assert "'--port'" in done.stderr and "Traceback" not in done.stderr
+    setting = run_cli(["runs"], cli_env(tmp_path / "home", serve_port="70000"))
+    assert "serve_port" in assert_usage_error(setting, "OV-0001")
+
+
 # paths and URLs ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("below", ["", "sub"], ids=["home-is-a-file", "home-below-a-file"])
 def test_a_home_that_cannot_hold_the_state_database_is_named(tmp_path: Path, below: str) -> None:
