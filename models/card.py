@@ -85,7 +85,7 @@ def read_card(directory: Path) -> ModelCard:
             "(build one with `oncovigil models build` or `oncovigil export TASK`)",
         )
     try:
-        return ModelCard.model_validate_json(path.read_text(encoding="utf-8"))
+        return ModelCard.model_validate_json(path.read_bytes())  # bytes: non-UTF-8 is a ValidationError too
     except ValidationError as exc:
         raise ModelLoadError(
             "OV-2004", f"{path} is not a valid model card ({exc.error_count()} errors); rebuild it"

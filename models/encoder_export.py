@@ -11,7 +11,6 @@ Built in a sibling temporary folder and renamed into place, so a crash never lea
 from __future__ import annotations
 
 import inspect
-import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from models.card import ModelCard, verify_dir, write_card
 from models.encoder_train import TASK_FILE
 from models.errors import ModelLoadError, TrainingError
 from models.fp16 import NOT_BUILT, Fp16Mode, Fp16Record, try_fp16
+from models.model_files import load_json_object
 
 PARITY_ATOL = 1e-4
 INT8_MIN_AGREEMENT = 0.99
@@ -74,8 +74,7 @@ def read_task(artifact_dir: Path) -> dict[str, Any]:
     path = artifact_dir / TASK_FILE
     if not path.is_file():
         raise ModelLoadError("OV-2080", f"{artifact_dir} has no {TASK_FILE}; it is not an encoder artifact")
-    task: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return task
+    return load_json_object(path, "OV-2080", "retrain the artifact, or check the file if the folder is your own")
 
 
 def artifact_backbone_dir(artifact_dir: Path, cache_dir: Path) -> Path:

@@ -6,7 +6,6 @@ runs the graph.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from models.card import CARD_FILE, verify_dir
 from models.encoder_export import HIDDEN_OUTPUT
 from models.encoder_train import TASK_FILE
 from models.errors import ModelLoadError
+from models.model_files import invalid, load_json_object, open_tokenizer
 from models.registry import RuntimeConfig
 from models.runtime import LoadedSession, bucket_by_length, load_model_dir_session
 
@@ -29,15 +29,13 @@ class EncoderTokenizer:
     """A fast WordPiece tokenizer with character offsets, truncated to ``max_len`` tokens."""
 
     def __init__(self, tokenizer_json: Path, max_len: int) -> None:
-        from tokenizers import Tokenizer
-
         if not tokenizer_json.is_file():
             raise ModelLoadError("OV-2008", f"{tokenizer_json} is missing; the model directory needs tokenizer.json")
-        self._tokenizer = Tokenizer.from_file(str(tokenizer_json))
+        self._tokenizer = open_tokenizer(tokenizer_json, "OV-2008")
         saved_padding = self._tokenizer.padding  # the saved pad token: BERT's [PAD] is 0, MPNet's <pad> is 1
         self._tokenizer.no_padding()
         self._tokenizer.enable_truncation(max_len)
-        self._counter = Tokenizer.from_file(str(tokenizer_json))
+        self._counter = open_tokenizer(tokenizer_json, "OV-2008")
         self._counter.no_padding()
         self._counter.no_truncation()
         self.max_len = max_len
@@ -68,9 +66,14 @@ def read_labels(model_dir: Path) -> list[str]:
     path = model_dir / "config.json"
     if not path.is_file():
         raise ModelLoadError("OV-2009", f"{path} is missing; the model directory needs config.json with id2label")
-    config = json.loads(path.read_text(encoding="utf-8"))
-    id2label = config.get("id2label") or {}
-    return [str(id2label[k]) for k in sorted(id2label, key=int)]
+    id2label = load_json_object(path, "OV-2009").get("id2label") or {}
+    if not isinstance(id2label, dict) or not all(_is_index(k) and isinstance(v, str) for k, v in id2label.items()):
+        raise invalid(path, "OV-2009", "has no id2label object mapping label numbers to names")
+    return [id2label[k] for k in sorted(id2label, key=int)]
+
+
+def _is_index(key: str) -> bool:
+    return key.isascii() and key.isdigit()
 
 
 def softmax(logits: FloatArray) -> FloatArray:
@@ -229,7 +232,10 @@ def open_token_classifier(
     """A token classifier's ONNX session and tokenizer, with the window length it was trained with."""
     max_len = 128
     if (model_dir / TASK_FILE).is_file():
-        max_len = int(json.loads((model_dir / TASK_FILE).read_text(encoding="utf-8")).get("max_len", 128))
+        max_len = load_json_object(model_dir / TASK_FILE, "OV-2190").get("max_len", 128)
+        # [CLS] and [SEP] take two places: a shorter window holds no text
+        if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 3:
+            raise invalid(model_dir / TASK_FILE, "OV-2190", f"has max_len {max_len!r}, not a whole number above 2")
     session = load_model_dir_session(
         model_dir, runtime.providers, runtime.threads, runtime.allow_int8, runtime.require, runtime.spin
     )

@@ -16,6 +16,11 @@ Exception tree::
 
     OV-2120..2139: the phenotype extractor (OV-2120 load) and its data (OV-2121, OV-2122), the toxicity
     retrieval index (OV-2123, OV-2124); raised as the classes above.
+
+    OV-2190..2199: a damaged file in a model directory (``models.model_files``) where the loader had no code
+    of its own: encoder_task.json (OV-2190), the ADE CTCAE term list and vectors (OV-2191), the recommender's
+    baselines.json (OV-2192) and tokenizer.json (OV-2193), a summariser stage's tokenizer.json (OV-2194);
+    raised as ModelLoadError.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from models.encoder_infer import TokenClassifierRunner, TokenOutput
 from models.encoder_train import IGNORE, SpanExample, align_bio
 from models.errors import DataFormatError, ModelLoadError
 from models.knn import Vote, blend, unit, vote
+from models.model_files import REFINE, load_npz, npz_names, rows_agree
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -55,9 +56,10 @@ class TokenIndex:
     def load(cls, path: Path) -> TokenIndex:
         if not path.is_file():
             raise DataFormatError("OV-2124", f"{path} is not a retrieval index; build one with `oncovigil refine`")
-        with np.load(path, allow_pickle=False) as data:
-            labels = tuple(json.loads(str(data["labels"])))
-            return cls(labels, data["vectors"].astype(np.float32), data["label_ids"].astype(np.int64))
+        data = load_npz(path, "OV-2124", REFINE, DataFormatError, ("labels", "vectors", "label_ids"))
+        labels = npz_names(data, "labels", path, "OV-2124", REFINE, DataFormatError)
+        rows_agree(data, path, "OV-2124", REFINE, DataFormatError)
+        return cls(labels, data["vectors"].astype(np.float32), data["label_ids"].astype(np.int64))
 
 
 def _require_hidden(runner: TokenClassifierRunner) -> None:

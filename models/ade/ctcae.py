@@ -13,6 +13,7 @@ columns); the model directory keeps its own copy with the precomputed term vecto
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from models.errors import DataFormatError
+from models.errors import DataFormatError, ModelError
+from models.text_files import read_text
 
 TERMS_FILE = "ctcae_terms.csv"
 VECTORS_FILE = "ctcae_vectors.npy"
@@ -125,23 +127,35 @@ def read_terms(path: Path) -> list[CtcaeTerm]:
     """Terms from a CTCAE CSV: the vendored compact list or NCI's CTCAE_v5.0.csv."""
     if not path.is_file():
         raise DataFormatError("OV-2064", f"CTCAE term list {path} does not exist; pass the CTCAE v5 CSV")
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.DictReader(fh)
+    text = read_text(path, "OV-2064", "the CTCAE v5 CSV")
+    return parse_terms(text, lambda code, problem: DataFormatError(code, f"{path} {problem}"))
+
+
+def parse_terms(text: str, fail: Callable[[str, str], ModelError]) -> list[CtcaeTerm]:
+    """Terms from the text of a CTCAE CSV; ``fail(code, problem)`` builds the error for a bad one.
+
+    The caller picks the error: a term list the user passes is data (``DataFormatError``), the copy in a
+    model directory is part of the model (``ModelLoadError``).
+    """
+    # newline="" keeps a line break inside a quoted field, as csv expects of the files it reads
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    try:
         fields = {name.strip().lower(): name for name in reader.fieldnames or []}
         term_col = fields.get("term") or fields.get("ctcae term")
         code_col = fields.get("meddra_code") or fields.get("meddra code")
         if term_col is None or code_col is None:
-            raise DataFormatError(
-                "OV-2065",
-                f"{path} needs a term column (term / CTCAE Term) and a code column (meddra_code / MedDRA Code)",
+            raise fail(
+                "OV-2065", "needs a term column (term / CTCAE Term) and a code column (meddra_code / MedDRA Code)"
             )
         terms = [
             CtcaeTerm(" ".join(row[term_col].split()), row[code_col].strip())
             for row in reader
             if row.get(term_col) and row.get(code_col)
         ]
+    except csv.Error as exc:  # e.g. a field over csv's size limit: no term list looks like that
+        raise fail("OV-2065", f"is not a readable CSV file ({exc})") from exc
     if not terms:
-        raise DataFormatError("OV-2066", f"{path} holds no CTCAE terms")
+        raise fail("OV-2066", "holds no CTCAE terms")
     return terms
 
 

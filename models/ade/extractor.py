@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.ade.ctcae import TERMS_FILE, VECTORS_FILE, CtcaeIndex, CtcaeMatch, CtcaeTerm, read_terms
+from models.ade.ctcae import TERMS_FILE, VECTORS_FILE, CtcaeIndex, CtcaeMatch, CtcaeTerm, FloatArray, parse_terms
 from models.ade.cues import core_mention, is_negated, severity
 from models.ade.decode import drop_bare_qualifiers, nest_drug_events, tidy
 from models.encoder_export import EMBEDDER_FILE, EMBEDDER_TOKENIZER_FILE
@@ -32,6 +32,7 @@ from models.encoder_infer import (
     read_labels,
 )
 from models.errors import ModelLoadError
+from models.model_files import invalid, load_npy, read_model_text
 from models.records import AdeFinding, pipe_batches
 from models.registry import RuntimeConfig
 from models.runtime import CPU, load_session, split_sentences_with_offsets, window_spans
@@ -113,9 +114,9 @@ class AdeExtractor:
                 embedder_session, embedder_tokenizer, config.max_batch, config.max_tokens
             ).embed
         if (model_dir / TERMS_FILE).is_file():
-            terms = read_terms(model_dir / TERMS_FILE)
+            terms = _read_own_terms(model_dir / TERMS_FILE)
             vectors_path = model_dir / VECTORS_FILE
-            vectors = np.load(vectors_path).astype(np.float32) if vectors_path.is_file() and embed else None
+            vectors = _read_term_vectors(vectors_path) if vectors_path.is_file() and embed else None
             index = CtcaeIndex(terms, vectors, embed, config.ctcae_threshold)
         elif ctcae_terms is not None:
             # A user's own directory: terms matched lexically (no embedder of ours to compare with).
@@ -223,6 +224,17 @@ class AdeExtractor:
                 old = findings[note][index]
                 findings[note][index] = replace(old, ctcae_term=match.term, meddra_code=match.meddra_code)
         return findings
+
+
+def _read_own_terms(path: Path) -> list[CtcaeTerm]:
+    return parse_terms(read_model_text(path, "OV-2191"), lambda _code, problem: invalid(path, "OV-2191", problem))
+
+
+def _read_term_vectors(path: Path) -> FloatArray:
+    vectors = load_npy(path, "OV-2191")
+    if vectors.ndim != 2 or vectors.dtype.kind not in "fiu":
+        raise invalid(path, "OV-2191", f"holds a {vectors.dtype} array of shape {vectors.shape}, not term vectors")
+    return vectors.astype(np.float32)
 
 
 def split_note(text: str) -> list[tuple[int, int]]:

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -20,8 +20,9 @@ from models.drugcomb.candidates import CandidateConfig, context_of, enumerate_ca
 from models.drugcomb.data import DrugCombDoc, DrugSpan
 from models.drugcomb.decode import CandidateDecision, Strategy, decide
 from models.drugcomb.lexicon import DRUGS_FILE, DrugLexicon
-from models.drugcomb.pooled import InputRow, PooledClassifier, load_pooled_classifier
+from models.drugcomb.pooled import TASK_FILE, InputRow, PooledClassifier, load_pooled_classifier
 from models.encoder_infer import softmax
+from models.model_files import invalid
 from models.records import CombinationLabel, DrugCombination, pipe_batches
 from models.registry import Registry, RuntimeConfig
 from models.runtime import split_sentences_with_offsets
@@ -162,10 +163,24 @@ def load_drugcomb_extractor(
     classifier = load_pooled_classifier(
         model_dir, config.providers, config.threads, config.allow_int8, config.require, config.max_batch, config.spin
     )
-    decode_config = DecodeConfig.from_dict(classifier.task.extra.get("drugcomb", {}))
+    decode_config = _decode_config(model_dir, classifier.task.extra.get("drugcomb", {}))
     extra = dict(extra_drugs or {})
     extra.update({str(k): str(v) for k, v in config.extra.get("drug_names", {}).items()})
     return DrugCombExtractor(classifier, DrugLexicon.from_file(model_dir / DRUGS_FILE, extra), decode_config)
+
+
+def _decode_config(model_dir: Path, raw: Any) -> DecodeConfig:
+    """The decoding settings of ``pooled_task.json``, refused as a whole when any is malformed."""
+    path = model_dir / TASK_FILE
+    if not isinstance(raw, dict):
+        raise invalid(path, "OV-2006", "has a drugcomb entry that is not an object")
+    try:
+        config = DecodeConfig.from_dict(raw)
+    except (ValueError, TypeError, OverflowError) as exc:  # int() / float() of a value that is no number
+        raise invalid(path, "OV-2006", f"has a malformed drugcomb setting ({exc})") from exc
+    if config.strategy not in get_args(Strategy):
+        raise invalid(path, "OV-2006", f"has drugcomb strategy {config.strategy!r}, not one of {get_args(Strategy)}")
+    return config
 
 
 def register(registry: Registry) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.errors import ModelLoadError
+from models.model_files import read_model_text
 
 DRUGS_FILE = "drugs.txt"
 
@@ -58,5 +59,5 @@ class DrugLexicon:
             raise ModelLoadError(
                 "OV-2018", f"{path} is missing; rebuild the drugcomb model with `oncovigil models build`"
             )
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        names = [line.strip() for line in read_model_text(path, "OV-2018").splitlines() if line.strip()]
         return cls(names, extra)

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.errors import ModelLoadError
+from models.model_files import invalid, load_json_object, load_npz, open_tokenizer
 from models.runtime import LoadedSession, bucket_by_length
 
 Pooling = Literal["cls_mean", "cls_mean_focus", "cls_mean_focus_other"]
@@ -57,12 +58,19 @@ class PooledTask:
             raise ModelLoadError(
                 "OV-2006", f"{path} is missing; rebuild the model directory with `oncovigil models build`"
             )
+        data = load_json_object(path, "OV-2006")
         try:
-            return cls(**json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError) as exc:
-            raise ModelLoadError(
-                "OV-2006", f"{path} is not a valid task file ({exc}); rebuild the model directory"
-            ) from exc
+            task = cls(**data)
+        except TypeError as exc:  # a missing or unknown field
+            raise invalid(path, "OV-2006", f"is not a valid task file ({exc})") from exc
+        labels_ok = isinstance(task.labels, list) and all(isinstance(label, str) for label in task.labels)
+        if not labels_ok or task.pooling not in POOLED_BLOCKS:
+            raise invalid(path, "OV-2006", f"needs a list of labels and a pooling of {sorted(POOLED_BLOCKS)}")
+        if not isinstance(task.max_len, int) or isinstance(task.max_len, bool) or task.max_len < 3:
+            raise invalid(path, "OV-2006", f"has max_len {task.max_len!r}, not a whole number above 2")
+        if not isinstance(task.extra, dict):
+            raise invalid(path, "OV-2006", "has an extra field that is not an object")
+        return task
 
 
 @dataclass(frozen=True)
@@ -77,12 +85,10 @@ class InputRow:
 
 def load_tokenizer(model_dir: Path, max_length: int) -> Any:
     """A ``tokenizers.Tokenizer`` truncating (longest first) to ``max_length``, never padding by itself."""
-    from tokenizers import Tokenizer
-
     path = model_dir / "tokenizer.json"
     if not path.is_file():
         raise ModelLoadError("OV-2006", f"{path} is missing; rebuild the model directory with `oncovigil models build`")
-    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer = open_tokenizer(path, "OV-2006")
     tokenizer.no_padding()
     tokenizer.enable_truncation(max_length=max_length, strategy="longest_first")
     return tokenizer
@@ -156,13 +162,31 @@ class NumpyHead:
             raise ModelLoadError(
                 "OV-2006", f"{path} is missing; rebuild the model directory with `oncovigil models build`"
             )
-        with np.load(path, allow_pickle=False) as data:
-            return cls({k: data[k] for k in data.files})
+        weights = load_npz(path, "OV-2006")
+        shapes = {name: weights[name].shape for name in _HEAD_WEIGHTS if name in weights}
+        if len(shapes) < len(_HEAD_WEIGHTS) or not _mlp_shapes(shapes):
+            raise invalid(path, "OV-2006", f"needs the weights {list(_HEAD_WEIGHTS)} of a two-layer MLP, got {shapes}")
+        if any(weights[name].dtype.kind not in "fiu" for name in _HEAD_WEIGHTS):
+            raise invalid(path, "OV-2006", "holds weights that are not numbers")
+        return cls(weights)
+
+    @property
+    def outputs(self) -> int:
+        return int(self.b2.shape[0])
 
     def __call__(self, features: np.ndarray) -> FloatArray:
         hidden = np.tanh(features @ self.w1.T + self.b1)
         out: FloatArray = (hidden @ self.w2.T + self.b2).astype(np.float32)
         return out
+
+
+_HEAD_WEIGHTS = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
+
+
+def _mlp_shapes(shapes: dict[str, tuple[int, ...]]) -> bool:
+    """fc1: [hidden, features] and [hidden]; fc2: [outputs, hidden] and [outputs]."""
+    w1, b1, w2, b2 = (shapes[name] for name in _HEAD_WEIGHTS)
+    return len(w1) == len(w2) == 2 and b1 == (w1[0],) and b2 == (w2[0],) and w2[1] == w1[0]
 
 
 class PooledClassifier:
@@ -216,6 +240,11 @@ def load_pooled_classifier(
         verify_dir(model_dir)
     task = PooledTask.read(model_dir)
     session = load_model_dir_session(model_dir, providers, threads, allow_int8, require, spin)
-    return PooledClassifier(
-        session, load_tokenizer(model_dir, task.max_len), NumpyHead.load(model_dir), task, max_batch
-    )
+    tokenizer = load_tokenizer(model_dir, task.max_len)
+    head = NumpyHead.load(model_dir)
+    if head.outputs != len(task.labels):
+        labels = len(task.labels)
+        raise invalid(
+            model_dir / HEAD_FILE, "OV-2006", f"has {head.outputs} outputs but {TASK_FILE} names {labels} labels"
+        )
+    return PooledClassifier(session, tokenizer, head, task, max_batch)

@@ -23,6 +23,7 @@ from models.drugcomb.extractor import DrugCombExtractor, candidate_inputs
 from models.encoder_infer import softmax
 from models.errors import DataFormatError
 from models.knn import Vote, blend, unit, vote
+from models.model_files import REFINE, load_npz, rows_agree
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -56,10 +57,11 @@ class CandidateIndex:
     def load(cls, path: Path) -> CandidateIndex:
         if not path.is_file():
             raise DataFormatError("OV-2124", f"{path} is not a retrieval index; build one with `oncovigil refine`")
-        with np.load(path, allow_pickle=False) as data:
-            if str(data["classes"]) != ",".join(CLASS_LABELS):
-                raise DataFormatError("OV-2125", f"{path} was built for other drugcomb classes")
-            return cls(data["vectors"].astype(np.float32), data["labels"].astype(np.int64))
+        data = load_npz(path, "OV-2124", REFINE, DataFormatError, ("classes", "vectors", "labels"))
+        if str(data["classes"]) != ",".join(CLASS_LABELS):
+            raise DataFormatError("OV-2125", f"{path} was built for other drugcomb classes")
+        rows_agree(data, path, "OV-2124", REFINE, DataFormatError)
+        return cls(data["vectors"].astype(np.float32), data["labels"].astype(np.int64))
 
 
 def gold_classes(doc: DrugCombDoc, candidates: Sequence[tuple[int, ...]]) -> list[int]:

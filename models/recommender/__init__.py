@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.card import verify_dir
+from models.model_files import open_tokenizer
 from models.recommender.artifact import REGISTRY_NAME, SETTINGS_FILE, RecommenderSettings, read_settings
 from models.recommender.metrics import ScoredVisit, SetMetrics, VisitOutcome, calibrate_threshold, set_metrics
 from models.recommender.prompt import PatientSummary, PromptFormat, render_prefix, render_suffix
@@ -21,8 +22,6 @@ from models.runtime import load_model_dir_session
 
 def load_recommender(model_dir: Path, config: RuntimeConfig | None = None) -> MedicationRecommender:
     """Verify the directory's hashes, open its ONNX session and tokenizer, and return the recommender."""
-    from tokenizers import Tokenizer
-
     config = config or RuntimeConfig()
     verify_dir(model_dir)
     settings = read_settings(model_dir)
@@ -30,7 +29,7 @@ def load_recommender(model_dir: Path, config: RuntimeConfig | None = None) -> Me
         model_dir, config.providers, config.threads, allow_int8=config.allow_int8, require=config.require,
         spin=config.spin,
     )
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer = open_tokenizer(model_dir / "tokenizer.json", "OV-2193")
     yes_id, no_id = answer_ids(tokenizer, settings.prompt)
     scorer = OnnxYesNoScorer(loaded, yes_id, no_id, pad_id=no_id, max_batch=config.max_batch)
     return MedicationRecommender(

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import ModelLoadError
+from models.model_files import invalid, load_json_object
 from models.recommender.prompt import PromptFormat
 
 SETTINGS_FILE = "recommender.json"
 REGISTRY_NAME = "recommender.v1"
+_RESTORE = "retrain or restore the file"
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,13 @@ def write_settings(directory: Path, settings: RecommenderSettings) -> None:
 
 def read_settings(directory: Path) -> RecommenderSettings:
     path = directory / SETTINGS_FILE
+    if not path.is_file():
+        raise ModelLoadError(
+            "OV-2019",
+            f"{path} is missing; this is not a recommender directory (run `oncovigil train recommender`)",
+        )
+    data = load_json_object(path, "OV-2019", _RESTORE)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         return RecommenderSettings(
             threshold=float(data["threshold"]),
             base=str(data["base"]),
@@ -54,10 +61,5 @@ def read_settings(directory: Path) -> RecommenderSettings:
             registry_name=str(data.get("registry_name", REGISTRY_NAME)),
             warning_threshold=None if data.get("warning_threshold") is None else float(data["warning_threshold"]),
         )
-    except FileNotFoundError as exc:
-        raise ModelLoadError(
-            "OV-2019",
-            f"{path} is missing; this is not a recommender directory (run `oncovigil train recommender`)",
-        ) from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError("OV-2019", f"{path} is not valid ({exc}); retrain or restore the file") from exc
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:  # OverflowError: float() of a huge integer
+        raise invalid(path, "OV-2019", f"is not valid ({exc})", _RESTORE) from exc

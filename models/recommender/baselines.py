@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from models.model_files import invalid, load_json_object
 from models.recommender.metrics import ScoredVisit, calibrate_threshold
 from models.recommender.visits import TrainingVisit
 
@@ -119,4 +120,11 @@ def read_baselines(directory: Path) -> Baselines | None:
     path = directory / BASELINES_FILE
     if not path.is_file():
         return None
-    return Baselines.from_json(json.loads(path.read_text(encoding="utf-8")))
+    data = load_json_object(path, "OV-2192")
+    counts: list[Any] = [data.get("drug_counts"), data.get("condition_counts"), data.get("pair_counts")]
+    if not all(isinstance(c, dict) for c in counts) or not all(isinstance(m, dict) for m in counts[2].values()):
+        raise invalid(path, "OV-2192", "needs drug_counts, condition_counts and pair_counts objects")
+    try:
+        return Baselines.from_json(data)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # a missing field, a count that is no number
+        raise invalid(path, "OV-2192", f"is not valid baselines ({type(exc).__name__}: {exc})") from exc

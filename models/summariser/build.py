@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import ModelLoadError, TrainingError
+from models.model_files import load_json_object
 from models.summariser.fit import SETTINGS_FILE, STAGES, VOCABULARY_FILE, read_settings, write_settings
 from models.summariser.graph import LAST_POSITION, keep_last_position_logits
 from models.summariser.narrative import render_prompt
@@ -141,7 +142,8 @@ def _stages(artifact_dir: Path) -> tuple[dict[str, Any], list[tuple[str, Path]]]
             f"{artifact_dir} is neither a summariser artifact ({SETTINGS_FILE}) nor a Hugging Face folder "
             "(config.json); pass one of them",
         )
-    encoder_decoder = bool(json.loads(config.read_text(encoding="utf-8")).get("is_encoder_decoder"))
+    fix = "pass a Hugging Face folder saved with save_pretrained"
+    encoder_decoder = bool(load_json_object(config, "OV-2103", fix).get("is_encoder_decoder"))
     arch = "seq2seq" if encoder_decoder else "causal"
     return {"arch": arch, "base": str(artifact_dir), "max_new_tokens": 160, "user_model": True}, [("dpo", artifact_dir)]
 

@@ -99,17 +99,33 @@ def write_settings(out_dir: Path, arch: str, base: str, max_new_tokens: int) -> 
 
 def read_settings(directory: Path) -> dict[str, Any]:
     from models.errors import ModelLoadError
+    from models.model_files import invalid, load_json_object
 
     path = directory / SETTINGS_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    if not path.is_file():
         raise ModelLoadError(
             "OV-2101", f"{path} is missing or invalid; this is not a summariser directory (oncovigil train summariser)"
-        ) from exc
+        )
+    data = load_json_object(path, "OV-2101", _REBUILD)
     if data.get("arch") not in ("causal", "seq2seq"):
         raise ModelLoadError("OV-2101", f"{path}: arch must be causal or seq2seq, not {data.get('arch')!r}")
+    max_new, pad, eos = data.get("max_new_tokens", 160), data.get("pad_token_id"), data.get("eos_token_id")
+    eos_ok = eos is None or _whole(eos) or (isinstance(eos, list) and bool(eos) and all(_whole(e) for e in eos))
+    if not (_whole(max_new) and max_new > 0 and (pad is None or _whole(pad)) and eos_ok):
+        raise invalid(
+            path, "OV-2101", "needs whole numbers for max_new_tokens, pad_token_id and eos_token_id", _REBUILD
+        )
     return dict(data)
+
+
+_REBUILD = (
+    "rebuild it with `oncovigil models build` (an artifact: retrain with `oncovigil train summariser`), "
+    "or check the file if the folder is your own"
+)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def fit_summariser(

@@ -11,7 +11,6 @@ Both take rendered prompts and return texts; batching is by prompt length.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.errors import ModelLoadError
+from models.model_files import load_json_object, open_tokenizer
 from models.runtime import CPU, DEFAULT_PROVIDERS, load_session
 from models.summariser.fact_copy import CopyPlan, copy_plan, forced_continuation
 from models.summariser.fit import SETTINGS_FILE, read_settings
@@ -47,17 +47,17 @@ class CausalGenerator:
         batch_size: int = 8,
         copy_width: int = 4,
     ) -> None:
-        from tokenizers import Tokenizer
-
         self._loaded = load_session(stage_dir / "model.onnx", providers, threads)
         self.provider = self._loaded.provider
-        self._tokenizer = Tokenizer.from_file(str(stage_dir / "tokenizer.json"))
-        config = json.loads((stage_dir / "config.json").read_text(encoding="utf-8"))
+        self._tokenizer = open_tokenizer(stage_dir / "tokenizer.json", "OV-2194")
+        config = load_json_object(stage_dir / "config.json", "OV-2105")
         eos = eos_token_id if eos_token_id is not None else config.get("eos_token_id")
         if isinstance(eos, list):
-            eos = eos[0]
-        if eos is None:
-            raise ModelLoadError("OV-2105", f"{stage_dir}: no eos token id in config.json or {SETTINGS_FILE}")
+            eos = eos[0] if eos else None
+        if not isinstance(eos, int) or isinstance(eos, bool):
+            raise ModelLoadError(
+                "OV-2105", f"{stage_dir}: no eos token id (a whole number) in config.json or {SETTINGS_FILE}"
+            )
         self._eos = int(eos)
         self._pad = int(pad_token_id if pad_token_id is not None else self._eos)
         self._max_new = max_new_tokens
@@ -195,6 +195,11 @@ class Seq2SeqGenerator:
         max_new_tokens: int = 160,
         batch_size: int = 8,
     ) -> None:
+        # optimum and transformers each report a damaged file their own way (or try to re-export the model):
+        # the two JSON files are checked here first, so a bad one is named with our codes.
+        load_json_object(stage_dir / "config.json", "OV-2105")
+        if (stage_dir / "tokenizer.json").is_file():
+            open_tokenizer(stage_dir / "tokenizer.json", "OV-2194")
         import onnxruntime as ort
         from optimum.onnxruntime import ORTModelForSeq2SeqLM
         from transformers import AutoTokenizer

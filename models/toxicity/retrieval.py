@@ -21,6 +21,7 @@ from models.drugcomb.pooled import HIDDEN, InputRow, encode_rows, pad_batch, poo
 from models.encoder_infer import softmax
 from models.errors import DataFormatError
 from models.knn import Vote, blend, unit, vote
+from models.model_files import REFINE, load_npz, npz_names, rows_agree
 from models.records import ToxicityFinding, pipe_batches
 from models.runtime import bucket_by_length
 from models.toxicity.data import ToxicityNote
@@ -65,9 +66,10 @@ class RetrievalIndex:
     def load(cls, path: Path) -> RetrievalIndex:
         if not path.is_file():
             raise DataFormatError("OV-2124", f"{path} is not a retrieval index; build one with `oncovigil refine`")
-        with np.load(path, allow_pickle=False) as data:
-            symptoms = tuple(json.loads(str(data["symptoms"])))
-            return cls(symptoms, data["vectors"].astype(np.float32), data["status"], data["grade"])
+        data = load_npz(path, "OV-2124", REFINE, DataFormatError, ("symptoms", "vectors", "status", "grade"))
+        symptoms = npz_names(data, "symptoms", path, "OV-2124", REFINE, DataFormatError)
+        rows_agree(data, path, "OV-2124", REFINE, DataFormatError)
+        return cls(symptoms, data["vectors"].astype(np.float32), data["status"], data["grade"])
 
 
 def window_labels(note: ToxicityNote, layout: HeadLayout, windows: Sequence[tuple[int, int]]) -> list[list[int]] | None:
