@@ -69,25 +69,64 @@ def read_ndjson_dir(path: Path | str) -> Iterator[Resource]:
     """Resources of every ``<Type>*.ndjson`` file in a directory, files in dependency order.
 
     Files whose name does not start with a resource type (a bulk export's ``log.ndjson``) are left out.
+    A folder with no resource at all is refused: loading it would report success having done nothing.
     """
+    for _where, resource in read_ndjson_rows(path, allow_empty=False):
+        yield resource
+
+
+def read_ndjson_rows(path: Path | str, *, allow_empty: bool) -> Iterator[tuple[str, Resource]]:
+    """Like :func:`read_ndjson_dir`, each resource with its ``file:line`` for messages about its content."""
     folder = Path(path)
     if not folder.is_dir():
         raise LoadInputError("OV-1090", f"{folder} is not a directory of NDJSON files; give the bulk export folder")
     files = [f for f in folder.glob("*.ndjson") if f.name[:1].isupper()]
+    found = 0
     for file in sorted(files, key=lambda f: (_rank(f.name.split(".", 1)[0]), f.name)):
-        with file.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    resource = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise LoadInputError(
-                        "OV-1091", f"{file.name}:{number} is not valid JSON ({exc.msg}); fix the file"
-                    ) from exc
-                if not isinstance(resource, dict) or "resourceType" not in resource:
-                    raise LoadInputError("OV-1092", f"{file.name}:{number} is not a FHIR resource (no resourceType)")
-                yield resource
+        for number, line in _lines(file):
+            where = f"{file.name}:{number}"
+            if not line.strip():
+                continue
+            resource = _parse(line, where)
+            if not isinstance(resource, dict) or "resourceType" not in resource:
+                raise LoadInputError("OV-1092", f"{where} is not a FHIR resource (no resourceType)")
+            found += 1
+            yield where, resource
+    if not found and not allow_empty:
+        raise LoadInputError(
+            "OV-1099",
+            f"{folder} has no FHIR resources (no non-empty <Type>*.ndjson file); give the bulk export folder",
+        )
+
+
+def _lines(file: Path) -> Iterator[tuple[int, str]]:
+    # Bytes, decoded line by line: a text-mode reader decodes ahead in chunks, so its error would name
+    # the wrong line.
+    try:
+        handle = file.open("rb")
+    except OSError as exc:
+        reason = "a folder" if file.is_dir() else (exc.strerror or type(exc).__name__)
+        raise LoadInputError("OV-1096", f"{file.name} cannot be read as an NDJSON file ({reason})") from exc
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise LoadInputError(
+                    "OV-1096", f"{file.name}:{number} is not UTF-8 text (byte {exc.start + 1}); save it as UTF-8"
+                ) from exc
+
+
+def _parse(line: str, where: str) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise LoadInputError("OV-1091", f"{where} is not valid JSON ({exc.msg}); fix the file") from exc
+    except (ValueError, RecursionError) as exc:
+        # Valid JSON the parser still refuses: a number over Python's digit limit, or nesting deeper than
+        # the recursion limit. Neither is a FHIR resource.
+        what = "nests too deeply" if isinstance(exc, RecursionError) else "has a number too long to read"
+        raise LoadInputError("OV-1097", f"{where} {what}; fix the file") from exc
 
 
 def _checked(resource: Resource) -> Resource:

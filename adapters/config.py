@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from adapters.errors import FhirConfigError
+
+MAX_RETRIES = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +36,7 @@ class FhirClientConfig:
     max_attachment_bytes: int = 10_000_000
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise FhirConfigError(
-                "OV-1001",
-                f"FHIR base URL {self.base_url!r} is not an http(s) URL; set it like http://host:8080/fhir",
-            )
+        self._check_base_url()
         positive = {
             "connect_timeout_s": self.connect_timeout_s,
             "read_timeout_s": self.read_timeout_s,
@@ -50,12 +48,35 @@ class FhirClientConfig:
             "max_attachment_bytes": self.max_attachment_bytes,
         }
         for name, value in positive.items():
-            if value <= 0:
-                raise FhirConfigError("OV-1002", f"FHIR client setting {name}={value} must be positive")
-        if self.max_retries < 0 or self.backoff_base_s < 0 or self.backoff_max_s < 0 or self.max_retry_after_s < 0:
+            # NaN compares false with everything, so "<= 0" alone lets it through to httpx.
+            if not math.isfinite(value) or value <= 0:
+                raise FhirConfigError("OV-1002", f"FHIR client setting {name}={value} must be a positive number")
+        non_negative = {
+            "backoff_base_s": self.backoff_base_s,
+            "backoff_max_s": self.backoff_max_s,
+            "max_retry_after_s": self.max_retry_after_s,
+        }
+        for name, value in non_negative.items():
+            if not math.isfinite(value) or value < 0:
+                raise FhirConfigError("OV-1002", f"FHIR retry setting {name}={value} must be a number >= 0")
+        # Each retry may wait up to backoff_max_s; beyond a few dozen a dead server looks like a hang.
+        if not 0 <= self.max_retries <= MAX_RETRIES:
             raise FhirConfigError(
-                "OV-1002", "FHIR retry settings (max_retries, backoff_*, max_retry_after_s) must be >= 0"
+                "OV-1002", f"FHIR retry setting max_retries={self.max_retries} must be within 0..{MAX_RETRIES}"
             )
+
+    def _check_base_url(self) -> None:
+        hint = "set it like http://host:8080/fhir"
+        try:
+            parts = urlsplit(self.base_url)
+            port = parts.port
+        except ValueError as exc:
+            # urlsplit refuses an unclosed IPv6 bracket; .port refuses a port that is not 0..65535 digits.
+            raise FhirConfigError("OV-1001", f"FHIR base URL {self.base_url!r} is malformed ({exc}); {hint}") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise FhirConfigError("OV-1001", f"FHIR base URL {self.base_url!r} is not an http(s) URL; {hint}")
+        if port == 0:
+            raise FhirConfigError("OV-1001", f"FHIR base URL {self.base_url!r} has port 0; {hint}")
 
     @property
     def base(self) -> str:
