@@ -87,8 +87,11 @@ def read_card(directory: Path) -> ModelCard:
     try:
         return ModelCard.model_validate_json(path.read_bytes())  # bytes: non-UTF-8 is a ValidationError too
     except ValidationError as exc:
+        # The locations tell the reader which field to look at; pydantic's full text is too long for one line.
+        where = sorted({".".join(str(part) for part in error["loc"]) or "(whole file)" for error in exc.errors()})
         raise ModelLoadError(
-            "OV-2004", f"{path} is not a valid model card ({exc.error_count()} errors); rebuild it"
+            "OV-2004",
+            f"{path} is not a valid model card ({exc.error_count()} errors, in: {', '.join(where)}); rebuild it",
         ) from exc
 
 

@@ -300,8 +300,19 @@ def export_user_hf_dir(hf_dir: Path, out_dir: Path, hf_task: str, check_texts: S
         )
     if not (hf_dir / "tokenizer.json").is_file():
         raise ModelLoadError("OV-2082", f"{hf_dir} has no tokenizer.json (a fast tokenizer); save it with the model")
+    from safetensors import SafetensorError
+
+    # transformers fails on a config that is JSON but not an object with a bare TypeError.
+    load_json_object(hf_dir / "config.json", "OV-2197", "save the model again with save_pretrained")
     auto = AutoModelForTokenClassification if hf_task == "token-classification" else AutoModelForSequenceClassification
-    model = auto.from_pretrained(str(hf_dir))
+    try:
+        model = auto.from_pretrained(str(hf_dir))
+    # What transformers raises for a damaged folder: unreadable weights (SafetensorError), a config that is
+    # not JSON or no weights file (OSError), an unknown model_type (ValueError).
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(
+            "OV-2197", f"{hf_dir} is not a loadable Hugging Face model directory ({exc}); save it again"
+        ) from exc
     model.eval()
     staging = out_dir.with_name(out_dir.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)

@@ -20,7 +20,10 @@ Exception tree::
     OV-2190..2199: a damaged file in a model directory (``models.model_files``) where the loader had no code
     of its own: encoder_task.json (OV-2190), the ADE CTCAE term list and vectors (OV-2191), the recommender's
     baselines.json (OV-2192) and tokenizer.json (OV-2193), a summariser stage's tokenizer.json (OV-2194);
-    raised as ModelLoadError.
+    raised as ModelLoadError. Then, ranges being full: ADE-Corpus-V2 offsets that do not span their string
+    (OV-2195) and a drug or effect not in its sentence (OV-2196), as DataFormatError; a user's Hugging Face
+    directory transformers cannot load (OV-2197), as ModelLoadError; an unknown onnxruntime provider name
+    (OV-2198), as ProviderError.
 """
 
 from __future__ import annotations

@@ -133,6 +133,20 @@ def load_model_dir_session(
     Whether CUDA really works is learnt from a throw-away session on a one-node graph, so the (large)
     model is loaded once, in the variant that fits.
     """
+    import onnxruntime as ort
+
+    if not providers:
+        raise ProviderError(
+            "OV-2030", "no execution provider requested; set onnx_providers, e.g. [CPUExecutionProvider]"
+        )
+    # get_all_providers() lists every name onnxruntime knows, built in or not: a name outside it is a typo,
+    # which the CPU fallback below would otherwise hide. Availability is still learnt from a real session.
+    known = ort.get_all_providers()
+    unknown = [p for p in providers if p not in known]
+    if unknown:
+        raise ProviderError(
+            "OV-2198", f"unknown onnxruntime execution provider(s) {unknown}; known names: {', '.join(known)}"
+        )
     gpu = CUDA in providers and gpu_usable(providers)
     return load_session(pick_variant(model_dir, gpu, allow_int8), providers if gpu else [CPU], threads, require, spin)
 

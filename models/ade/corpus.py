@@ -42,6 +42,7 @@ class _RelLine:
     effect_begin: int
     drug: str
     drug_begin: int
+    number: int
 
 
 def _occurrences(text: str, needle: str) -> list[int]:
@@ -66,9 +67,24 @@ def _parse_rel(path: Path) -> list[_RelLine]:
                 "(PMID|sentence|effect|begin|end|drug|begin|end); is this ADE-Corpus-V2 DRUG-AE.rel?",
             )
         try:
-            lines.append(_RelLine(parts[0], parts[1], parts[2], int(parts[3]), parts[5], int(parts[6])))
+            effect_begin, effect_end, drug_begin, drug_end = (int(parts[i]) for i in (3, 4, 6, 7))
         except ValueError as exc:
-            raise DataFormatError("OV-2061", f"{path}:{number}: begin offsets must be integers") from exc
+            raise DataFormatError(
+                "OV-2061", f"{path}:{number}: begin and end offsets (fields 4, 5, 7, 8) must be integers"
+            ) from exc
+        # Every line of the published corpus satisfies this; a line that does not was edited or shifted,
+        # and its begin offset would steer the span choice below to the wrong occurrence.
+        for what, string, begin, end in (
+            ("effect", parts[2], effect_begin, effect_end),
+            ("drug", parts[5], drug_begin, drug_end),
+        ):
+            if begin < 0 or end - begin != len(string):
+                raise DataFormatError(
+                    "OV-2195",
+                    f"{path}:{number}: {what} offsets {begin}..{end} do not span {what} {string!r} "
+                    f"({len(string)} characters); fix the offsets",
+                )
+        lines.append(_RelLine(parts[0], parts[1], parts[2], effect_begin, parts[5], drug_begin, number))
     return lines
 
 
@@ -82,7 +98,7 @@ def _place(sentence: str, needle: str, begin: int, shift: int | None) -> Span | 
 
 
 def read_rel(path: Path) -> list[AdeSentence]:
-    """Sentences of ``DRUG-AE.rel`` with spans and pairs; annotations not found in the text are dropped."""
+    """Sentences of ``DRUG-AE.rel`` with spans and pairs; a drug or effect not found in its sentence is an error."""
     grouped: dict[tuple[str, str], list[_RelLine]] = defaultdict(list)
     for line in _parse_rel(path):
         grouped[(line.pmid, line.sentence)].append(line)
@@ -98,8 +114,12 @@ def read_rel(path: Path) -> list[AdeSentence]:
         for line in lines:
             drug = _place(text, line.drug, line.drug_begin, shift)
             event = _place(text, line.effect, line.effect_begin, shift)
+            # No line of the published corpus misses; dropping one would quietly shrink the gold set.
             if drug is None or event is None:
-                continue
+                what, string = ("drug", line.drug) if drug is None else ("effect", line.effect)
+                raise DataFormatError(
+                    "OV-2196", f"{path}:{line.number}: {what} {string!r} does not occur in its sentence; fix the line"
+                )
             sentence.drugs.add(drug)
             sentence.events.add(event)
             sentence.pairs.add((drug, event))

@@ -47,7 +47,13 @@ def parse_record(record: Any, where: str) -> LabelledNote:
     unknown = set(record["truth"]) - set(FIELDS)
     if unknown:
         raise DataFormatError("OV-2122", f"{where}: unknown truth fields {sorted(unknown)}; known: {list(FIELDS)}")
-    truth = {name: (None if record["truth"].get(name) is None else str(record["truth"][name])) for name in FIELDS}
+    # str() would turn a list or number into a label that never matches, scoring it as a silent miss.
+    wrong = {name: value for name, value in record["truth"].items() if value is not None and not isinstance(value, str)}
+    if wrong:
+        raise DataFormatError(
+            "OV-2121", f"{where}: truth values must be strings or null, got {wrong!r}; quote or null them"
+        )
+    truth: dict[str, str | None] = {name: record["truth"].get(name) for name in FIELDS}
     raw_spans = record.get("spans")
     raw_spans = [] if raw_spans is None else raw_spans
     if not isinstance(raw_spans, list):

@@ -6,12 +6,27 @@ patients. JSON round-trips exactly, so the same record can be stored, written to
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from models.errors import DataFormatError
 
 SERIOUS_GRADE = 3
+
+
+def _whole(value: Any) -> int:
+    """``int()`` that refuses what it would quietly change: 2.7 -> 2 is a wrong count, True -> 1 a wrong type."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(value)
+
+
+def _finite(value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number):  # JSON's NaN/Infinity would print as a median in the summary
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
 
 
 @dataclass(frozen=True)
@@ -37,10 +52,10 @@ class TermCount:
     def from_json(cls, data: dict[str, Any]) -> TermCount:
         return cls(
             term=str(data["term"]),
-            reports=int(data["reports"]),
-            patients=int(data["patients"]),
-            grades={int(g): int(n) for g, n in dict(data.get("grades") or {}).items()},
-            serious=int(data.get("serious", 0)),
+            reports=_whole(data["reports"]),
+            patients=_whole(data["patients"]),
+            grades={int(g): _whole(n) for g, n in dict(data.get("grades") or {}).items()},
+            serious=_whole(data.get("serious", 0)),
         )
 
 
@@ -59,7 +74,7 @@ class EvidenceRef:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EvidenceRef:
         span = list(data.get("span") or [0, 0])
-        return cls(str(data["note_id"]), str(data["term"]), int(span[0]), int(span[1]))
+        return cls(str(data["note_id"]), str(data["term"]), _whole(span[0]), _whole(span[1]))
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,8 @@ class DrugGroup:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DrugGroup:
+        if not isinstance(data, dict):
+            raise DataFormatError("OV-2100", f"a grouped drug record must be a JSON object, got {data!r:.80}")
         try:
             median = data.get("median_days_to_onset")
             return cls(
@@ -110,13 +127,14 @@ class DrugGroup:
                 rxnorm=str(data.get("rxnorm", "")),
                 period_start=str(data.get("period_start", "")),
                 period_end=str(data.get("period_end", "")),
-                patients=int(data["patients"]),
-                reports=int(data["reports"]),
+                patients=_whole(data["patients"]),
+                reports=_whole(data["reports"]),
                 terms=tuple(TermCount.from_json(t) for t in data["terms"]),
-                median_days_to_onset=None if median is None else float(median),
+                median_days_to_onset=None if median is None else _finite(median),
                 evidence=tuple(EvidenceRef.from_json(e) for e in data.get("evidence") or ()),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        # AttributeError: a term or evidence item that is not an object; OverflowError: int() of 1e999.
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise DataFormatError(
                 "OV-2100", f"not a grouped drug record ({exc!r}); each line needs drug, patients, reports, terms"
             ) from exc
