@@ -57,18 +57,38 @@ def load_trusted_issuers(settings: Settings) -> dict[str, IssuerTrust]:
     path = settings.cds_trusted_issuers_file
     if path is None:
         return {}
+    where = f"trusted issuers file {path} (ONCOVIGIL_CDS_TRUSTED_ISSUERS_FILE)"
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError("OV-0010", f"trusted issuers file {path} does not exist") from exc
     except json.JSONDecodeError as exc:
         raise ConfigError("OV-0011", f"trusted issuers file {path} is not JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("OV-0011", f"{where} is not JSON: not UTF-8 text (bad byte at offset {exc.start})") from exc
+    except RecursionError as exc:
+        # the json module parses nested arrays and objects recursively, so deep nesting exhausts the stack
+        raise ConfigError("OV-0011", f"{where} is not usable JSON: nested too deeply") from exc
+    except OSError as exc:
+        raise ConfigError(
+            "OV-0160", f"{where} cannot be read ({exc.strerror or exc}); name a readable JSON file"
+        ) from exc
     if not isinstance(raw, dict):
         raise ConfigError("OV-0012", f"trusted issuers file {path} must map issuer URLs to their trust")
-    return {
-        iss: IssuerTrust(jwks=t["jwks"], allowed_jku=tuple(t.get("allowed_jku", ())), tenants=t.get("tenants"))
-        for iss, t in raw.items()
-    }
+    return {iss: _issuer_trust(where, iss, trust) for iss, trust in raw.items()}
+
+
+def _issuer_trust(where: str, iss: str, trust: Any) -> IssuerTrust:
+    # a hand-edited file: every shape problem is the operator's to fix, never a KeyError from deep inside
+    if not isinstance(trust, dict) or not isinstance(trust.get("jwks"), dict):
+        raise ConfigError("OV-0012", f"{where}: issuer {iss!r} needs an object with a \"jwks\" object")
+    allowed_jku = trust.get("allowed_jku", [])
+    if not isinstance(allowed_jku, list) or not all(isinstance(u, str) for u in allowed_jku):
+        raise ConfigError("OV-0012", f"{where}: issuer {iss!r}: \"allowed_jku\" must be a list of URLs")
+    tenants = trust.get("tenants")
+    if tenants is not None and (not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants)):
+        raise ConfigError("OV-0012", f"{where}: issuer {iss!r}: \"tenants\" must be a list of strings or null")
+    return IssuerTrust(jwks=trust["jwks"], allowed_jku=tuple(allowed_jku), tenants=tenants)
 
 
 @dataclass
@@ -103,7 +123,8 @@ def create_app(
         try:
             jwt_config = JwtConfig(trusted_issuers=load_trusted_issuers(settings))
         except HooksConfigError as exc:
-            raise ConfigError("OV-0014", f"{exc}; set ONCOVIGIL_CDS_TRUSTED_ISSUERS_FILE") from exc
+            # the hooks code would make a second code on the line; ours is the one the CLI documents
+            raise ConfigError("OV-0014", f"{exc.detail}; set ONCOVIGIL_CDS_TRUSTED_ISSUERS_FILE") from exc
         verifier = JwtVerifier(jwt_config, StoreReplayStore(state, jwt_config.replay_ttl_s))
     decisions = CdsDecisions(state, assessor, PreparedContextCache(settings.cds_context_cache_ttl_s))
     app = create_hooks_app(default_services(), decisions, verifier, config)

@@ -24,10 +24,15 @@ def _pick_patient(truth_dir: Path) -> tuple[str, list[tuple[str, str]]]:
     """A cohort patient with a recorded serious ADE, and the drafts to order: that drug (+ an overprescription)."""
     best: tuple[str, list[tuple[str, str]]] | None = None
     over: dict[str, tuple[str, str]] = {}
-    for line in (truth_dir / "overprescriptions.jsonl").read_text().splitlines():
+    # "\n" only: the truth files keep non-ASCII raw, and splitlines() would break a note at U+2028
+    for line in (truth_dir / "overprescriptions.jsonl").read_text(encoding="utf-8").split("\n"):
+        if not line.strip():
+            continue
         o = json.loads(line)
         over.setdefault(o["patient_id"], (o["rxnorm"], o["drug"]))
-    for line in (truth_dir / "notes.jsonl").read_text().splitlines():
+    for line in (truth_dir / "notes.jsonl").read_text(encoding="utf-8").split("\n"):
+        if not line.strip():
+            continue
         note = json.loads(line)
         for ade in note["ades"]:
             if ade["negated"] or not ade.get("rxnorm") or (ade.get("grade") or 0) < 3:

@@ -19,7 +19,7 @@ from cds.model_tasks import (
     make_context,
     out_dir_problem,
 )
-from models import ModelError, read_card
+from models import ModelError, ModelIntegrityError, ModelLoadError, read_card
 from models.fp16 import FP16_FILE
 
 models_app = typer.Typer(help="Build and list the model directories the service runs.", no_args_is_help=True)
@@ -44,7 +44,7 @@ def _check_options(spec: TaskSpec, options: dict[str, str]) -> None:
     not_numbers = spec.non_numeric_options(options)
     if not_numbers:
         raise fail(f"OV-0015: {spec.name} options must be finite numbers: {', '.join(not_numbers)}")
-    out_of_range = spec.out_of_range_options(options)
+    out_of_range = spec.out_of_range_options(options) + spec.unknown_text_choices(options)
     if out_of_range:
         raise fail(f"OV-0015: {spec.name} options out of range: {', '.join(out_of_range)}")
 
@@ -115,12 +115,33 @@ def export(
     source = artifact or context.artifact(spec)
     if not (source / "model_card.json").is_file():
         raise fail(f"OV-0017: {source} has no model_card.json; train first with `oncovigil train {task}`")
+    if artifact is not None:
+        _check_named_artifact(spec, artifact)
     _check_out(out)
     try:
         card = spec.export(context, source, out or settings.resolved_models_dir / task)
+    except (ModelLoadError, ModelIntegrityError) as exc:
+        # a folder the user named that lacks a file or fails its hashes is theirs to fix; the same error from
+        # the backbone or the committed artifacts stays an operational failure
+        named = artifact is not None and str(artifact) in str(exc)
+        raise fail(str(exc), 2) if named else _user_errors(exc) from exc
     except ModelError as exc:
         raise _user_errors(exc) from exc
     typer.echo(json.dumps({"task": task, "name": card.name, "export": card.export}, indent=2, default=str))
+
+
+def _check_named_artifact(spec: TaskSpec, artifact: Path) -> None:
+    """Refuse an --artifact of another task or with a broken card before the export loads the backbone: it
+    would otherwise fail late, on a file that task never has, as if the artifact had to be retrained."""
+    try:
+        card_task = read_card(artifact).task
+    except ModelError as exc:
+        raise fail(str(exc), 2) from exc
+    if not spec.holds_own_model(card_task):
+        raise fail(
+            f"OV-0150: --artifact {artifact} holds an artifact of the task {card_task}, not of {spec.name}; "
+            f"pass a {spec.name} artifact folder"
+        )
 
 
 @models_app.command("build")

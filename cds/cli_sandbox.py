@@ -11,7 +11,7 @@ import typer
 
 from adapters import FhirClient, FhirClientConfig
 from cds.cli import fail, settings_of
-from cds.cohort import Cohort, generate_cohort, write_ndjson, write_truth
+from cds.cohort import Cohort, check_layout, generate_cohort, write_ndjson, write_truth
 from cds.sandbox import manager_from_settings
 from cds.seed import SeedReport, seed_all
 from cds.settings import Settings
@@ -121,6 +121,7 @@ def register(app: typer.Typer) -> None:
         """Write the cohort's ground truth and its FHIR resources as NDJSON, without a server."""
         settings = settings_of(ctx)
         made = generate_cohort(patients or settings.cohort_patients, settings.cohort_seed if seed is None else seed)
+        check_layout(made, out)
         write_truth(made, out)
         files = write_ndjson(made, out / "fhir")
         counts = ", ".join(f"{k} {v}" for k, v in made.counts().items())

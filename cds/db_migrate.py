@@ -150,6 +150,10 @@ def _check_revision_given(revision: str) -> None:
     """Refuses an unknown target before the database is locked, opened or logged as migrating."""
     if not revision.strip():  # Alembic answers an empty revision with a bare AssertionError
         raise _revision_error(revision, "no revision given")
+    if revision.strip() == "base":
+        # Alembic resolves it to "no revision" and an upgrade then has nothing to do: it would exit 0 having
+        # done nothing, while the user asked for an empty schema, which only a downgrade (not offered) makes
+        raise _revision_error(revision, "that is the empty schema before every revision; downgrades are not offered")
     if "+" in revision or "-" in revision:
         return  # relative (+1, head-1): only resolvable against the database's revision, inside the command
     try:

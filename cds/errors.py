@@ -20,7 +20,9 @@ Exception tree::
                                             state database folder (0141), unreadable config file (0142)
     (ConfigError)            OV-0150..0159  bad eval / refine / models input: another task's --model (0150),
                                             empty data (0151), --out not a folder (0152), refine numbers out
-                                            of range (0153), a summariser's unreadable event vocabulary (0154)
+                                            of range (0153), a summariser's unreadable event vocabulary (0154);
+                                            OV-0150 also refuses another task's `export --artifact`
+    (ConfigError)            OV-0160..0169  more bad settings: an unreadable trusted issuers file (0160)
 
 A few codes of other families name settings or arguments the user must change; their errors are raised as
 that family's ``...ConfigError`` (both the family and ``ConfigError``, so the CLI exits 2): ``CohortConfigError``

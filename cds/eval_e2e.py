@@ -78,7 +78,8 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
         raise CohortError(
             "OV-0046", f"{path}:{at}: not UTF-8 text (byte 0x{data[exc.start]:02x}); pass the generator's file"
         ) from exc
-    for number, line in enumerate(text.splitlines(), start=1):
+    # "\n" only: splitlines() also breaks at U+2028 and other separators a valid JSON string may hold raw
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -21,7 +21,10 @@ from typing import Any
 
 from cds.errors import ConfigError
 from cds.model_tasks import (
+    AT_LEAST_ONE,
+    MAX_LEN,
     NON_NEGATIVE,
+    POSITIVE,
     EvalData,
     OptionRange,
     TaskContext,
@@ -63,7 +66,15 @@ DEFAULTS: dict[str, float] = {
     "reuse_adapter": 0,
     "warm_start": 0,
 }
-RANGES: dict[str, OptionRange] = {"neg_ratio": NON_NEGATIVE, "threads": NON_NEGATIVE}
+RANGES: dict[str, OptionRange] = {
+    "neg_ratio": NON_NEGATIVE,
+    "threads": NON_NEGATIVE,
+    "epochs": POSITIVE,
+    "batch_size": AT_LEAST_ONE,
+    "learning_rate": POSITIVE,
+    "max_len": MAX_LEN,
+    "max_steps": OptionRange(-1.0),  # -1: the epochs decide
+}
 
 
 WHY_BACKBONE = (

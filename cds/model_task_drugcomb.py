@@ -22,8 +22,11 @@ from typing import Any
 
 from cds.errors import ConfigError
 from cds.model_tasks import (
+    AT_LEAST_ONE,
     FRACTION,
+    MAX_LEN,
     NON_NEGATIVE,
+    POSITIVE,
     SHARE,
     EvalData,
     OptionRange,
@@ -87,7 +90,15 @@ RANGES: dict[str, OptionRange] = {
     "calibration_fraction": OptionRange(0.0, 1.0, high_open=True),  # 0: no calibration slice
     "threshold": SHARE,
     "threads": NON_NEGATIVE,
+    "epochs": POSITIVE,
+    "batch_size": AT_LEAST_ONE,
+    "learning_rate": POSITIVE,
+    "max_len": MAX_LEN,
+    "head_learning_rate": POSITIVE,
+    "max_steps": NON_NEGATIVE,  # 0: all epochs
+    "max_size": OptionRange(2.0),  # a combination names two drugs at least
 }
+STRATEGIES: tuple[Strategy, ...] = ("largest_disjoint", "non_nested", "all")
 
 
 def _option(ctx: TaskContext, key: str) -> float:
@@ -135,9 +146,10 @@ def synthetic_notes(patients: int, seed: int) -> list[dict[str, Any]]:
 
 def _strategy(ctx: TaskContext) -> Strategy:
     value = ctx.options.get("strategy", "largest_disjoint")
-    if value not in ("largest_disjoint", "non_nested", "all"):
-        raise ConfigError("OV-0015", f"--option strategy must be largest_disjoint, non_nested or all, got {value!r}")
-    return value  # type: ignore[return-value]  # checked against the literal values above
+    for strategy in STRATEGIES:  # the CLI checked it up front; a caller that built ctx itself is checked here
+        if value == strategy:
+            return strategy
+    raise ConfigError("OV-0015", f"--option strategy must be {', '.join(STRATEGIES)}, got {value!r}")
 
 
 def _extractor(ctx: TaskContext, model_dir: Path, allow_int8: bool, cpu_only: bool = False) -> DrugCombExtractor:
@@ -274,7 +286,7 @@ def write_dev_copy(source: Path, out: Path, dev_ids: set[str]) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     kept = [
         line
-        for line in source.read_text(encoding="utf-8").splitlines()
+        for line in source.read_text(encoding="utf-8").split("\n")  # not splitlines(): U+2028 is valid in JSON
         if line.strip() and json.loads(line)["doc_id"] in dev_ids
     ]
     out.write_text("\n".join(kept) + "\n", encoding="utf-8")
@@ -294,6 +306,7 @@ TASK = TaskSpec(
     text_option_keys=frozenset({"strategy"}),
     option_keys=frozenset({*DEFAULTS, "strategy"}),
     option_ranges=RANGES,
+    text_option_choices={"strategy": STRATEGIES},
     eval_data=EvalData(folder=False, expected="a DrugComb-format .jsonl file"),
     name="drugcomb",
     train=train,

@@ -27,7 +27,10 @@ from cds.cohort.phenotype import generate_phenotype_notes
 from cds.errors import ConfigError
 from cds.jsonl_files import write_jsonl
 from cds.model_tasks import (
+    AT_LEAST_ONE,
+    MAX_LEN,
     NON_NEGATIVE,
+    POSITIVE,
     SHARE,
     EvalData,
     OptionRange,
@@ -87,6 +90,11 @@ RANGES: dict[str, OptionRange] = {
     "misspell_rate": SHARE,
     "ehr_share": SHARE,
     "threads": NON_NEGATIVE,
+    "epochs": POSITIVE,
+    "batch_size": AT_LEAST_ONE,
+    "learning_rate": POSITIVE,
+    "max_len": MAX_LEN,
+    "max_steps": OptionRange(-1.0),  # -1: the epochs decide
 }
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 # A negative sentence from ADE-Corpus-V2 must not state what we tag, or it would teach the tagger to miss it.

@@ -29,8 +29,10 @@ from cds.errors import ConfigError
 from cds.formulary import Formulary, default_formulary
 from cds.jsonl_files import write_jsonl
 from cds.model_tasks import (
+    AT_LEAST_ONE,
     FRACTION,
     NON_NEGATIVE,
+    POSITIVE,
     SHARE,
     EvalData,
     OptionRange,
@@ -69,7 +71,13 @@ DEFAULTS: dict[str, float] = {
     "phenotype_variants": 0,
     "phenotype_share": 1 / 3,
 }
-RANGES: dict[str, OptionRange] = {"dev_fraction": FRACTION, "phenotype_share": SHARE, "threads": NON_NEGATIVE}
+RANGES: dict[str, OptionRange] = {
+    "dev_fraction": FRACTION,
+    "phenotype_share": SHARE,
+    "threads": NON_NEGATIVE,
+    "learning_rate": POSITIVE,
+    "max_steps": AT_LEAST_ONE,  # the steps alone end training here, so 0 would ship the untrained base
+}
 
 
 def _option(ctx: TaskContext, key: str) -> float:

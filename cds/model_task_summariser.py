@@ -24,8 +24,10 @@ from typing import Any
 from cds.errors import ConfigError
 from cds.model_tasks import (
     ARTIFACTS_ROOT,
+    AT_LEAST_ONE,
     FRACTION,
     NON_NEGATIVE,
+    POSITIVE,
     EvalData,
     OptionRange,
     TaskContext,
@@ -67,7 +69,13 @@ DEFAULTS: dict[str, float] = {
     "layers": 2,
     "max_new_tokens": 160,
 }
-RANGES: dict[str, OptionRange] = {"dev_fraction": FRACTION, "threads": NON_NEGATIVE}
+RANGES: dict[str, OptionRange] = {
+    "dev_fraction": FRACTION,
+    "threads": NON_NEGATIVE,
+    "batch_size": AT_LEAST_ONE,
+    "sft_lr": POSITIVE,
+    "dpo_lr": POSITIVE,
+}
 
 
 def _option(ctx: TaskContext, key: str) -> float:

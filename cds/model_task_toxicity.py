@@ -16,7 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from cds.jsonl_files import write_jsonl
-from cds.model_tasks import NON_NEGATIVE, EvalData, OptionRange, TaskContext, TaskSpec, export_pooled, numeric_option
+from cds.model_tasks import (
+    AT_LEAST_ONE,
+    MAX_LEN,
+    NON_NEGATIVE,
+    POSITIVE,
+    EvalData,
+    OptionRange,
+    TaskContext,
+    TaskSpec,
+    export_pooled,
+    numeric_option,
+)
 from models import ModelCard, RuntimeConfig, write_card
 from models.backbone import MINILM_NAME, MINILM_SOURCE, minilm_dir
 from models.card import TrainingData
@@ -55,7 +66,15 @@ DEFAULTS: dict[str, float] = {
     "threads": 0,
     "seed": 13,
 }
-RANGES: dict[str, OptionRange] = {"threads": NON_NEGATIVE}
+RANGES: dict[str, OptionRange] = {
+    "threads": NON_NEGATIVE,
+    "epochs": POSITIVE,
+    "batch_size": AT_LEAST_ONE,
+    "learning_rate": POSITIVE,
+    "max_len": MAX_LEN,
+    "head_learning_rate": POSITIVE,
+    "max_steps": NON_NEGATIVE,  # 0: all epochs
+}
 
 
 def _option(ctx: TaskContext, key: str) -> float:

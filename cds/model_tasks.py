@@ -84,6 +84,10 @@ class OptionRange:
 FRACTION = OptionRange(0.0, 1.0, low_open=True, high_open=True)  # a split share: both sides must keep data
 SHARE = OptionRange(0.0, 1.0)  # a rate or probability
 NON_NEGATIVE = OptionRange(0.0)
+POSITIVE = OptionRange(0.0, low_open=True)  # a learning rate or an epoch count: 0 trains nothing
+AT_LEAST_ONE = OptionRange(1.0)  # a batch size
+# a token window below this holds no note text beside the special tokens, and the tokenizer fails late
+MAX_LEN = OptionRange(8.0)
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,8 @@ class TaskSpec:
     # dotted paths into the card's dev metrics that `models list` prints (the rest with --json)
     headline_metrics: tuple[str, ...] = ()
     option_ranges: Mapping[str, OptionRange] = field(default_factory=dict)
+    # the values a text option may take, for the text options that have a fixed set (checked before any work)
+    text_option_choices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     eval_data: EvalData = EvalData()
     # the task names a model card of this task may carry besides ``name`` (cards written before a rename)
     card_tasks: frozenset[str] = frozenset()
@@ -148,6 +154,14 @@ class TaskSpec:
             if value is not None and not self.option_ranges[key].admits(value):
                 bad.append(f"{key}={options[key]} (must be {self.option_ranges[key]})")
         return bad
+
+    def unknown_text_choices(self, options: Mapping[str, str]) -> list[str]:
+        """``key=value (must be one of ...)`` of every text option outside its fixed set of values."""
+        return [
+            f"{key}={options[key]} (must be one of {', '.join(self.text_option_choices[key])})"
+            for key in sorted(set(self.text_option_choices) & set(options))
+            if options[key] not in self.text_option_choices[key]
+        ]
 
     def holds_own_model(self, card_task: str) -> bool:
         return card_task == self.name or card_task in self.card_tasks

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: Path(__file__).resolve().parent.parent.parent / "shared" / "data")
     models_dir: Path | None = None
     onnx_providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    onnx_threads: int = 0
+    onnx_threads: int = Field(default=0, ge=0)  # 0: onnxruntime picks
     onnx_spin_wait: bool = True
     # fp16 variant for CUDA hosts (models.fp16): "auto" builds and checks it when this host really runs CUDA,
     # "always" also on a CPU build host preparing directories for a GPU server (checked on CPU), "never" skips it
@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     artifacts: dict[str, Path] = Field(default_factory=dict)
 
     # cohort
-    cohort_patients: int = 50
+    # bounds of `cohort generate --patients`, so a bad default fails here and not at a flag the user never passed
+    cohort_patients: int = Field(default=50, ge=1, le=9999)
     cohort_seed: int = 7
 
     # state
@@ -108,6 +109,16 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     ray_window_s: float = Field(default=86400.0, gt=0)
     ray_actors: int = Field(default=0, ge=0)
+
+    @field_validator("onnx_providers")
+    @classmethod
+    def _some_providers(cls, value: list[str]) -> list[str]:
+        # only the shape is checked here; models.runtime knows which provider names this onnxruntime offers
+        if not value:
+            raise ValueError("name at least one provider, such as [\"CPUExecutionProvider\"]")
+        if any(not name.strip() for name in value):
+            raise ValueError("provider names must not be empty")
+        return [name.strip() for name in value]
 
     @field_validator("log_level")
     @classmethod
@@ -165,6 +176,9 @@ class _TomlSource(PydanticBaseSettingsSource):
             raise ConfigError("OV-0002", f"config file {path} does not exist; fix ONCOVIGIL_CONFIG_FILE") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("OV-0003", f"config file {path} is not valid TOML: {exc}") from exc
+        except RecursionError as exc:
+            # tomllib parses nested arrays recursively; thousands of `[` exhaust the stack before any decode error
+            raise ConfigError("OV-0003", f"config file {path} is not valid TOML: nested too deeply") from exc
         except UnicodeDecodeError as exc:
             # tomllib decodes before it parses, so a non-UTF-8 file never reaches TOMLDecodeError
             raise ConfigError(

@@ -168,7 +168,8 @@ def read_eval_file(path: Path) -> tuple[list[DrugGroup], list[str]]:
             "OV-0122",
             f"{path}:{at}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); pass a UTF-8 JSONL file of grouped records",
         ) from exc
-    lines = [line for line in text.splitlines() if line.strip()]
+    # "\n" only: splitlines() also breaks at U+2028 and other separators a valid JSON string may hold raw
+    lines = [line for line in text.split("\n") if line.strip()]
     for n, line in enumerate(lines, 1):
         try:
             data = json.loads(line)

@@ -18,7 +18,7 @@ from cds.cohort.records import (
     VisitPatient,
     VisitTruth,
 )
-from cds.cohort.truth import TRUTH_FILES, read_jsonl, write_ndjson, write_truth
+from cds.cohort.truth import TRUTH_FILES, check_layout, read_jsonl, write_ndjson, write_truth
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -33,6 +33,7 @@ __all__ = [
     "ToxicityTruth",
     "VisitPatient",
     "VisitTruth",
+    "check_layout",
     "generate_cohort",
     "load_ctcae_terms",
     "read_jsonl",

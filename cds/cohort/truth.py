@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,30 @@ def write_truth(cohort: Cohort, directory: Path) -> dict[str, Path]:
     _write(paths["visits.jsonl"], (_line(v.to_json()) for v in cohort.visits))
     _write(paths["manifest.json"], [json.dumps(cohort.manifest(), indent=2, sort_keys=True) + "\n"])
     return paths
+
+
+def check_layout(cohort: Cohort, directory: Path) -> None:
+    """Refuse ``directory`` before anything is written when ``write_truth`` and ``write_ndjson`` could not
+    complete in it: a ``fhir`` file in the way was found only after the truth files had been written."""
+    for folder in (directory, directory / "fhir"):
+        for place in (folder, *folder.parents):
+            if place.is_dir():
+                if not os.access(place, os.W_OK | os.X_OK):
+                    raise CohortConfigError(
+                        "OV-0043", f"cannot create {folder}: {place} is not writable; choose a writable directory"
+                    )
+                break
+            if place.exists() or place.is_symlink():
+                raise CohortConfigError(
+                    "OV-0043", f"cannot create {folder}: a file is in the way at {place}; choose a writable directory"
+                )
+    kinds = {str(resource["resourceType"]) for resource in cohort.resources}
+    files = [directory / name for name in TRUTH_FILES] + [directory / "fhir" / f"{kind}.ndjson" for kind in kinds]
+    for path in sorted(files):
+        if path.is_dir():
+            raise CohortConfigError(
+                "OV-0043", f"cannot create {path}: a folder is in the way; choose another directory"
+            )
 
 
 def write_ndjson(cohort: Cohort, directory: Path) -> dict[str, Path]:
