@@ -21,10 +21,8 @@ from typing import Any
 
 from cds.errors import ConfigError
 from cds.model_tasks import (
-    AT_LEAST_ONE,
-    MAX_LEN,
+    ENCODER_TRAINING_RANGES,
     NON_NEGATIVE,
-    POSITIVE,
     EvalData,
     OptionRange,
     TaskContext,
@@ -67,12 +65,8 @@ DEFAULTS: dict[str, float] = {
     "warm_start": 0,
 }
 RANGES: dict[str, OptionRange] = {
+    **ENCODER_TRAINING_RANGES,
     "neg_ratio": NON_NEGATIVE,
-    "threads": NON_NEGATIVE,
-    "epochs": POSITIVE,
-    "batch_size": AT_LEAST_ONE,
-    "learning_rate": POSITIVE,
-    "max_len": MAX_LEN,
     "max_steps": OptionRange(-1.0),  # -1: the epochs decide
 }
 

@@ -22,9 +22,8 @@ from typing import Any
 
 from cds.errors import ConfigError
 from cds.model_tasks import (
-    AT_LEAST_ONE,
+    ENCODER_TRAINING_RANGES,
     FRACTION,
-    MAX_LEN,
     NON_NEGATIVE,
     POSITIVE,
     SHARE,
@@ -86,14 +85,10 @@ DEFAULTS: dict[str, float] = {
     "seed": 13,
 }
 RANGES: dict[str, OptionRange] = {
+    **ENCODER_TRAINING_RANGES,
     "dev_fraction": FRACTION,
     "calibration_fraction": OptionRange(0.0, 1.0, high_open=True),  # 0: no calibration slice
     "threshold": SHARE,
-    "threads": NON_NEGATIVE,
-    "epochs": POSITIVE,
-    "batch_size": AT_LEAST_ONE,
-    "learning_rate": POSITIVE,
-    "max_len": MAX_LEN,
     "head_learning_rate": POSITIVE,
     "max_steps": NON_NEGATIVE,  # 0: all epochs
     "max_size": OptionRange(2.0),  # a combination names two drugs at least

@@ -27,10 +27,7 @@ from cds.cohort.phenotype import generate_phenotype_notes
 from cds.errors import ConfigError
 from cds.jsonl_files import write_jsonl
 from cds.model_tasks import (
-    AT_LEAST_ONE,
-    MAX_LEN,
-    NON_NEGATIVE,
-    POSITIVE,
+    ENCODER_TRAINING_RANGES,
     SHARE,
     EvalData,
     OptionRange,
@@ -86,14 +83,10 @@ DEFAULTS: dict[str, float] = {
     "neg_sentences": 1500,
 }
 RANGES: dict[str, OptionRange] = {
+    **ENCODER_TRAINING_RANGES,
     "typo_rate": SHARE,
     "misspell_rate": SHARE,
     "ehr_share": SHARE,
-    "threads": NON_NEGATIVE,
-    "epochs": POSITIVE,
-    "batch_size": AT_LEAST_ONE,
-    "learning_rate": POSITIVE,
-    "max_len": MAX_LEN,
     "max_steps": OptionRange(-1.0),  # -1: the epochs decide
 }
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)

@@ -17,8 +17,7 @@ from typing import Any
 
 from cds.jsonl_files import write_jsonl
 from cds.model_tasks import (
-    AT_LEAST_ONE,
-    MAX_LEN,
+    ENCODER_TRAINING_RANGES,
     NON_NEGATIVE,
     POSITIVE,
     EvalData,
@@ -67,11 +66,7 @@ DEFAULTS: dict[str, float] = {
     "seed": 13,
 }
 RANGES: dict[str, OptionRange] = {
-    "threads": NON_NEGATIVE,
-    "epochs": POSITIVE,
-    "batch_size": AT_LEAST_ONE,
-    "learning_rate": POSITIVE,
-    "max_len": MAX_LEN,
+    **ENCODER_TRAINING_RANGES,
     "head_learning_rate": POSITIVE,
     "max_steps": NON_NEGATIVE,  # 0: all epochs
 }

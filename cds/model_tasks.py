@@ -88,6 +88,14 @@ POSITIVE = OptionRange(0.0, low_open=True)  # a learning rate or an epoch count:
 AT_LEAST_ONE = OptionRange(1.0)  # a batch size
 # a token window below this holds no note text beside the special tokens, and the tokenizer fails late
 MAX_LEN = OptionRange(8.0)
+# What every encoder task's training reads (ADE, DrugComb, phenotype, toxicity), with the values that mean something.
+ENCODER_TRAINING_RANGES: Mapping[str, OptionRange] = {
+    "threads": NON_NEGATIVE,
+    "epochs": POSITIVE,
+    "batch_size": AT_LEAST_ONE,
+    "learning_rate": POSITIVE,
+    "max_len": MAX_LEN,
+}
 
 
 @dataclass(frozen=True)
