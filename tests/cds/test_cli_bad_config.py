@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,28 +16,17 @@ import pytest
 from cds.cohort import generate_cohort, write_truth
 from cds.errors import CohortError, ConfigError, RayEngineError, SyncError
 from cds.settings import load_settings
+from tests.cds.test_sync_kit import cli_env as sync_kit_env
+from tests.cds.test_sync_kit import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def cli_env(home: Path, **settings: str) -> dict[str, str]:
-    """No inherited ONCOVIGIL_ settings; a FHIR URL where nothing listens, should a refusal ever fail open."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONCOVIGIL_")}
-    env.update({
-        "ONCOVIGIL_HOME": str(home),
-        "ONCOVIGIL_MODELS_DIR": str(home / "models"),
-        "ONCOVIGIL_FHIR_BASE_URL": "http://127.0.0.1:9/fhir",
-        "PYTHONPATH": str(REPO),
-    })
-    env.update({f"ONCOVIGIL_{k.upper()}": v for k, v in settings.items()})
-    return env
-
-
-def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from cds.cli import main; main()", *args],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )
+    """The sync kit's clean environment, models under ``home`` and a FHIR URL where nothing listens, should a
+    refusal ever fail open."""
+    defaults = {"models_dir": str(home / "models"), "fhir_base_url": "http://127.0.0.1:9/fhir"}
+    return sync_kit_env(home, **{**defaults, **settings})
 
 
 def assert_usage_error(done: subprocess.CompletedProcess[str], code: str) -> str:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +16,7 @@ from models.phenotype.data import read_notes as read_phenotype_notes
 from models.recommender.visits import read_visits
 from models.text_files import jsonl_values
 from models.toxicity.data import read_notes as read_toxicity_notes
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.cds.test_sync_kit import cli_env, run_cli
 
 DRUGCOMB = {
     "doc_id": "d1",
@@ -172,19 +168,6 @@ def test_recommender_patient_errors_name_the_line(tmp_path: Path, age: object) -
         read_visits(path)
 
 
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ONCOVIGIL_HOME": str(home), "ONCOVIGIL_ONNX_PROVIDERS": '["CPUExecutionProvider"]'}
-    return subprocess.run(
-        [sys.executable, "-c", "from cds.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_cli_eval_exits_2_on_files_that_are_not_utf8(tmp_path: Path) -> None:
     """ade and recommender read the data before the model, so a placeholder model folder is enough."""
     model = tmp_path / "model"
@@ -197,7 +180,7 @@ def test_cli_eval_exits_2_on_files_that_are_not_utf8(tmp_path: Path) -> None:
     (corpus / REL_FILE).write_bytes(b"1|caf\xe9 caused rash|rash|0|4|x|0|1\n")
     (corpus / NEG_FILE).write_text("", encoding="utf-8")
     for task, data, code in (("recommender", visits, "OV-2079"), ("ade", corpus, "OV-2060")):
-        done = _cli("eval", task, "--data", str(data), "--model", str(model), "--json", home=tmp_path / "home")
+        done = run_cli(["eval", task, "--data", str(data), "--model", str(model), "--json"], cli_env(tmp_path / "home"))
         assert done.returncode == 2, done.stderr
         assert f"{code}: " in done.stderr and "not UTF-8" in done.stderr and done.stdout == ""
         assert "Traceback" not in done.stderr and "OV-0099" not in done.stderr

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -37,8 +34,8 @@ from models.summariser.generator import CausalGenerator, Seq2SeqGenerator
 from models.token_retrieval import TokenIndex
 from models.toxicity import HeadLayout, load_toxicity_extractor
 from models.toxicity.retrieval import RetrievalIndex
+from tests.cds.test_sync_kit import cli_env, run_cli
 
-REPO = Path(__file__).resolve().parents[2]
 CPU_ONLY = RuntimeConfig(providers=("CPUExecutionProvider",), threads=1)
 NOT_UTF8 = b"\xff\xfe\x00 not text {"
 NOT_JSON = b'{"labels": ['
@@ -372,15 +369,7 @@ def test_eval_on_a_user_folder_with_a_damaged_tokenizer_exits_2(toxicity_dir: Pa
     data = tmp_path / "notes.jsonl"
     data.write_text("\n".join(json.dumps(n) for n in notes) + "\n", encoding="utf-8")
     (toxicity_dir / "tokenizer.json").write_bytes(b"garbage{")
-    env = {**os.environ, "ONCOVIGIL_HOME": str(tmp_path), "ONCOVIGIL_ONNX_PROVIDERS": '["CPUExecutionProvider"]'}
     command = ["eval", "toxicity", "--data", str(data), "--model", str(toxicity_dir), "--json"]
-    done = subprocess.run(
-        [sys.executable, "-c", "from cds.cli import main; main()", *command],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=300,
-    )
+    done = run_cli(command, cli_env(tmp_path))
     assert done.returncode == 2, done.stderr
     assert "OV-2006" in done.stderr and "tokenizer.json" in done.stderr and "OV-0099" not in done.stderr
